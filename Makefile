@@ -1,0 +1,24 @@
+# The two commands a new machine needs: `make demo` and `make test`. Both set up .venv first.
+PY ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: demo test dev services clean
+
+$(BIN)/huey: huey_core/pyproject.toml huey_memory/pyproject.toml huey_redis/pyproject.toml huey_sql/pyproject.toml requirements-dev.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -e huey_core -e huey_memory -e "huey_redis[hiredis]" -e "huey_sql[postgres,mysql]"
+	touch $(BIN)/huey
+
+dev: $(BIN)/huey
+
+demo: dev
+	cd examples && ../$(BIN)/python demo.py
+
+test: dev
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist */build */dist
