@@ -1,0 +1,101 @@
+"""Users install from wheels with extras: each extra must bring exactly its backends and a working CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DISTRIBUTIONS = ["huey_core", "huey_memory", "huey_redis", "huey_sql"]
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheels")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out)]
+        + [str(ROOT / d) for d in DISTRIBUTIONS],
+        check=True,
+    )
+    return out
+
+
+def make_venv(tmp: Path, wheelhouse: Path, requirement: str) -> Path:
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin/pip"), "install", "-q", "--find-links", str(wheelhouse), requirement],
+        check=True,
+    )
+    return venv
+
+
+def listed_backends(venv: Path) -> set[str]:
+    out = subprocess.run(
+        [str(venv / "bin/huey"), "backends"], check=True, capture_output=True, text=True
+    ).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()} & {
+        "memory",
+        "redis",
+        "sql",
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [("redis", {"redis"}), ("sql", {"sql"}), ("all", {"memory", "redis", "sql"})],
+)
+def test_extra_installs_its_backends(
+    extra: str, expected: set[str], wheelhouse: Path, tmp_path: Path
+) -> None:
+    venv = make_venv(tmp_path, wheelhouse, f"huey-core[{extra}]")
+    assert listed_backends(venv) == expected
+
+
+def test_redis_extra_runs_a_consumer(wheelhouse: Path, tmp_path: Path, redis_url: str) -> None:
+    venv = make_venv(tmp_path, wheelhouse, "huey-core[redis]")
+    name = f"wheel-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "wheelapp.py").write_text(
+        textwrap.dedent(
+            f"""
+            from huey_core import Huey
+            huey = Huey({name!r}, backend="redis", url={redis_url!r})
+
+            @huey.task()
+            def mul(a, b):
+                return a * b
+            """
+        )
+    )
+    python = str(venv / "bin/python")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    consumer = subprocess.Popen(
+        [str(venv / "bin/huey"), "consume", "wheelapp.huey", "--backend", "redis", "--url", redis_url],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        script = "import wheelapp; print(wheelapp.mul(6, 7).get(blocking=True, timeout=30))"
+        out = subprocess.run(
+            [python, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "42"
+    finally:
+        consumer.terminate()
+        try:
+            code = consumer.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            consumer.kill()
+            raise
+        time.sleep(0)
+    assert code == 0, consumer.stderr.read().decode() if consumer.stderr else ""
