@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test dev services clean
+.PHONY: demo test dev bench clean
 
 $(BIN)/huey: huey_core/pyproject.toml huey_memory/pyproject.toml huey_redis/pyproject.toml huey_sql/pyproject.toml requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -22,3 +22,6 @@ test: dev
 
 clean:
 	rm -rf $(VENV) build dist */build */dist
+
+bench: dev
+	$(BIN)/python bench/run.py
