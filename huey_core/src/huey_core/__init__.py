@@ -1,7 +1,25 @@
-"""huey toolkit core: `from huey_core import Huey, crontab`."""
+"""huey toolkit core: `from huey_core import Huey, crontab`.
+
+The public API mirrors huey's (huey.api, huey.exceptions, huey.signals), so a huey application
+ports by changing its imports and the storage class.
+"""
 
 from __future__ import annotations
 
+from huey_core.api import (
+    ChordResult,
+    Huey,
+    PeriodicTask,
+    RateLimit,
+    Result,
+    ResultGroup,
+    Task,
+    TaskLock,
+    TaskWrapper,
+    chord,
+    group,
+)
+from huey_core.crontab import crontab
 from huey_core.exceptions import (
     CancelExecution,
     ConfigurationError,
@@ -12,23 +30,41 @@ from huey_core.exceptions import (
     RetryTask,
     TaskException,
     TaskLockedException,
+    TaskTimeout,
     UnknownBackend,
 )
 from huey_core.hookspecs import hookimpl
+from huey_core.serializer import JSONSerializer, PickleSerializer, Serializer, SignedSerializer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CancelExecution",
+    "ChordResult",
     "ConfigurationError",
+    "Huey",
     "HueyException",
+    "JSONSerializer",
+    "PeriodicTask",
+    "PickleSerializer",
     "PoisonMessage",
+    "RateLimit",
     "RateLimitExceeded",
+    "Result",
+    "ResultGroup",
     "ResultTimeout",
     "RetryTask",
+    "Serializer",
+    "SignedSerializer",
+    "Task",
     "TaskException",
+    "TaskLock",
     "TaskLockedException",
+    "TaskTimeout",
+    "TaskWrapper",
     "UnknownBackend",
+    "chord",
+    "crontab",
+    "group",
     "hookimpl",
 ]
-# Huey, crontab, Result and friends are added here by huey_core.api (see DESIGN.md section 3).

@@ -22,11 +22,15 @@ class TaskLockedException(HueyException):
 
 
 class CancelExecution(Exception):
-    """Raise in a pre-execute hook (or a task) to cancel the task; `retry=True` retries it."""
+    """Raise in a pre-execute hook (or a task) to cancel the task.
 
-    def __init__(self, retry: bool | None = None, *args: Any) -> None:
+    `retry=True` retries it, `retry=False` never does, None retries only when the task has
+    retries left (huey's meaning).
+    """
+
+    def __init__(self, msg: str | None = None, retry: bool | None = None) -> None:
         self.retry = retry
-        super().__init__(*args)
+        super().__init__(*(() if msg is None else (msg,)))
 
 
 class RetryTask(Exception):
@@ -39,7 +43,26 @@ class RetryTask(Exception):
 
 
 class RateLimitExceeded(HueyException):
-    """A task called more often than its `rate_limit` allows."""
+    """A `huey.rate_limit(name, limit, per)` window is full.
+
+    `key` names the limit, `delay` is the number of seconds until the window resets, and `retry`
+    tells the executing task to be retried after `delay` instead of failing.
+    """
+
+    def __init__(self, key: str = "", delay: float = 0.0, retry: bool = True) -> None:
+        self.key = key
+        self.delay = delay
+        self.retry = retry
+        super().__init__(key, delay, retry)
+
+    def __str__(self) -> str:
+        if self.retry:
+            return f'rate limit exceeded on "{self.key}", retry in {self.delay:0.1f}s'
+        return f'rate limit exceeded on "{self.key}"'
+
+
+class TaskTimeout(HueyException):
+    """A task ran longer than its `timeout=` seconds; it is reported as an error."""
 
 
 class TaskException(HueyException):
@@ -50,7 +73,7 @@ class TaskException(HueyException):
         super().__init__(*args)
 
     def __str__(self) -> str:
-        return str(self.metadata.get("error") or super().__str__())
+        return str(self.metadata.get("error") or "unknown error")
 
 
 class ResultTimeout(HueyException):

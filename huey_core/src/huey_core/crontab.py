@@ -1,0 +1,138 @@
+"""`crontab(...)`: the schedule of a periodic task, as huey spells it.
+
+Each field accepts an int or a string of comma-separated pieces:
+
+    *        every value              */n      every n-th value from the field's minimum
+    a        one value                a-b      a through b (wraps around when a > b: 22-2)
+    a-b/n    every n-th value a..b    a/n      every n-th value from a to the field's maximum
+
+Ranges: minute 0-59, hour 0-23, day 1-31, month 1-12, day_of_week 0-7 where both 0 and 7 mean
+Sunday (1 = Monday ... 6 = Saturday). A piece that does not parse, a value out of range or a step
+of 0 raises ValueError when the crontab is built, so a typo fails at import time instead of
+silently never firing (huey ignores bad pieces unless strict=True; here `strict` is accepted for
+compatibility and bad specs always raise).
+
+As in huey, all five fields must match (day and day_of_week are ANDed, unlike Vixie cron's OR).
+The returned object is called with a naive datetime (UTC or local time, per `Huey(utc=...)`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import re
+from typing import Any
+
+__all__ = ["Crontab", "crontab"]
+
+_PIECE = re.compile(r"^(?:(?P<star>\*)|(?P<lo>\d+)(?:-(?P<hi>\d+))?)(?:/(?P<step>\d+))?$")
+
+# field name -> (minimum, maximum) of accepted input values
+_FIELDS: dict[str, tuple[int, int]] = {
+    "minute": (0, 59),
+    "hour": (0, 23),
+    "day": (1, 31),
+    "month": (1, 12),
+    "day_of_week": (0, 7),
+}
+
+
+def parse_field(field: str, spec: Any) -> frozenset[int]:
+    """The set of values `spec` selects for `field`; ValueError naming the bad piece."""
+    lo_ok, hi_ok = _FIELDS[field]
+    # day_of_week: ranges and steps walk the week 0..6; 7 is only an alias of 0 (Sunday).
+    cycle_hi = 6 if field == "day_of_week" else hi_ok
+    if isinstance(spec, bool) or not isinstance(spec, (int, str)):
+        raise ValueError(f"crontab {field}={spec!r}: expected an int or a string like '*/5'")
+    text = str(spec).replace(" ", "")
+    if not text:
+        raise ValueError(f"crontab {field}: empty specification")
+    values: set[int] = set()
+    for piece in text.split(","):
+        match = _PIECE.match(piece)
+        if not match:
+            raise ValueError(f"crontab {field}={spec!r}: cannot parse {piece!r}")
+        step = int(match["step"]) if match["step"] is not None else 1
+        if step < 1:
+            raise ValueError(f"crontab {field}={spec!r}: step must be at least 1 in {piece!r}")
+        if match["star"]:
+            span = list(range(lo_ok, cycle_hi + 1))
+        else:
+            start = int(match["lo"])
+            if match["hi"] is not None:
+                end = int(match["hi"])
+            elif match["step"] is not None:
+                end = cycle_hi  # "a/n": from a to the end of the field
+            else:
+                end = start
+            for value in (start, end):
+                if not lo_ok <= value <= hi_ok:
+                    raise ValueError(
+                        f"crontab {field}={spec!r}: {value} is outside {lo_ok}-{hi_ok}"
+                    )
+            if field == "day_of_week" and start == 7:
+                start = 0 if end != 7 else 7  # "7-3" is Sunday..Wednesday; "7" alone stays 7
+            if start <= end:
+                span = list(range(start, end + 1))
+            else:  # wraps around: 22-2 is 22, 23, 0, 1, 2
+                span = list(range(start, cycle_hi + 1)) + list(range(lo_ok, end + 1))
+        values.update(span[::step])
+    if field == "day_of_week":
+        values = {v % 7 for v in values}
+    return frozenset(values)
+
+
+class Crontab:
+    """A parsed crontab; call it with a datetime to know whether the task runs that minute."""
+
+    def __init__(
+        self,
+        minute: Any = "*",
+        hour: Any = "*",
+        day: Any = "*",
+        month: Any = "*",
+        day_of_week: Any = "*",
+    ) -> None:
+        self.spec = {
+            "minute": minute,
+            "hour": hour,
+            "day": day,
+            "month": month,
+            "day_of_week": day_of_week,
+        }
+        self.minutes = parse_field("minute", minute)
+        self.hours = parse_field("hour", hour)
+        self.days = parse_field("day", day)
+        self.months = parse_field("month", month)
+        self.days_of_week = parse_field("day_of_week", day_of_week)  # 0 = Sunday
+
+    def __call__(self, timestamp: datetime.datetime) -> bool:
+        weekday = (timestamp.weekday() + 1) % 7  # Python: Monday=0; cron: Sunday=0
+        return (
+            timestamp.minute in self.minutes
+            and timestamp.hour in self.hours
+            and timestamp.day in self.days
+            and timestamp.month in self.months
+            and weekday in self.days_of_week
+        )
+
+    def __repr__(self) -> str:
+        fields = " ".join(str(self.spec[f]) for f in _FIELDS)
+        return f"crontab({fields})"
+
+
+def crontab(
+    minute: Any = "*",
+    hour: Any = "*",
+    day: Any = "*",
+    month: Any = "*",
+    day_of_week: Any = "*",
+    strict: bool = True,
+) -> Crontab:
+    """Build a periodic-task schedule: `@huey.periodic_task(crontab(minute="*/15"))`."""
+    del strict  # bad specs always raise; kept so huey code passing strict= ports unchanged
+    return Crontab(minute, hour, day, month, day_of_week)
+
+
+crontab.hourly = functools.partial(crontab, minute="0")  # type: ignore[attr-defined]
+crontab.daily = functools.partial(crontab, minute="0", hour="0")  # type: ignore[attr-defined]
