@@ -1,0 +1,843 @@
+"""The consumer: worker threads or processes, the scheduler, the periodic enqueuer, shutdown.
+
+A worker claims one message at a time under a lease (`queue.dequeue`), hands it to
+`huey.process()` and acknowledges the lease afterwards, so a message is deleted only once its task
+has ended. While the task runs, the consumer's heartbeat thread extends the lease, so a long task
+is not handed to another consumer; a consumer killed with SIGKILL stops extending and its leases
+expire, after which any consumer's scheduler `recover()`s them.
+
+Shutdown (SIGTERM or SIGINT, or `stop()`): workers stop taking work and finish what they hold;
+after `shutdown_timeout` seconds, tasks still running are released back to the queue (event
+`interrupted`). The schedule stays in storage. A second signal stops at once, releasing every lease
+still held, so nothing acknowledged is lost and nothing in flight waits for its lease to expire.
+
+Backend errors (server down, connection reset) never end a worker or the consumer: the worker logs
+them, backs off with the polling backoff and tries again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from huey_core.exceptions import ConfigurationError
+from huey_core.plugins import mask_url
+
+if TYPE_CHECKING:
+    from huey_core.protocols import Delivery
+
+__all__ = ["Backoff", "Consumer", "WORKER_TYPES", "MODES"]
+
+logger = logging.getLogger("huey.consumer")
+
+WORKER_TYPES = ("thread", "process")
+MODES = ("auto", "blocking", "polling")
+
+BLOCKING_WAIT = 1.0  # seconds per blocking dequeue: short, so a shutdown is noticed promptly
+MOVE_LIMIT = 1000  # messages per move_due call; the scheduler loops while a call fills it
+
+
+def _describe_error(exc: BaseException) -> str:
+    """One line for the log: exception type and message, with any URL password masked."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {mask_url(text)}"
+
+
+class Backoff:
+    """The polling delay: `initial`, then times `factor` per empty poll, capped at `maximum`.
+
+    `next()` returns the delay to sleep now and grows the next one; `reset()` (after a message
+    arrives) starts again at `initial`. The same sequence paces retries after backend errors.
+    """
+
+    def __init__(self, initial: float = 0.1, factor: float = 1.15, maximum: float = 10.0) -> None:
+        if initial <= 0:
+            raise ConfigurationError(f"the polling delay must be > 0, got {initial}")
+        if factor <= 1:
+            raise ConfigurationError(f"the backoff factor must be greater than 1, got {factor}")
+        if maximum < initial:
+            raise ConfigurationError(
+                f"the maximum delay ({maximum}) must be at least the initial delay ({initial})"
+            )
+        self.initial = initial
+        self.factor = factor
+        self.maximum = maximum
+        self._current = initial
+
+    def next(self) -> float:
+        delay = self._current
+        self._current = min(self._current * self.factor, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self._current = self.initial
+
+    @property
+    def current(self) -> float:
+        """The delay the next `next()` call will return."""
+        return self._current
+
+
+class _Heartbeat:
+    """One thread per consumer that keeps the leases of running tasks alive.
+
+    Every `lease_timeout / 3` seconds it extends every registered lease; a lease the backend no
+    longer knows (recovered by another consumer after a stall) is logged, because that task may
+    now run twice.
+    """
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self._leases: dict[str, str] = {}  # lease -> worker name
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.extensions = 0  # successful extend() calls, for tests and `huey info`
+
+    @property
+    def interval(self) -> float:
+        return max(self.consumer.lease_timeout / 3.0, 0.01)
+
+    def add(self, lease: str, worker: str) -> None:
+        with self._lock:
+            self._leases[lease] = worker
+
+    def discard(self, lease: str) -> None:
+        with self._lock:
+            self._leases.pop(lease, None)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self.thread = threading.Thread(target=self._run, name="huey-heartbeat", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        queue = self.consumer.huey.storage.queue
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                held = list(self._leases.items())
+            for lease, worker in held:
+                try:
+                    alive = queue.extend(lease, self.consumer.lease_timeout)
+                except Exception as exc:  # noqa: BLE001 - the backend may be down; try next beat
+                    logger.warning(
+                        "%s: could not extend the lease of its running task (%s); will retry",
+                        worker,
+                        _describe_error(exc),
+                    )
+                    continue
+                if alive:
+                    self.extensions += 1
+                    continue
+                with self._lock:
+                    still_running = lease in self._leases
+                if still_running:
+                    logger.warning(
+                        "%s: the lease of its running task expired and was recovered; "
+                        "another consumer may run the task again",
+                        worker,
+                    )
+
+
+class _Worker:
+    """One worker thread: dequeue, process, acknowledge, until the consumer stops taking work."""
+
+    def __init__(self, consumer: Consumer, index: int) -> None:
+        self.consumer = consumer
+        self.index = index
+        self.name = f"Worker-{index}"
+        self.owner = ""  # set in start(): the pid differs in a forked child
+        self.thread: threading.Thread | None = None
+        self.backoff = Backoff(consumer.initial_delay, consumer.backoff, consumer.max_delay)
+        # Every polling sleep and every message received, in order: ("sleep", delay) and
+        # ("hit", 0.0). Bounded, so a long-running consumer does not grow it.
+        self.polls: deque[tuple[str, float]] = deque(maxlen=1000)
+        self.processed = 0
+        self.backend_errors = 0
+        self._lock = threading.Lock()  # decides between ack (worker) and release (shutdown)
+        self._current: Delivery | None = None
+        self._current_since = 0.0
+        self._abandoned = False
+        self._failing = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{self.name}"
+        self.thread = threading.Thread(target=self.run, name=f"huey-{self.name}", daemon=True)
+        self.thread.start()
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self._current is not None and not self._abandoned
+
+    def is_alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def run(self) -> None:
+        huey = self.consumer.huey
+        try:
+            huey.run_startup_hooks()
+        except Exception:
+            logger.exception("%s: a startup hook failed; the worker runs anyway", self.name)
+        try:
+            self.loop()
+        finally:
+            if not self.consumer._hard_stop.is_set():
+                try:
+                    huey.run_shutdown_hooks()
+                except Exception:
+                    logger.exception("%s: a shutdown hook failed", self.name)
+
+    def loop(self) -> None:
+        consumer = self.consumer
+        queue = consumer.huey.storage.queue
+        while not consumer._stopping.is_set():
+            wait = BLOCKING_WAIT if consumer.blocking else 0.0
+            try:
+                delivery = queue.dequeue(self.owner, consumer.lease_timeout, wait=wait)
+            except Exception as exc:  # noqa: BLE001 - server down: back off, never die
+                self._backend_error("dequeue", exc)
+                continue
+            self._backend_ok()
+            if delivery is None:
+                if consumer.blocking:
+                    self.backoff.reset()
+                else:
+                    self._sleep(self.backoff.next())
+                continue
+            self.backoff.reset()
+            self.polls.append(("hit", 0.0))
+            if consumer._stopping.is_set():
+                # Stop arrived while we were claiming: hand it straight back, untouched.
+                self._release(delivery)
+                break
+            self.handle(delivery)
+
+    def _sleep(self, delay: float) -> None:
+        self.polls.append(("sleep", delay))
+        self.consumer._stopping.wait(delay)
+
+    def _backend_error(self, operation: str, exc: BaseException) -> None:
+        self.backend_errors += 1
+        delay = self.backoff.next()
+        logger.warning(
+            "%s: %s failed on %s (%s); retrying in %.2f s",
+            self.name,
+            operation,
+            self.consumer.backend_description,
+            _describe_error(exc),
+            delay,
+        )
+        self._failing = True
+        self.consumer._stopping.wait(delay)
+
+    def _backend_ok(self) -> None:
+        if self._failing:
+            self._failing = False
+            logger.info("%s: the backend answers again", self.name)
+
+    # -- one message ---------------------------------------------------------------------------
+
+    def handle(self, delivery: Delivery) -> None:
+        consumer = self.consumer
+        with self._lock:
+            self._current = delivery
+            self._current_since = time.monotonic()
+            self._abandoned = False
+        consumer._heartbeat.add(delivery.lease, self.name)
+        ok = True
+        try:
+            consumer.huey.process(delivery, worker=self.owner)
+        except Exception:
+            # process() handles everything a task or a message does; this is a backend failure
+            # half-way (e.g. storing the result). Give the message back so it runs again; the
+            # delivery count lets the core dead-letter it if this keeps happening.
+            ok = False
+            logger.exception(
+                "%s: processing a message failed outside the task; releasing it to the queue",
+                self.name,
+            )
+        finally:
+            consumer._heartbeat.discard(delivery.lease)
+            with self._lock:
+                abandoned = self._abandoned
+                self._current = None
+        if abandoned:
+            return  # shutdown released the lease already; the message is back in the queue
+        self.processed += 1
+        if ok:
+            self._retry_backend("ack", lambda: consumer.huey.storage.queue.ack(delivery.lease))
+        else:
+            self._release(delivery)
+
+    def _retry_backend(self, operation: str, call: Callable[[], Any]) -> bool:
+        """Run `call` until it works; give up only on a hard stop (the lease then expires)."""
+        while True:
+            try:
+                call()
+            except Exception as exc:  # noqa: BLE001
+                self._backend_error(operation, exc)
+                if self.consumer._hard_stop.is_set():
+                    return False
+                continue
+            self._backend_ok()
+            return True
+
+    def _release(self, delivery: Delivery) -> None:
+        try:
+            self.consumer.huey.storage.queue.release(delivery.lease)
+        except Exception as exc:  # noqa: BLE001 - the lease expires and recover() requeues it
+            logger.warning(
+                "%s: could not release a message (%s); it returns when its lease expires",
+                self.name,
+                _describe_error(exc),
+            )
+
+    def abandon(self, reason: str) -> bool:
+        """Release the message this worker is running (shutdown gave up on it). True if one was."""
+        with self._lock:
+            delivery = self._current
+            if delivery is None or self._abandoned:
+                return False
+            self._abandoned = True
+        self.consumer._heartbeat.discard(delivery.lease)
+        self._release(delivery)
+        running = time.monotonic() - self._current_since
+        logger.warning(
+            "%s: %s after %.1f s; its task was released back to the queue and will run again",
+            self.name,
+            reason,
+            running,
+        )
+        self.consumer._emit("interrupted", worker=self.owner, reason=reason)
+        return True
+
+
+class _Scheduler:
+    """Moves due messages to the queue, recovers expired leases, and enqueues periodic tasks."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self.thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.backoff = Backoff(consumer.initial_delay, consumer.backoff, consumer.max_delay)
+        self.last_periodic_minute: datetime.datetime | None = None
+        self._failing = False
+
+    def start(self) -> None:
+        self._stop.clear()
+        self.thread = threading.Thread(target=self._run, name="huey-scheduler", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        interval = self.consumer.scheduler_interval
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001 - server down: back off, never die
+                delay = self.backoff.next()
+                self._failing = True
+                logger.warning(
+                    "scheduler: %s failed (%s); retrying in %.2f s",
+                    self.consumer.backend_description,
+                    _describe_error(exc),
+                    delay,
+                )
+                self._stop.wait(delay)
+                continue
+            if self._failing:
+                self._failing = False
+                logger.info("scheduler: the backend answers again")
+            self.backoff.reset()
+            self._stop.wait(self._next_wait(interval))
+
+    def _next_wait(self, interval: float) -> float:
+        if not self.consumer.periodic:
+            return interval
+        # Never sleep across a minute boundary by more than a moment: periodic tasks are due
+        # at the start of the minute.
+        to_next_minute = 60.0 - (time.time() % 60.0) + 0.01
+        return max(min(interval, to_next_minute), 0.01)
+
+    def tick(self, now: float | None = None) -> None:
+        """One scheduler step: move due messages, recover expired leases, periodic check."""
+        consumer = self.consumer
+        storage = consumer.huey.storage
+        now = time.time() if now is None else now
+        moved = 0
+        while True:
+            n = storage.schedule.move_due(now, MOVE_LIMIT)
+            moved += n
+            if n < MOVE_LIMIT or self._stop.is_set():
+                break
+        if moved:
+            logger.debug("scheduler: moved %d due task(s) to the queue", moved)
+        recovered = storage.queue.recover()
+        if recovered:
+            logger.warning(
+                "scheduler: recovered %d task(s) whose consumer stopped extending the lease; "
+                "they will run again",
+                recovered,
+            )
+            consumer._emit("recovered", count=recovered)
+        if consumer.periodic:
+            self.periodic_check(now)
+
+    def periodic_check(self, now: float) -> list[Any]:
+        """Enqueue periodic tasks once per minute: the first check in a new minute does it."""
+        minute = self.consumer.to_datetime(now).replace(second=0, microsecond=0)
+        if minute == self.last_periodic_minute:
+            return []
+        self.last_periodic_minute = minute
+        return self.consumer.enqueue_periodic(minute)
+
+
+def _child_main(
+    huey: Any, options: dict[str, Any], graceful: Any, hard: Any, index: int
+) -> None:  # pragma: no cover - runs in a forked child (covered by subprocess tests)
+    """A worker process: one thread worker of its own, stopped by signal or by its parent."""
+    # SIGINT goes to the whole foreground process group on Ctrl-C; the parent relays shutdown
+    # through `graceful`/`hard`, so the child must not count the same keypress twice.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    code = 0
+    try:
+        huey.storage.after_fork()
+        child = Consumer(huey, **options)
+        child._worker_base = index
+        child._parent_graceful = graceful
+        child._parent_hard = hard
+        child._parent_pid = os.getppid()
+        child.run(signals=(signal.SIGTERM,), banner=False)
+    except Exception:
+        logger.exception("worker process %d failed", index)
+        code = 1
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+class Consumer:
+    """Runs the tasks of one Huey instance.
+
+    `start()` starts everything in the background and returns (for tests or an app that embeds a
+    consumer); `stop()` ends it; `run()` is the command-line loop: start, wait for SIGTERM or
+    SIGINT, shut down as described in the module docstring, return the exit code (0).
+
+    Options mirror `huey consume`: `workers` threads or processes (`worker_type`), `periodic`
+    enqueues crontab tasks, `initial_delay`/`backoff`/`max_delay` pace polling, `mode` picks
+    blocking waits or polling (auto: blocking where the queue supports it),
+    `scheduler_interval` paces the scheduler, `shutdown_timeout` bounds a graceful stop,
+    `utc` decides the clock periodic tasks are matched against (default: `huey.utc`),
+    `lease_timeout` overrides `huey.lease_timeout`.
+    """
+
+    def __init__(
+        self,
+        huey: Any,
+        workers: int = 1,
+        periodic: bool = True,
+        initial_delay: float = 0.1,
+        backoff: float = 1.15,
+        max_delay: float = 10.0,
+        scheduler_interval: float = 1.0,
+        worker_type: str = "thread",
+        mode: str = "auto",
+        shutdown_timeout: float = 30.0,
+        utc: bool | None = None,
+        lease_timeout: float | None = None,
+        check_worker_health: bool = True,
+        scheduler: bool = True,
+    ) -> None:
+        if workers < 1:
+            raise ConfigurationError(f"workers must be at least 1, got {workers}")
+        if worker_type not in WORKER_TYPES:
+            raise ConfigurationError(
+                f"unknown worker type {worker_type!r}; choose one of: {', '.join(WORKER_TYPES)}"
+            )
+        if mode not in MODES:
+            raise ConfigurationError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+        if scheduler_interval <= 0:
+            raise ConfigurationError(
+                f"the scheduler interval must be > 0, got {scheduler_interval}"
+            )
+        if shutdown_timeout < 0:
+            raise ConfigurationError(f"the shutdown timeout must be >= 0, got {shutdown_timeout}")
+        Backoff(initial_delay, backoff, max_delay)  # validates the three together
+        self.huey = huey
+        self.workers = workers
+        self.periodic = periodic
+        self.initial_delay = initial_delay
+        self.backoff = backoff
+        self.max_delay = max_delay
+        self.scheduler_interval = scheduler_interval
+        self.worker_type = worker_type
+        self.mode = mode
+        self.shutdown_timeout = shutdown_timeout
+        self.utc = bool(getattr(huey, "utc", True)) if utc is None else utc
+        if lease_timeout is not None:
+            if lease_timeout <= 0:
+                raise ConfigurationError(f"the lease timeout must be > 0, got {lease_timeout}")
+            huey.lease_timeout = lease_timeout
+        self.check_worker_health = check_worker_health
+        self.run_scheduler = scheduler
+        storage = huey.storage
+        if worker_type == "process" and not getattr(storage, "process_safe", True):
+            raise ConfigurationError(
+                f"the {self.backend_description} backend keeps its data inside one process, so "
+                "worker processes would not share it; use --worker-type thread or another backend"
+            )
+        queue_blocks = bool(getattr(storage.queue, "blocking", False))
+        if mode == "blocking" and not queue_blocks:
+            logger.warning(
+                "the %s queue cannot wait for messages; polling instead",
+                self.backend_description,
+            )
+        self.blocking = queue_blocks and mode != "polling"
+        self._stopping = threading.Event()  # workers take no new work
+        self._hard_stop = threading.Event()  # stop at once; release what is in flight
+        self._stopped = threading.Event()
+        self._heartbeat = _Heartbeat(self)
+        self._scheduler = _Scheduler(self)
+        self._workers: list[_Worker] = []
+        self._processes: list[Any] = []
+        self._started = False
+        self._worker_base = 0  # index offset for a forked child's worker name
+        self._signals_received = 0
+        self._parent_graceful: Any = None
+        self._parent_hard: Any = None
+        self._parent_pid: int | None = None
+        self._mp_graceful: Any = None
+        self._mp_hard: Any = None
+
+    # -- properties ----------------------------------------------------------------------------
+
+    @property
+    def lease_timeout(self) -> float:
+        return float(getattr(self.huey, "lease_timeout", 30.0))
+
+    @property
+    def backend_description(self) -> str:
+        storage = self.huey.storage
+        try:
+            return mask_url(storage.describe())
+        except Exception:  # noqa: BLE001 - a banner must not fail
+            return type(storage).__name__
+
+    @property
+    def worker_list(self) -> list[_Worker]:
+        """The worker threads (empty in a process-type parent, whose workers are processes)."""
+        return list(self._workers)
+
+    @property
+    def scheduler(self) -> _Scheduler:
+        return self._scheduler
+
+    @property
+    def heartbeat(self) -> _Heartbeat:
+        return self._heartbeat
+
+    def to_datetime(self, timestamp: float) -> datetime.datetime:
+        """The naive datetime periodic tasks are matched against: UTC or local time."""
+        if self.utc:
+            return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).replace(
+                tzinfo=None
+            )
+        return datetime.datetime.fromtimestamp(timestamp)
+
+    def enqueue_periodic(self, now: datetime.datetime) -> list[Any]:
+        """Enqueue the periodic tasks due at `now` (deduplicated across consumers by the core)."""
+        tasks = list(self.huey.enqueue_periodic(now) or [])
+        for task in tasks:
+            logger.info("enqueued periodic task %s", getattr(task, "name", task))
+        return tasks
+
+    def _emit(self, status: str, **fields: Any) -> None:
+        emit = getattr(self.huey, "emit", None)
+        if emit is None:
+            return
+        try:
+            emit(status, None, **fields)
+        except Exception:  # noqa: BLE001 - huey.emit should not raise; belt and braces
+            logger.debug("could not emit %s", status, exc_info=True)
+
+    # -- start / stop --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start workers, heartbeat, scheduler and periodic enqueuer in the background."""
+        if self._started:
+            raise RuntimeError("this consumer has already been started")
+        self._started = True
+        if self.worker_type == "process":
+            self._start_processes()
+        else:
+            self._heartbeat.start()
+            for n in range(1, self.workers + 1):
+                worker = _Worker(self, self._worker_base + n)
+                self._workers.append(worker)
+                worker.start()
+        if self.run_scheduler:
+            self._scheduler.start()
+
+    def _child_options(self) -> dict[str, Any]:
+        return {
+            "workers": 1,
+            "periodic": False,
+            "initial_delay": self.initial_delay,
+            "backoff": self.backoff,
+            "max_delay": self.max_delay,
+            "scheduler_interval": self.scheduler_interval,
+            "worker_type": "thread",
+            "mode": self.mode,
+            "shutdown_timeout": self.shutdown_timeout,
+            "utc": self.utc,
+            "scheduler": False,
+        }
+
+    def _start_processes(self) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._mp_graceful = ctx.Event()
+        self._mp_hard = ctx.Event()
+        for n in range(1, self.workers + 1):
+            self._processes.append(self._spawn(ctx, n))
+
+    def _spawn(self, ctx: Any, n: int) -> Any:
+        proc = ctx.Process(
+            target=_child_main,
+            args=(self.huey, self._child_options(), self._mp_graceful, self._mp_hard, n),
+            name=f"huey-worker-{n}",
+            daemon=False,
+        )
+        proc.start()
+        return proc
+
+    def stop(self, graceful: bool = True, timeout: float | None = None) -> None:
+        """Stop the consumer and wait for it.
+
+        graceful: stop taking work, wait up to `timeout` (default `shutdown_timeout`) for
+        running tasks, then release the ones still running. Not graceful: release at once.
+        The schedule stays in storage either way.
+        """
+        timeout = self.shutdown_timeout if timeout is None else timeout
+        self._stopping.set()
+        self._scheduler.stop()
+        if not graceful:
+            self._hard_stop.set()
+        if self._processes:
+            self._stop_processes(graceful, timeout)
+        else:
+            self._stop_threads(graceful, timeout)
+        self._heartbeat.stop()
+        self._stopped.set()
+
+    def _stop_threads(self, graceful: bool, timeout: float) -> None:
+        deadline = time.monotonic() + (timeout if graceful else 0.0)
+        while time.monotonic() < deadline and not self._hard_stop.is_set():
+            if not any(w.busy for w in self._workers):
+                break
+            time.sleep(0.05)
+        reason = "shutdown timeout reached" if graceful and not self._hard_stop.is_set() else (
+            "immediate shutdown"
+        )
+        for worker in self._workers:
+            if worker.busy:
+                worker.abandon(reason)
+        # Idle workers leave their dequeue within one blocking slice or polling sleep.
+        for worker in self._workers:
+            if worker.thread is not None and not self._hard_stop.is_set():
+                worker.thread.join(BLOCKING_WAIT + 1.0)
+
+    def _stop_processes(self, graceful: bool, timeout: float) -> None:
+        if graceful:
+            self._mp_graceful.set()
+            # Children enforce the shutdown timeout themselves; the margin covers their exit.
+            deadline = time.monotonic() + timeout + 5.0
+            while time.monotonic() < deadline and not self._hard_stop.is_set():
+                if not any(p.is_alive() for p in self._processes):
+                    break
+                time.sleep(0.05)
+        self._mp_hard.set()
+        deadline = time.monotonic() + 3.0
+        for proc in self._processes:
+            proc.join(max(deadline - time.monotonic(), 0.0))
+        for proc in self._processes:
+            if proc.is_alive():
+                logger.error(
+                    "worker process %s did not stop; killing it (its lease expires and the task "
+                    "runs again elsewhere)",
+                    proc.pid,
+                )
+                proc.kill()
+                proc.join(1.0)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the consumer has stopped; True when it has."""
+        return self._stopped.wait(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    # -- health --------------------------------------------------------------------------------
+
+    def check_health(self) -> None:
+        """Replace workers that died (a thread that escaped its loop, a killed process)."""
+        if self._stopping.is_set():
+            return
+        for i, worker in enumerate(self._workers):
+            if worker.thread is not None and not worker.thread.is_alive():
+                logger.error("%s stopped unexpectedly; starting a new one", worker.name)
+                fresh = _Worker(self, worker.index)
+                self._workers[i] = fresh
+                fresh.start()
+        for i, proc in enumerate(self._processes):
+            if not proc.is_alive() and not self._stopping.is_set():
+                logger.error(
+                    "worker process %s exited with code %s; starting a new one",
+                    proc.pid,
+                    proc.exitcode,
+                )
+                self._processes[i] = self._spawn(multiprocessing.get_context("fork"), i + 1)
+
+    # -- the command-line loop -----------------------------------------------------------------
+
+    def log_banner(self) -> None:
+        logger.info(
+            "huey consumer starting: instance %r on %s",
+            getattr(self.huey, "name", "?"),
+            self.backend_description,
+        )
+        logger.info(
+            "%d %s worker(s), %s mode, lease timeout %.1f s, scheduler every %.1f s, "
+            "shutdown timeout %.1f s",
+            self.workers,
+            self.worker_type,
+            "blocking" if self.blocking else (
+                f"polling (delay {self.initial_delay} s, x{self.backoff}, max {self.max_delay} s)"
+            ),
+            self.lease_timeout,
+            self.scheduler_interval,
+            self.shutdown_timeout,
+        )
+        names = _periodic_task_names(self.huey)
+        if not self.periodic:
+            logger.info("periodic tasks: disabled (--no-periodic)")
+        elif names:
+            logger.info(
+                "periodic tasks (%s): %s", "UTC" if self.utc else "local time", ", ".join(names)
+            )
+        else:
+            logger.info("periodic tasks: none registered")
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signals_received += 1
+        name = signal.Signals(signum).name
+        if self._signals_received == 1:
+            logger.info(
+                "%s received: finishing running tasks (up to %.1f s); send it again to stop now",
+                name,
+                self.shutdown_timeout,
+            )
+        else:
+            logger.warning("%s received again: stopping now, releasing running tasks", name)
+            self._hard_stop.set()
+        self._stopping.set()
+
+    def run(
+        self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT), banner: bool = True
+    ) -> int:
+        """Run until SIGTERM/SIGINT (or `stop()` from another thread); return the exit code.
+
+        Must be called from the main thread (signal handlers live there).
+        """
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
+        try:
+            if banner:
+                self.log_banner()
+            self.start()
+            if not self._processes and banner:
+                logger.info("consumer ready (pid %d)", os.getpid())
+            elif banner:
+                logger.info(
+                    "consumer ready (pid %d, worker processes %s)",
+                    os.getpid(),
+                    ", ".join(str(p.pid) for p in self._processes),
+                )
+            last_health = time.monotonic()
+            while not self._stopping.wait(0.1):
+                if self._parent_graceful is not None and self._parent_should_stop():
+                    break
+                if self.check_worker_health and time.monotonic() - last_health > 1.0:
+                    last_health = time.monotonic()
+                    self.check_health()
+            self._shutdown()
+            return 0
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _parent_should_stop(self) -> bool:
+        if self._parent_hard.is_set():
+            self._hard_stop.set()
+            return True
+        return bool(self._parent_graceful.is_set() or os.getppid() != self._parent_pid)
+
+    def _shutdown(self) -> None:
+        self._stopping.set()
+        self._scheduler.stop()
+        if self._hard_stop.is_set():
+            self.stop(graceful=False)
+            logger.info("consumer stopped at once; running tasks were released to the queue")
+            return
+        # Graceful: stop() polls; a second signal sets _hard_stop and cuts the wait short.
+        # Children of a process-type consumer also stop at once when the parent says so.
+        if self._parent_hard is not None:
+            watcher = threading.Thread(target=self._watch_parent_hard, daemon=True)
+            watcher.start()
+        self.stop(graceful=True)
+        if self._hard_stop.is_set():
+            logger.info("consumer stopped at once; running tasks were released to the queue")
+        else:
+            logger.info("consumer stopped")
+
+    def _watch_parent_hard(self) -> None:
+        while not self._stopped.is_set():
+            if self._parent_hard.wait(0.1):
+                self._hard_stop.set()
+                return
+
+    @property
+    def stopped_at_once(self) -> bool:
+        """True when the consumer stopped without waiting for running tasks."""
+        return self._hard_stop.is_set()
+
+
+def _periodic_task_names(huey: Any) -> list[str]:
+    """Names of the registered periodic tasks, whatever the core calls its registry."""
+    for attr in ("periodic_tasks", "_periodic_tasks"):
+        found = getattr(huey, attr, None)
+        if callable(found):
+            try:
+                found = found()
+            except Exception:  # noqa: BLE001
+                found = None
+        if found:
+            return sorted(getattr(t, "name", str(t)) for t in found)
+    return []
