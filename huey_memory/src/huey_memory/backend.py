@@ -208,6 +208,7 @@ class MemoryStore:
             else:
                 value, expires = int(current) + amount, self._data[key][1]
             self._data[key] = (str(value).encode(), expires)
+            self._cond.notify_all()  # wait() on a counter key must wake like on put()
             return value
 
     def wait(self, key: str, timeout: float) -> bool:

@@ -1,0 +1,378 @@
+"""Conformance tests for the Queue protocol: ordering, leases, recovery, waits, concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from huey_core.protocols import Backend, Queue
+from huey_core.testing.base import Connect, ConformanceBase, drain, run_threads
+
+__all__ = ["QueueConformance"]
+
+
+def _skip_unless_blocking(backend: Backend) -> None:
+    if not backend.queue.blocking:
+        pytest.skip("queue.blocking is False: dequeue(wait=...) returns at once, the consumer polls")
+
+
+def _skip_unless_priority(backend: Backend) -> None:
+    if not backend.queue.priority:
+        pytest.skip("queue.priority is False: the queue is plain FIFO")
+
+
+class QueueConformance(ConformanceBase):
+    """Every statement of the Queue docstrings, checked against `backend.queue`."""
+
+    # -- shape -----------------------------------------------------------------------------
+
+    def test_queue_satisfies_protocol(self, backend: Backend) -> None:
+        assert isinstance(backend.queue, Queue)
+        assert isinstance(backend.queue.blocking, bool)
+        assert isinstance(backend.queue.priority, bool)
+
+    # -- enqueue / dequeue -----------------------------------------------------------------
+
+    def test_enqueue_then_dequeue_returns_message_under_lease(self, backend: Backend) -> None:
+        backend.queue.enqueue(b"hello")
+        delivery = backend.queue.dequeue("worker-1", 30.0)
+        assert delivery is not None
+        assert delivery.data == b"hello"
+        assert isinstance(delivery.lease, str) and delivery.lease
+        assert delivery.deliveries == 1
+
+    def test_dequeue_on_empty_queue_returns_none_at_once(self, backend: Backend) -> None:
+        started = time.monotonic()
+        assert backend.queue.dequeue("worker-1", 30.0) is None
+        assert backend.queue.dequeue("worker-1", 30.0, wait=0.0) is None
+        assert time.monotonic() - started < 1.0
+
+    def test_fifo_within_one_priority(self, backend: Backend) -> None:
+        sent = [f"message-{i}".encode() for i in range(50)]
+        for data in sent:
+            backend.queue.enqueue(data)
+        assert [d.data for d in drain(backend.queue)] == sent
+
+    def test_identical_payloads_are_distinct_messages(self, backend: Backend) -> None:
+        for _ in range(3):
+            backend.queue.enqueue(b"same")
+        assert backend.queue.size() == 3
+        deliveries = drain(backend.queue)
+        assert [d.data for d in deliveries] == [b"same"] * 3
+        assert len({d.lease for d in deliveries}) == 3
+
+    def test_higher_priority_first_then_fifo(self, backend: Backend) -> None:
+        _skip_unless_priority(backend)
+        for data, priority in [(b"p0", 0), (b"p5-a", 5), (b"neg", -1), (b"p10", 10), (b"p5-b", 5)]:
+            backend.queue.enqueue(data, priority=priority)
+        assert backend.queue.peek() == [b"p10", b"p5-a", b"p5-b", b"p0", b"neg"]
+        assert [d.data for d in drain(backend.queue)] == [b"p10", b"p5-a", b"p5-b", b"p0", b"neg"]
+
+    def test_priority_argument_accepted_by_every_backend(self, backend: Backend) -> None:
+        sent = [(b"a", 3), (b"b", 0), (b"c", 7)]
+        for data, priority in sent:
+            backend.queue.enqueue(data, priority=priority)
+        got = [d.data for d in drain(backend.queue)]
+        assert sorted(got) == [b"a", b"b", b"c"]
+        if not backend.queue.priority:
+            assert got == [b"a", b"b", b"c"]  # no priority support means plain FIFO
+
+    def test_binary_payload_with_every_byte_value(self, backend: Backend) -> None:
+        payload = bytes(range(256)) * 4
+        backend.queue.enqueue(payload)
+        backend.queue.enqueue(b"\x00")
+        assert backend.queue.peek() == [payload, b"\x00"]
+        assert [d.data for d in drain(backend.queue)] == [payload, b"\x00"]
+
+    def test_empty_payload(self, backend: Backend) -> None:
+        backend.queue.enqueue(b"")
+        delivery = backend.queue.dequeue("worker-1", 30.0)
+        assert delivery is not None and delivery.data == b""
+
+    def test_one_megabyte_payload(self, backend: Backend) -> None:
+        payload = bytes(range(256)) * 4096  # 1 MiB
+        backend.queue.enqueue(payload)
+        delivery = backend.queue.dequeue("worker-1", 30.0)
+        assert delivery is not None and delivery.data == payload
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def test_blocking_dequeue_wakes_when_another_connection_enqueues(
+        self, backend: Backend, other: Backend
+    ) -> None:
+        _skip_unless_blocking(backend)
+        timer = threading.Timer(0.2, other.queue.enqueue, args=(b"wake",))
+        started = time.monotonic()
+        timer.start()
+        try:
+            delivery = backend.queue.dequeue("worker-1", 30.0, wait=5.0)
+        finally:
+            timer.cancel()
+        elapsed = time.monotonic() - started
+        assert delivery is not None and delivery.data == b"wake"
+        assert elapsed < self.wake_within, f"woke after {elapsed:.2f} s of a 5 s wait"
+
+    def test_blocking_dequeue_returns_none_when_wait_expires(self, backend: Backend) -> None:
+        _skip_unless_blocking(backend)
+        started = time.monotonic()
+        assert backend.queue.dequeue("worker-1", 30.0, wait=0.3) is None
+        elapsed = time.monotonic() - started
+        assert 0.2 <= elapsed < self.wake_within, f"returned after {elapsed:.2f} s"
+
+    def test_non_blocking_dequeue_ignores_wait(self, backend: Backend) -> None:
+        if backend.queue.blocking:
+            pytest.skip("queue.blocking is True: covered by the blocking-wait tests")
+        started = time.monotonic()
+        assert backend.queue.dequeue("worker-1", 30.0, wait=3.0) is None
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.0, f"a non-blocking dequeue slept {elapsed:.2f} s; the consumer polls"
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def test_leased_message_is_invisible_to_other_consumers(
+        self, backend: Backend, other: Backend
+    ) -> None:
+        backend.queue.enqueue(b"only")
+        assert backend.queue.dequeue("worker-1", 30.0) is not None
+        assert backend.queue.dequeue("worker-2", 30.0) is None
+        assert other.queue.dequeue("worker-3", 30.0) is None
+        assert backend.queue.size() == 0
+        assert backend.queue.peek() == []
+
+    def test_leases_list_owner_deadline_deliveries_and_data(self, backend: Backend) -> None:
+        assert backend.queue.leases() == []
+        backend.queue.enqueue(b"job")
+        before = time.time()
+        delivery = backend.queue.dequeue("worker-7", 30.0)
+        assert delivery is not None
+        (info,) = backend.queue.leases()
+        assert info.lease == delivery.lease
+        assert info.owner == "worker-7"
+        assert before + 30.0 - 5.0 <= info.deadline <= time.time() + 30.0 + 5.0
+        assert info.deliveries == 1
+        assert info.data == b"job"
+
+    def test_ack_removes_message_for_good(self, backend: Backend) -> None:
+        backend.queue.enqueue(b"job")
+        delivery = backend.queue.dequeue("worker-1", self.short_ttl)
+        assert delivery is not None
+        backend.queue.ack(delivery.lease)
+        assert backend.queue.leases() == []
+        assert backend.queue.size() == 0
+        self.expire()
+        assert backend.queue.recover() == 0
+        assert backend.queue.dequeue("worker-1", 30.0) is None
+
+    def test_ack_is_idempotent(self, backend: Backend) -> None:
+        backend.queue.enqueue(b"job")
+        backend.queue.enqueue(b"other")
+        delivery = backend.queue.dequeue("worker-1", 30.0)
+        assert delivery is not None
+        backend.queue.ack(delivery.lease)
+        backend.queue.ack(delivery.lease)
+        backend.queue.ack(uuid.uuid4().hex)  # never issued: a no-op, not an error
+        assert backend.queue.peek() == [b"other"]
+
+    def test_release_makes_message_ready_again_keeping_delivery_count(
+        self, backend: Backend
+    ) -> None:
+        backend.queue.enqueue(b"job")
+        first = backend.queue.dequeue("worker-1", 30.0)
+        assert first is not None
+        backend.queue.release(first.lease)
+        assert backend.queue.size() == 1
+        assert backend.queue.leases() == []
+        second = backend.queue.dequeue("worker-2", 30.0)
+        assert second is not None
+        assert second.data == b"job"
+        assert second.deliveries == 2
+        assert second.lease != first.lease
+
+    def test_release_of_unknown_or_spent_lease_is_a_no_op(self, backend: Backend) -> None:
+        backend.queue.enqueue(b"job")
+        delivery = backend.queue.dequeue("worker-1", 30.0)
+        assert delivery is not None
+        backend.queue.release(delivery.lease)
+        backend.queue.release(delivery.lease)  # a second release must not duplicate it
+        assert backend.queue.size() == 1
+        again = backend.queue.dequeue("worker-1", 30.0)
+        assert again is not None
+        backend.queue.ack(again.lease)
+        backend.queue.release(again.lease)  # acked: must not come back
+        backend.queue.release(uuid.uuid4().hex)
+        assert backend.queue.size() == 0
+        assert backend.queue.leases() == []
+
+    def test_deliveries_count_every_dequeue(self, backend: Backend) -> None:
+        backend.queue.enqueue(b"job")
+        counts = []
+        for _ in range(4):
+            delivery = backend.queue.dequeue("worker-1", 30.0)
+            assert delivery is not None
+            counts.append(delivery.deliveries)
+            backend.queue.release(delivery.lease)
+        assert counts == [1, 2, 3, 4]
+
+    def test_extend_pushes_deadline_until_lease_is_gone(self, backend: Backend) -> None:
+        backend.queue.enqueue(b"a")
+        backend.queue.enqueue(b"b")
+        a = backend.queue.dequeue("worker-1", 10.0)
+        b = backend.queue.dequeue("worker-1", 10.0)
+        assert a is not None and b is not None
+        (before,) = [i.deadline for i in backend.queue.leases() if i.lease == a.lease]
+        assert backend.queue.extend(a.lease, 100.0) is True
+        (after,) = [i.deadline for i in backend.queue.leases() if i.lease == a.lease]
+        assert after >= before + 80.0
+        backend.queue.ack(a.lease)
+        assert backend.queue.extend(a.lease, 100.0) is False
+        backend.queue.release(b.lease)
+        assert backend.queue.extend(b.lease, 100.0) is False
+        assert backend.queue.extend(uuid.uuid4().hex, 100.0) is False
+
+    def test_extended_lease_is_not_recovered(self, backend: Backend) -> None:
+        backend.queue.enqueue(b"long task")
+        delivery = backend.queue.dequeue("worker-1", self.short_ttl)
+        assert delivery is not None
+        assert backend.queue.extend(delivery.lease, 30.0) is True
+        self.expire()
+        assert backend.queue.recover() == 0
+        assert len(backend.queue.leases()) == 1
+        assert backend.queue.size() == 0
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def test_recover_returns_expired_leases_to_the_queue(self, backend: Backend) -> None:
+        backend.queue.enqueue(b"crashed")
+        backend.queue.enqueue(b"alive")
+        crashed = backend.queue.dequeue("worker-1", self.short_ttl)
+        alive = backend.queue.dequeue("worker-2", 30.0)
+        assert crashed is not None and alive is not None
+        assert backend.queue.recover() == 0  # nothing expired yet
+        self.expire()
+        assert backend.queue.recover() == 1
+        assert backend.queue.recover() == 0
+        assert [i.lease for i in backend.queue.leases()] == [alive.lease]
+        again = backend.queue.dequeue("worker-3", 30.0)
+        assert again is not None
+        assert again.data == b"crashed"
+        assert again.deliveries == 2
+
+    def test_stale_lease_cannot_touch_recovered_message(self, backend: Backend) -> None:
+        backend.queue.enqueue(b"job")
+        stale = backend.queue.dequeue("worker-1", self.short_ttl)
+        assert stale is not None
+        self.expire()
+        assert backend.queue.recover() == 1
+        fresh = backend.queue.dequeue("worker-2", 30.0)
+        assert fresh is not None
+        # The slow first worker wakes up: none of its calls may affect the new owner's claim.
+        assert backend.queue.extend(stale.lease, 30.0) is False
+        backend.queue.ack(stale.lease)
+        backend.queue.release(stale.lease)
+        assert [i.lease for i in backend.queue.leases()] == [fresh.lease]
+        assert backend.queue.size() == 0
+        assert backend.queue.extend(fresh.lease, 30.0) is True
+
+    def test_recover_from_another_connection(self, backend: Backend, other: Backend) -> None:
+        backend.queue.enqueue(b"job")
+        delivery = backend.queue.dequeue("dead-consumer", self.short_ttl)
+        assert delivery is not None
+        self.expire()
+        assert other.queue.recover() == 1
+        again = other.queue.dequeue("live-consumer", 30.0)
+        assert again is not None
+        assert again.data == b"job" and again.deliveries == 2
+
+    def test_concurrent_recover_returns_each_message_once(
+        self, backend: Backend, connect: Connect
+    ) -> None:
+        for i in range(20):
+            backend.queue.enqueue(f"job-{i}".encode())
+        assert len(drain(backend.queue, lease_timeout=self.short_ttl)) == 20
+        self.expire()
+        conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(4)]
+        recovered = run_threads(lambda i: conns[i].queue.recover(), 4)
+        assert sum(recovered) == 20
+        assert backend.queue.size() == 20
+        assert sorted(d.data for d in drain(backend.queue)) == sorted(
+            f"job-{i}".encode() for i in range(20)
+        )
+
+    # -- concurrency -------------------------------------------------------------------------
+
+    def test_concurrent_dequeue_hands_out_each_message_once(
+        self, backend: Backend, connect: Connect
+    ) -> None:
+        sent = {f"job-{i}".encode() for i in range(200)}
+        for data in sorted(sent):
+            backend.queue.enqueue(data)
+        threads = 8
+        conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(threads)]
+
+        def consume(i: int) -> list[bytes]:
+            got = []
+            queue = conns[i].queue
+            while (delivery := queue.dequeue(f"worker-{i}", 30.0)) is not None:
+                got.append(delivery.data)
+                queue.ack(delivery.lease)
+            return got
+
+        received = [data for part in run_threads(consume, threads) for data in part]
+        assert len(received) == len(sent), "a message was handed out twice or lost"
+        assert set(received) == sent
+        assert backend.queue.size() == 0
+        assert backend.queue.leases() == []
+
+    # -- size / peek / flush -----------------------------------------------------------------
+
+    def test_size_counts_ready_messages_only(self, backend: Backend) -> None:
+        assert backend.queue.size() == 0
+        for i in range(3):
+            backend.queue.enqueue(f"job-{i}".encode())
+        assert backend.queue.size() == 3
+        assert backend.queue.dequeue("worker-1", 30.0) is not None
+        assert backend.queue.size() == 2
+
+    def test_peek_shows_dequeue_order_without_claiming(self, backend: Backend) -> None:
+        assert backend.queue.peek() == []
+        sent = [f"job-{i}".encode() for i in range(5)]
+        for data in sent:
+            backend.queue.enqueue(data)
+        assert backend.queue.peek(2) == sent[:2]
+        assert backend.queue.peek() == sent
+        assert backend.queue.size() == 5
+        assert backend.queue.leases() == []
+        assert [d.data for d in drain(backend.queue)] == sent
+
+    def test_flush_removes_ready_and_leased_messages(self, backend: Backend) -> None:
+        for i in range(3):
+            backend.queue.enqueue(f"job-{i}".encode())
+        leased = backend.queue.dequeue("worker-1", self.short_ttl)
+        assert leased is not None
+        backend.queue.flush()
+        assert backend.queue.size() == 0
+        assert backend.queue.peek() == []
+        assert backend.queue.leases() == []
+        assert backend.queue.extend(leased.lease, 30.0) is False
+        backend.queue.release(leased.lease)
+        self.expire()
+        assert backend.queue.recover() == 0
+        assert backend.queue.dequeue("worker-1", 30.0) is None
+        backend.queue.flush()  # flushing an empty queue is fine
+
+    # -- isolation ---------------------------------------------------------------------------
+
+    def test_queues_of_different_instances_are_isolated(
+        self, backend: Backend, connect: Connect
+    ) -> None:
+        stranger = connect(f"conformance-{uuid.uuid4().hex[:12]}")
+        backend.queue.enqueue(b"mine")
+        stranger.queue.enqueue(b"theirs")
+        assert backend.queue.peek() == [b"mine"]
+        assert stranger.queue.dequeue("worker-1", 30.0).data == b"theirs"  # type: ignore[union-attr]
+        stranger.queue.flush()
+        assert backend.queue.size() == 1
+        assert stranger.queue.size() == 0

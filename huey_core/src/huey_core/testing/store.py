@@ -1,0 +1,258 @@
+"""Conformance tests for the DataStore protocol: values, ttl, atomic claims, counters, waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from huey_core.protocols import Backend, DataStore
+from huey_core.testing.base import Connect, ConformanceBase, run_threads
+
+__all__ = ["DataStoreConformance"]
+
+
+class DataStoreConformance(ConformanceBase):
+    """Every statement of the DataStore docstrings, checked against `backend.store`."""
+
+    def test_store_satisfies_protocol(self, backend: Backend) -> None:
+        assert isinstance(backend.store, DataStore)
+
+    # -- put / peek / pop / delete / exists --------------------------------------------------
+
+    def test_put_then_peek_returns_value(self, backend: Backend) -> None:
+        store = backend.store
+        assert store.peek("missing") is None
+        store.put("k", b"v1")
+        assert store.peek("k") == b"v1"
+        assert store.peek("k") == b"v1"  # peek does not consume
+        store.put("k", b"v2")
+        assert store.peek("k") == b"v2"
+
+    def test_binary_empty_and_large_values(self, backend: Backend) -> None:
+        store = backend.store
+        every_byte = bytes(range(256))
+        large = every_byte * 4096  # 1 MiB
+        store.put("bytes", every_byte)
+        store.put("empty", b"")
+        store.put("large", large)
+        assert store.peek("bytes") == every_byte
+        assert store.peek("empty") == b""
+        assert store.exists("empty") is True  # an empty value is still a value
+        assert store.peek("large") == large
+
+    def test_unusual_keys(self, backend: Backend) -> None:
+        keys = ["a:b:c", "with space", "ünïcödé", "100%_done", "*?[x]", "quote'\"", "a" * 200]
+        for i, key in enumerate(keys):
+            backend.store.put(key, str(i).encode())
+        for i, key in enumerate(keys):
+            assert backend.store.peek(key) == str(i).encode()
+        assert backend.store.items() == {key: str(i).encode() for i, key in enumerate(keys)}
+
+    def test_pop_returns_value_and_removes_it(self, backend: Backend) -> None:
+        store = backend.store
+        assert store.pop("missing") is None
+        store.put("result", b"42")
+        assert store.pop("result") == b"42"
+        assert store.pop("result") is None
+        assert store.exists("result") is False
+
+    def test_concurrent_pop_has_exactly_one_winner(
+        self, backend: Backend, connect: Connect
+    ) -> None:
+        backend.store.put("result", b"42")
+        conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(8)]
+        got = run_threads(lambda i: conns[i].store.pop("result"), 8)
+        assert sorted(got, key=lambda v: v is not None) == [None] * 7 + [b"42"]
+
+    def test_delete_reports_whether_key_existed(self, backend: Backend) -> None:
+        store = backend.store
+        assert store.delete("missing") is False
+        store.put("k", b"v")
+        assert store.delete("k") is True
+        assert store.delete("k") is False
+        assert store.peek("k") is None
+
+    def test_exists(self, backend: Backend) -> None:
+        assert backend.store.exists("k") is False
+        backend.store.put("k", b"v")
+        assert backend.store.exists("k") is True
+
+    # -- ttl ---------------------------------------------------------------------------------
+
+    def test_expired_key_behaves_like_a_missing_one(self, backend: Backend) -> None:
+        store = backend.store
+        store.put("short", b"v", ttl=self.short_ttl)
+        store.put("forever", b"v")
+        assert store.peek("short") == b"v"
+        assert store.exists("short") is True
+        self.expire()
+        assert store.peek("short") is None
+        assert store.exists("short") is False
+        assert store.pop("short") is None
+        assert store.delete("short") is False
+        assert store.size() == 1
+        assert store.items() == {"forever": b"v"}
+        assert store.wait("short", 0.1) is False
+
+    def test_put_replaces_the_ttl_too(self, backend: Backend) -> None:
+        store = backend.store
+        store.put("k", b"v1", ttl=self.short_ttl)
+        store.put("k", b"v2")  # no ttl now: it must outlive the first ttl
+        store.put("j", b"v1")
+        store.put("j", b"v2", ttl=self.short_ttl)
+        self.expire()
+        assert store.peek("k") == b"v2"
+        assert store.peek("j") is None
+
+    # -- put_if_empty ------------------------------------------------------------------------
+
+    def test_put_if_empty_stores_only_when_missing(self, backend: Backend) -> None:
+        store = backend.store
+        assert store.put_if_empty("lock", b"first") is True
+        assert store.put_if_empty("lock", b"second") is False
+        assert store.peek("lock") == b"first"
+        store.delete("lock")
+        assert store.put_if_empty("lock", b"third") is True
+        assert store.peek("lock") == b"third"
+
+    def test_put_if_empty_succeeds_again_once_ttl_expires(self, backend: Backend) -> None:
+        store = backend.store
+        assert store.put_if_empty("minute-lock", b"a", ttl=self.short_ttl) is True
+        assert store.put_if_empty("minute-lock", b"b", ttl=self.short_ttl) is False
+        self.expire()
+        assert store.put_if_empty("minute-lock", b"c") is True
+        assert store.peek("minute-lock") == b"c"
+
+    def test_concurrent_put_if_empty_has_exactly_one_winner(
+        self, backend: Backend, connect: Connect
+    ) -> None:
+        threads = 16
+        conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(threads)]
+        won = run_threads(
+            lambda i: conns[i].store.put_if_empty("periodic:minute", f"{i}".encode(), ttl=60), threads
+        )
+        assert won.count(True) == 1, f"{won.count(True)} callers won the same key"
+        winner = won.index(True)
+        assert backend.store.peek("periodic:minute") == f"{winner}".encode()
+
+    # -- incr --------------------------------------------------------------------------------
+
+    def test_incr_counts_from_zero(self, backend: Backend) -> None:
+        store = backend.store
+        assert store.incr("n") == 1
+        assert store.incr("n") == 2
+        assert store.incr("n", 5) == 7
+        assert store.incr("n", -10) == -3
+        assert int(store.peek("n") or b"x") == -3
+        store.put("m", b"10")
+        assert store.incr("m", 2) == 12
+
+    def test_incr_is_atomic_under_threads(self, backend: Backend, connect: Connect) -> None:
+        threads, each = 8, 25
+        conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(threads)]
+
+        def bump(i: int) -> list[int]:
+            return [conns[i].store.incr("hits") for _ in range(each)]
+
+        seen = [value for part in run_threads(bump, threads) for value in part]
+        assert sorted(seen) == list(range(1, threads * each + 1))  # no value handed out twice
+        assert int(backend.store.peek("hits") or b"x") == threads * each
+
+    def test_incr_ttl_applies_when_the_key_is_created(self, backend: Backend) -> None:
+        store = backend.store
+        assert store.incr("window", ttl=self.short_ttl) == 1
+        assert store.incr("forever") == 1
+        assert store.incr("forever", ttl=self.short_ttl) == 2  # existing key: ttl not applied
+        self.expire()
+        assert store.exists("window") is False
+        assert store.incr("window", ttl=self.short_ttl) == 1  # a fresh window
+        assert store.peek("forever") is not None
+
+    # -- wait --------------------------------------------------------------------------------
+
+    def test_wait_returns_at_once_when_key_exists(self, backend: Backend) -> None:
+        backend.store.put("ready", b"v")
+        started = time.monotonic()
+        assert backend.store.wait("ready", 5.0) is True
+        assert time.monotonic() - started < 1.0
+
+    def test_wait_wakes_when_another_connection_puts(
+        self, backend: Backend, other: Backend
+    ) -> None:
+        timer = threading.Timer(0.2, other.store.put, args=("result", b"done"))
+        started = time.monotonic()
+        timer.start()
+        try:
+            assert backend.store.wait("result", 5.0) is True
+        finally:
+            timer.cancel()
+        elapsed = time.monotonic() - started
+        assert elapsed < self.wake_within, f"woke after {elapsed:.2f} s of a 5 s wait"
+        assert backend.store.peek("result") == b"done"
+
+    def test_wait_wakes_on_put_if_empty_and_incr(self, backend: Backend, other: Backend) -> None:
+        for key, write in [
+            ("claimed", lambda: other.store.put_if_empty("claimed", b"x")),
+            ("counted", lambda: other.store.incr("counted")),
+        ]:
+            timer = threading.Timer(0.2, write)
+            started = time.monotonic()
+            timer.start()
+            try:
+                assert backend.store.wait(key, 5.0) is True, key
+            finally:
+                timer.cancel()
+            elapsed = time.monotonic() - started
+            assert elapsed < self.wake_within, f"{key}: woke after {elapsed:.2f} s"
+
+    def test_wait_returns_false_after_timeout(self, backend: Backend) -> None:
+        started = time.monotonic()
+        assert backend.store.wait("never", 0.3) is False
+        elapsed = time.monotonic() - started
+        assert 0.2 <= elapsed < self.wake_within, f"returned after {elapsed:.2f} s"
+
+    # -- size / items / flush ----------------------------------------------------------------
+
+    def test_size_items_and_flush_by_prefix(self, backend: Backend) -> None:
+        store = backend.store
+        assert store.size() == 0
+        assert store.items() == {}
+        store.put("r:1", b"a")
+        store.put("r:2", b"b")
+        store.put("lock:x", b"c")
+        assert store.size() == 3
+        assert store.items("r:") == {"r:1": b"a", "r:2": b"b"}
+        assert store.items("nothing") == {}
+        assert store.items() == {"r:1": b"a", "r:2": b"b", "lock:x": b"c"}
+        store.flush("r:")
+        assert store.items() == {"lock:x": b"c"}
+        store.flush()
+        assert store.size() == 0
+
+    def test_prefix_is_literal_not_a_pattern(self, backend: Backend) -> None:
+        store = backend.store
+        for key in ["a_c", "abc", "a%c", "a*c", "a?c", "a[c", "a\\c", "A_C"]:
+            store.put(key, key.encode())
+        # SQL LIKE wildcards, glob characters and case must not widen the match.
+        assert store.items("a_") == {"a_c": b"a_c"}
+        assert store.items("a%") == {"a%c": b"a%c"}
+        assert store.items("a*") == {"a*c": b"a*c"}
+        assert store.items("a?") == {"a?c": b"a?c"}
+        assert store.items("a[") == {"a[c": b"a[c"}
+        assert store.items("a\\") == {"a\\c": b"a\\c"}
+        store.flush("a_")
+        store.flush("a*")
+        assert sorted(store.items()) == sorted(["abc", "a%c", "a?c", "a[c", "a\\c", "A_C"])
+
+    def test_stores_of_different_instances_are_isolated(
+        self, backend: Backend, connect: Connect
+    ) -> None:
+        stranger = connect(f"conformance-{uuid.uuid4().hex[:12]}")
+        backend.store.put("k", b"mine")
+        assert stranger.store.peek("k") is None
+        assert stranger.store.put_if_empty("k", b"theirs") is True
+        assert backend.store.peek("k") == b"mine"
+        stranger.store.flush()
+        assert backend.store.items() == {"k": b"mine"}
+        assert stranger.store.size() == 0
