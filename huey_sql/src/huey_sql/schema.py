@@ -1,0 +1,200 @@
+"""Tables of the sql backend and their creation.
+
+One set of five tables per `table_prefix`, shared by every huey instance in the database: each row
+carries the instance `name`, and every index starts with it, so instances never scan each other's
+rows. Creation is idempotent and safe when many processes start at once: a per-dialect lock
+(PostgreSQL advisory lock, MySQL GET_LOCK, SQLite's write lock) serializes the CREATE statements,
+and a row in the meta table records the schema version so a later release can migrate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    select,
+    text,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.exc import DBAPIError
+
+from huey_core.exceptions import ConfigurationError
+
+SCHEMA_VERSION = 1
+
+# Identifiers are spliced into DDL and LISTEN statements, so only a strict shape is accepted.
+PREFIX_RE = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
+MAX_NAME = 100  # instance name length; keeps (name, key) inside MySQL's 3072-byte index limit
+MAX_KEY = 500
+
+# MySQL: LONGBLOB (BLOB stops at 64 KB); the others have one unbounded binary type.
+Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+# SQLite only auto-assigns ids to an INTEGER PRIMARY KEY (the rowid alias).
+Id = BigInteger().with_variant(Integer(), "sqlite")
+# Case-sensitive, byte-wise comparison of names and keys everywhere (MySQL defaults to
+# case-insensitive collations, which would make "Lock" and "lock" the same key).
+_TABLE_KW = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
+def validate_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
+        raise ConfigurationError(
+            f"table_prefix {prefix!r} is not allowed; use 1-20 characters of a-z, 0-9 and _, "
+            "starting with a letter (for example 'huey_')"
+        )
+    return prefix
+
+
+@dataclass(frozen=True)
+class Tables:
+    prefix: str
+    metadata: MetaData
+    meta: Table
+    queue: Table
+    schedule: Table
+    kv: Table
+    events: Table
+
+
+def build_tables(prefix: str) -> Tables:
+    """The Table objects for `prefix` (validated), on a fresh MetaData."""
+    p = validate_prefix(prefix)
+    md = MetaData()
+    meta = Table(
+        f"{p}meta",
+        md,
+        Column("key", String(100), primary_key=True),
+        Column("value", String(200), nullable=False),
+        **_TABLE_KW,
+    )
+    queue = Table(
+        f"{p}queue",
+        md,
+        Column("id", Id, primary_key=True, autoincrement=True),
+        Column("name", String(MAX_NAME), nullable=False),
+        # -priority: one ascending index then serves "priority DESC, id ASC" on every dialect
+        # (MariaDB before 10.8 ignores DESC in index definitions).
+        Column("sort_key", Integer, nullable=False),
+        Column("data", Blob, nullable=False),
+        Column("lease", String(32), nullable=True),  # NULL = ready
+        Column("owner", String(200), nullable=True),
+        Column("deadline", Double, nullable=True),
+        Column("deliveries", Integer, nullable=False, default=0),
+        # The claim query (name, lease IS NULL, ORDER BY sort_key, id) reads this index in order
+        # and stops at the first row; ack/release/extend find a lease by its (name, lease) prefix.
+        Index(f"{p}queue_claim", "name", "lease", "sort_key", "id"),
+        **_TABLE_KW,
+    )
+    schedule = Table(
+        f"{p}schedule",
+        md,
+        Column("id", Id, primary_key=True, autoincrement=True),
+        Column("name", String(MAX_NAME), nullable=False),
+        Column("ts", Double, nullable=False),
+        Column("priority", Integer, nullable=False, default=0),
+        Column("data", Blob, nullable=False),
+        Index(f"{p}schedule_due", "name", "ts", "id"),
+        **_TABLE_KW,
+    )
+    kv = Table(
+        f"{p}kv",
+        md,
+        Column("name", String(MAX_NAME), primary_key=True),
+        Column("key", String(MAX_KEY), primary_key=True),
+        Column("value", Blob, nullable=False),
+        Column("expires_at", Double, nullable=True),  # NULL = never
+        Index(f"{p}kv_expiry", "name", "expires_at"),
+        **_TABLE_KW,
+    )
+    events = Table(
+        f"{p}events",
+        md,
+        Column("id", Id, primary_key=True, autoincrement=True),
+        Column("name", String(MAX_NAME), nullable=False),
+        Column("created", Double, nullable=False),
+        Column("data", Blob, nullable=False),
+        Index(f"{p}events_seq", "name", "id"),
+        # Listeners read "id > last seen": SQLite must never reuse the id of a trimmed row.
+        sqlite_autoincrement=True,
+        **_TABLE_KW,
+    )
+    return Tables(p, md, meta, queue, schedule, kv, events)
+
+
+def _lock_key(prefix: str) -> int:
+    digest = hashlib.sha1(f"huey_sql:{prefix}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def create_schema(engine: Engine, tables: Tables) -> None:
+    """Create the tables of `tables` if missing and check the schema version. Idempotent.
+
+    Concurrent callers in several processes serialize on a database lock; a caller that still
+    loses a race (a server without the lock) retries once the winner's tables exist.
+    """
+    for attempt in range(5):
+        try:
+            _create_locked(engine, tables)
+            return
+        except DBAPIError as exc:
+            if attempt == 4 or not _is_race(exc):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _is_race(exc: DBAPIError) -> bool:
+    msg = str(exc.orig).lower()
+    return any(
+        s in msg
+        for s in ("already exists", "duplicate", "database is locked", "deadlock", "busy")
+    )
+
+
+def _create_locked(engine: Engine, tables: Tables) -> None:
+    dialect = engine.dialect.name
+    with engine.connect() as conn:
+        if dialect == "mysql" or dialect == "mariadb":
+            # MySQL DDL commits implicitly, so the lock is a session lock around it.
+            name = f"huey_sql_schema_{tables.prefix}"
+            got = conn.execute(text("SELECT GET_LOCK(:n, 60)"), {"n": name}).scalar()
+            try:
+                if not got:
+                    raise ConfigurationError(f"timed out waiting for the schema lock {name!r}")
+                tables.metadata.create_all(conn, checkfirst=True)
+                conn.commit()
+                with conn.begin():
+                    _check_version(conn, tables)
+            finally:
+                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+                conn.commit()
+            return
+        with conn.begin():  # SQLite: BEGIN IMMEDIATE (see dialects.py); PG: transactional DDL
+            if dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(tables.prefix)})
+            tables.metadata.create_all(conn, checkfirst=True)
+            _check_version(conn, tables)
+
+
+def _check_version(conn, tables: Tables) -> None:  # type: ignore[no-untyped-def]
+    meta = tables.meta
+    found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+    if found is None:
+        conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+    elif int(found) > SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"tables with prefix {tables.prefix!r} have schema version {found}, newer than the "
+            f"{SCHEMA_VERSION} this huey-sql understands; upgrade huey-sql"
+        )
