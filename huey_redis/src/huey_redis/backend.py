@@ -1,0 +1,118 @@
+"""RedisBackend: the four stores of one huey instance on one Redis server or Cluster.
+
+Every key starts with `huey:{<name>}:`. The braces are a Cluster hash tag: all keys of an
+instance land in one slot, so the multi-key Lua scripts that make each operation atomic run
+unchanged on a Cluster (`cluster=True`). See docs/redis.md for the design.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from huey_core.exceptions import ConfigurationError
+from huey_core.plugins import mask_url
+from huey_core.protocols import BaseBackend
+from huey_redis.events import RedisEvents
+from huey_redis.queue import RedisQueue, RedisSchedule
+from huey_redis.store import RedisStore
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+class RedisBackend(BaseBackend):
+    """Queue, schedule, data store and events of huey instance `name` on Redis 6.2+.
+
+    Options (anything else is passed to redis-py's connection pool, e.g. `ssl_ca_certs`):
+      cluster          connect with redis.cluster.RedisCluster (URL names any one node)
+      max_connections  pool size; give at least workers + 2 (scheduler, periodic). When set, a
+                       thread that finds the pool empty waits for a free connection (blocking
+                       pool) instead of failing.
+      default_ttl      seconds applied to DataStore.put() calls made with ttl=None (results), so
+                       unread results do not grow forever; None (default) keeps them.
+      socket_timeout   seconds before a silent server counts as gone (default 10); blocking
+                       waits are chopped into pieces shorter than this.
+      socket_connect_timeout  seconds to connect (default 5)
+      health_check_interval   idle seconds after which a pooled connection is PINGed before use
+      retries          reconnect attempts per call after a connection error, with jittered
+                       exponential backoff (default 3), before redis.ConnectionError is raised
+    """
+
+    process_safe = True  # state lives in Redis: forked or separate processes all share it
+
+    def __init__(self, name: str, url: str | None = None, **options: Any) -> None:
+        if not name:
+            raise ConfigurationError("the redis backend needs a non-empty instance name")
+        self.name = name
+        self.url = url or DEFAULT_URL
+        self.cluster = bool(options.pop("cluster", False))
+        default_ttl = options.pop("default_ttl", None)
+        max_connections = options.pop("max_connections", None)
+        retries = int(options.pop("retries", 3))
+        socket_timeout = options.pop("socket_timeout", 10.0)
+        options.setdefault("socket_connect_timeout", 5.0)
+        options.setdefault("health_check_interval", 30)
+        options.setdefault("socket_keepalive", True)
+        options["socket_timeout"] = socket_timeout
+        options["retry"] = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries)
+        # blocking calls (BLPOP) must return before socket_timeout would call the connection dead
+        self.block_chunk = 5.0 if socket_timeout is None else max(0.05, float(socket_timeout) / 2)
+        self._prefix = f"huey:{{{name}}}:"
+        self.client = self._connect(max_connections, options)
+        self.queue = RedisQueue(self)
+        self.schedule = RedisSchedule(self, self.queue)
+        self.store = RedisStore(self, default_ttl=default_ttl)
+        self.events = RedisEvents(self)
+
+    def _connect(self, max_connections: int | None, options: dict[str, Any]) -> Any:
+        try:
+            if self.cluster:
+                from redis.cluster import RedisCluster
+
+                if max_connections:
+                    options["max_connections"] = max_connections  # per node
+                return RedisCluster.from_url(self.url, **options)
+            if max_connections:
+                pool: redis.ConnectionPool = redis.BlockingConnectionPool.from_url(
+                    self.url, max_connections=int(max_connections), timeout=30, **options
+                )
+            else:
+                pool = redis.ConnectionPool.from_url(self.url, **options)
+            return redis.Redis(connection_pool=pool)
+        except ValueError as exc:
+            # redis-py's URL errors quote the URL; mask_url keeps a password out of logs
+            raise ConfigurationError(f"bad redis URL {mask_url(self.url)}: {type(exc).__name__}") from None
+
+    def key(self, suffix: str) -> str:
+        """The full Redis key for `suffix`, inside this instance's hash tag."""
+        return self._prefix + suffix
+
+    def script(self, source: str) -> Any:
+        """A registered Lua script: EVALSHA, falling back to EVAL after a server restart."""
+        return self.client.register_script(source)
+
+    def after_fork(self) -> None:
+        """Forget connections inherited from the parent without closing the parent's sockets.
+
+        redis-py pools also check the pid on every checkout and reset themselves in a child;
+        this makes the reset explicit and immediate.
+        """
+        if self.cluster:
+            for node in self.client.get_nodes():
+                if node.redis_connection is not None:
+                    node.redis_connection.connection_pool.reset()
+        else:
+            self.client.connection_pool.reset()
+
+    def close(self) -> None:
+        """Disconnect every pooled connection."""
+        self.client.close()
+
+    def describe(self) -> str:
+        kind = "cluster " if self.cluster else ""
+        return f"RedisBackend({kind}{mask_url(self.url)}, instance {self.name!r})"
+
+    __repr__ = describe

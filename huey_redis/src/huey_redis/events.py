@@ -1,0 +1,87 @@
+"""Events on Redis pub/sub: PUBLISH on `huey.events.<name>`, one subscription per listener."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import ConnectionError, TimeoutError
+
+if TYPE_CHECKING:
+    from huey_redis.backend import RedisBackend
+
+log = logging.getLogger("huey.redis")
+
+# get_message() waits at most this long, so close() from another thread takes effect quickly.
+POLL = 0.25
+
+
+class RedisSubscription:
+    """Iterate for event payloads; close() from any thread stops the iterator within ~POLL s.
+
+    The SUBSCRIBE is confirmed by the server before listen() returns, so every event published
+    after listen() is seen. While Redis is unreachable the iterator keeps retrying (events
+    published meanwhile are lost: pub/sub keeps no history) until close().
+    """
+
+    def __init__(self, client: Any, channel: str) -> None:
+        self._channel = channel
+        self._pubsub = client.pubsub()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._iterating = False
+        self._pubsub.subscribe(channel)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # wait for the server's confirmation
+            msg = self._pubsub.get_message(timeout=POLL)
+            if msg is not None and msg.get("type") == "subscribe":
+                return
+        self._pubsub.close()
+        raise TimeoutError(f"no confirmation for SUBSCRIBE {channel}")
+
+    def __iter__(self) -> Iterator[bytes]:
+        with self._lock:
+            if self._closed:
+                return
+            self._iterating = True
+        try:
+            while not self._closed:
+                try:
+                    msg = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL)
+                except (ConnectionError, TimeoutError, OSError) as exc:
+                    log.warning("event subscription lost (%s); retrying", type(exc).__name__)
+                    time.sleep(POLL)
+                    continue
+                if msg is not None and msg.get("type") == "message":
+                    yield bytes(msg["data"])
+        finally:
+            with self._lock:
+                self._iterating = False
+                self._pubsub.close()
+
+    def close(self) -> None:
+        """Stop the iteration. The iterating thread closes the connection itself, since a
+        pubsub connection must not be touched by two threads at once."""
+        with self._lock:
+            self._closed = True
+            if not self._iterating:
+                self._pubsub.close()
+
+
+class RedisEvents:
+    """PUBLISH/SUBSCRIBE on one channel per huey instance."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self._b = backend
+        self.channel = f"huey.events.{backend.name}"
+
+    def emit(self, event: bytes) -> None:
+        """PUBLISH the event; nobody listening is not an error (PUBLISH just returns 0)."""
+        self._b.client.publish(self.channel, event)
+
+    def listen(self) -> RedisSubscription:
+        """A subscription that sees every event published after this call returns."""
+        return RedisSubscription(self._b.client, self.channel)

@@ -1,0 +1,358 @@
+"""The Redis queue (leases, priorities, blocking dequeue) and schedule.
+
+Layout, every key under the instance hash tag `huey:{name}:` so a Cluster keeps them on one node:
+
+    seq       string  counter that names messages: 16 hex digits, so byte order == arrival order
+    ready     zset    message id, score -priority: ZPOPMIN takes the highest priority first, and
+                      ties are ordered by member bytes, i.e. by arrival (FIFO within a priority)
+    data      hash    message id -> payload (kept until ack, so a leased message is never lost)
+    prio      hash    message id -> priority (absent means 0; needed to put a message back)
+    dlv       hash    message id -> how many times it was handed out
+    leased    zset    lease -> deadline (server clock, unix seconds); lease = "<id>:<nonce>"
+    owner     hash    lease -> owner
+    signal    list    wake-up tokens for blocked dequeues (BLPOP), at most SIGNAL_CAP long
+    schedule  zset    "<id>|<priority>|<payload>" scored by timestamp
+
+Every state change is one Lua script, so a message is at each instant in exactly one of ready,
+leased or schedule. Lease deadlines use the Redis server clock (TIME inside the scripts), so
+consumers on machines whose clocks disagree still agree on when a lease has expired.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from huey_core.protocols import Delivery, LeaseInfo
+
+if TYPE_CHECKING:
+    from huey_redis.backend import RedisBackend
+
+# Enough tokens to wake every worker of a typical consumer fleet at once; more only cost memory.
+# A token is a hint, never a claim: a woken dequeue re-runs the claim script and may find nothing.
+SIGNAL_CAP = 64
+
+# Pushes one wake-up token. Used after any change that makes a message ready.
+_SIGNAL = """
+local function signal(key, cap)
+  redis.call('LPUSH', key, '1')
+  redis.call('LTRIM', key, 0, cap - 1)
+end
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+"""
+
+# KEYS: seq ready data prio signal   ARGV: payload priority cap
+ENQUEUE = _SIGNAL + """
+local id = string.format('%016x', redis.call('INCR', KEYS[1]))
+redis.call('HSET', KEYS[3], id, ARGV[1])
+local prio = tonumber(ARGV[2])
+if prio ~= 0 then redis.call('HSET', KEYS[4], id, ARGV[2]) end
+redis.call('ZADD', KEYS[2], -prio, id)
+signal(KEYS[5], tonumber(ARGV[3]))
+return id
+"""
+
+# KEYS: ready data dlv leased owner signal   ARGV: lease_timeout owner nonce cap
+DEQUEUE = _SIGNAL + """
+while true do
+  local popped = redis.call('ZPOPMIN', KEYS[1])
+  if #popped == 0 then
+    redis.call('DEL', KEYS[6])  -- nothing ready: stale tokens would only cause empty wake-ups
+    return false
+  end
+  local id = popped[1]
+  local payload = redis.call('HGET', KEYS[2], id)
+  if payload then
+    local lease = id .. ':' .. ARGV[3]
+    redis.call('ZADD', KEYS[4], string.format('%.6f', now() + tonumber(ARGV[1])), lease)
+    redis.call('HSET', KEYS[5], lease, ARGV[2])
+    local n = redis.call('HINCRBY', KEYS[3], id, 1)
+    -- pass the baton: another blocked worker may take the next message right away
+    if redis.call('ZCARD', KEYS[1]) > 0 then signal(KEYS[6], tonumber(ARGV[4])) end
+    return {payload, lease, n}
+  end
+  -- an id without payload (flushed concurrently): drop it and try the next one
+end
+"""
+
+# KEYS: leased owner data prio dlv   ARGV: lease
+ACK = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+local id = string.match(ARGV[1], '^[^:]+')
+redis.call('HDEL', KEYS[3], id)
+redis.call('HDEL', KEYS[4], id)
+redis.call('HDEL', KEYS[5], id)
+return 1
+"""
+
+# KEYS: leased owner prio ready signal   ARGV: lease cap
+RELEASE = _SIGNAL + """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+local id = string.match(ARGV[1], '^[^:]+')
+local prio = tonumber(redis.call('HGET', KEYS[3], id) or '0')
+redis.call('ZADD', KEYS[4], -prio, id)  -- same id: it keeps its place in line
+signal(KEYS[5], tonumber(ARGV[2]))
+return 1
+"""
+
+# KEYS: leased   ARGV: lease lease_timeout
+EXTEND = _SIGNAL + """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', string.format('%.6f', now() + tonumber(ARGV[2])), ARGV[1])
+return 1
+"""
+
+# KEYS: leased owner prio ready signal   ARGV: cap
+RECOVER = _SIGNAL + """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%.6f', now()))
+for _, lease in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], lease)
+  redis.call('HDEL', KEYS[2], lease)
+  local id = string.match(lease, '^[^:]+')
+  local prio = tonumber(redis.call('HGET', KEYS[3], id) or '0')
+  redis.call('ZADD', KEYS[4], -prio, id)
+  signal(KEYS[5], tonumber(ARGV[1]))
+end
+return #expired
+"""
+
+# KEYS: ready data   ARGV: n
+PEEK = """
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+local out = {}
+for _, id in ipairs(ids) do
+  local payload = redis.call('HGET', KEYS[2], id)
+  if payload then out[#out + 1] = payload end
+end
+return out
+"""
+
+# KEYS: leased owner dlv data
+LEASES = """
+local rows = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local out = {}
+for i = 1, #rows, 2 do
+  local lease = rows[i]
+  local id = string.match(lease, '^[^:]+')
+  out[#out + 1] = lease
+  out[#out + 1] = redis.call('HGET', KEYS[2], lease) or ''
+  out[#out + 1] = rows[i + 1]
+  out[#out + 1] = redis.call('HGET', KEYS[3], id) or '0'
+  out[#out + 1] = redis.call('HGET', KEYS[4], id) or ''
+end
+return out
+"""
+
+# KEYS: seq schedule   ARGV: timestamp priority payload
+SCHEDULE_ADD = """
+local id = string.format('%016x', redis.call('INCR', KEYS[1]))
+redis.call('ZADD', KEYS[2], ARGV[1], id .. '|' .. ARGV[2] .. '|' .. ARGV[3])
+return 1
+"""
+
+# Splits a schedule member "<16 hex id>|<priority>|<payload>".
+_UNPACK = """
+local function unpack_member(m)
+  local bar = string.find(m, '|', 18, true)
+  return string.sub(m, 18, bar - 1), string.sub(m, bar + 1)
+end
+"""
+
+# KEYS: schedule seq ready data prio signal   ARGV: now limit cap
+MOVE_DUE = _SIGNAL + _UNPACK + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, m in ipairs(due) do
+  local prio, payload = unpack_member(m)
+  redis.call('ZREM', KEYS[1], m)
+  local id = string.format('%016x', redis.call('INCR', KEYS[2]))
+  redis.call('HSET', KEYS[4], id, payload)
+  if tonumber(prio) ~= 0 then redis.call('HSET', KEYS[5], id, prio) end
+  redis.call('ZADD', KEYS[3], -tonumber(prio), id)
+  signal(KEYS[6], tonumber(ARGV[3]))
+end
+return #due
+"""
+
+# KEYS: schedule   ARGV: now limit
+POP_DUE = _UNPACK + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for i, m in ipairs(due) do
+  redis.call('ZREM', KEYS[1], m)
+  local _, payload = unpack_member(m)
+  out[i] = payload
+end
+return out
+"""
+
+
+def _unpack_member(member: bytes) -> bytes:
+    _, _, payload = member[17:].partition(b"|")
+    return payload
+
+
+class RedisQueue:
+    """Ready messages in a sorted set, leased messages in another, payloads in a hash."""
+
+    blocking = True  # dequeue(wait=...) blocks in BLPOP on a wake-up list fed by every enqueue
+    priority = True  # the ready set is scored by -priority, ties broken by arrival
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self._b = backend
+        k = backend.key
+        self._seq, self._ready, self._data = k("seq"), k("ready"), k("data")
+        self._prio, self._dlv, self._leased = k("prio"), k("dlv"), k("leased")
+        self._owner, self._signal = k("owner"), k("signal")
+        s = backend.script
+        self._enqueue, self._dequeue, self._ack = s(ENQUEUE), s(DEQUEUE), s(ACK)
+        self._release, self._extend, self._recover = s(RELEASE), s(EXTEND), s(RECOVER)
+        self._peek, self._leases = s(PEEK), s(LEASES)
+
+    def enqueue(self, data: bytes, priority: int = 0) -> None:
+        """Append a message (one script: id, payload, ready entry, wake-up token). Atomic."""
+        self._enqueue(
+            keys=[self._seq, self._ready, self._data, self._prio, self._signal],
+            args=[data, int(priority), SIGNAL_CAP],
+        )
+
+    def _claim(self, owner: str, lease_timeout: float) -> Delivery | None:
+        found = self._dequeue(
+            keys=[self._ready, self._data, self._dlv, self._leased, self._owner, self._signal],
+            args=[float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP],
+        )
+        if not found:
+            return None
+        payload, lease, deliveries = found
+        return Delivery(bytes(payload), lease.decode(), int(deliveries))
+
+    def dequeue(self, owner: str, lease_timeout: float, wait: float = 0.0) -> Delivery | None:
+        """Claim the highest-priority oldest message for `owner` (one script). Atomic.
+
+        With `wait` > 0 and nothing ready, blocks in BLPOP on the wake-up list (no polling) and
+        claims again after each token, until a message is claimed or `wait` runs out.
+        """
+        delivery = self._claim(owner, lease_timeout)
+        if delivery is not None or wait <= 0:
+            return delivery
+        deadline = time.monotonic() + wait
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            # BLPOP timeout 0 means "forever", so never pass less than a millisecond; chunks stay
+            # under socket_timeout so a long wait is not mistaken for a dead connection.
+            self._b.client.blpop([self._signal], timeout=max(min(remaining, self._b.block_chunk), 0.001))
+            delivery = self._claim(owner, lease_timeout)
+            if delivery is not None:
+                return delivery
+
+    def ack(self, lease: str) -> None:
+        """Delete the leased message. Idempotent: unknown or recovered leases are a no-op."""
+        self._ack(keys=[self._leased, self._owner, self._data, self._prio, self._dlv], args=[lease])
+
+    def release(self, lease: str) -> None:
+        """Put the message back in line (same id, same place), keeping its delivery count."""
+        self._release(
+            keys=[self._leased, self._owner, self._prio, self._ready, self._signal],
+            args=[lease, SIGNAL_CAP],
+        )
+
+    def extend(self, lease: str, lease_timeout: float) -> bool:
+        """Move the deadline to server-now + lease_timeout; False when the lease is gone."""
+        return bool(self._extend(keys=[self._leased], args=[lease, float(lease_timeout)]))
+
+    def recover(self) -> int:
+        """Return every lease whose deadline passed to ready, in one script (atomic)."""
+        return int(
+            self._recover(
+                keys=[self._leased, self._owner, self._prio, self._ready, self._signal],
+                args=[SIGNAL_CAP],
+            )
+        )
+
+    def size(self) -> int:
+        """Number of ready (unleased) messages."""
+        return int(self._b.client.zcard(self._ready))
+
+    def peek(self, n: int = 100) -> list[bytes]:
+        """Up to `n` ready messages in dequeue order, without claiming them."""
+        if n <= 0:
+            return []
+        return [bytes(p) for p in self._peek(keys=[self._ready, self._data], args=[n])]
+
+    def leases(self) -> list[LeaseInfo]:
+        """Every leased message with owner, deadline (server clock) and delivery count."""
+        flat = self._leases(keys=[self._leased, self._owner, self._dlv, self._data])
+        return [
+            LeaseInfo(
+                lease=flat[i].decode(),
+                owner=flat[i + 1].decode(),
+                deadline=float(flat[i + 2]),
+                deliveries=int(flat[i + 3]),
+                data=bytes(flat[i + 4]),
+            )
+            for i in range(0, len(flat), 5)
+        ]
+
+    def flush(self) -> None:
+        """Remove every ready and leased message. The id counter stays, so a lease taken before
+        the flush can never name a message enqueued after it."""
+        self._b.client.delete(
+            self._ready, self._data, self._prio, self._dlv, self._leased, self._owner, self._signal
+        )
+
+
+class RedisSchedule:
+    """Scheduled messages in one sorted set scored by timestamp; moved by one script."""
+
+    def __init__(self, backend: RedisBackend, queue: RedisQueue) -> None:
+        self._b = backend
+        self._q = queue
+        self._key = backend.key("schedule")
+        s = backend.script
+        self._add, self._move_due, self._pop_due = s(SCHEDULE_ADD), s(MOVE_DUE), s(POP_DUE)
+
+    def add(self, data: bytes, timestamp: float, priority: int = 0) -> None:
+        """Store a message for `timestamp`; equal timestamps keep arrival order. Atomic."""
+        self._add(keys=[self._q._seq, self._key], args=[repr(float(timestamp)), int(priority), data])
+
+    def move_due(self, now: float, limit: int = 1000) -> int:
+        """Move up to `limit` due messages into the queue with their priority, in one script:
+        concurrent callers serialize on the server, so no message moves twice or gets lost."""
+        if limit <= 0:
+            return 0
+        q = self._q
+        return int(
+            self._move_due(
+                keys=[self._key, q._seq, q._ready, q._data, q._prio, q._signal],
+                args=[repr(float(now)), int(limit), SIGNAL_CAP],
+            )
+        )
+
+    def pop_due(self, now: float, limit: int = 1000) -> list[bytes]:
+        """Remove and return up to `limit` due messages, earliest first. Atomic."""
+        if limit <= 0:
+            return []
+        found = self._pop_due(keys=[self._key], args=[repr(float(now)), int(limit)])
+        return [bytes(p) for p in found]
+
+    def size(self) -> int:
+        """Number of scheduled messages."""
+        return int(self._b.client.zcard(self._key))
+
+    def peek(self, n: int = 100) -> list[tuple[float, bytes]]:
+        """Up to `n` (timestamp, message) pairs, earliest first, without removing them."""
+        if n <= 0:
+            return []
+        rows: list[Any] = self._b.client.zrange(self._key, 0, n - 1, withscores=True)
+        return [(float(score), _unpack_member(member)) for member, score in rows]
+
+    def flush(self) -> None:
+        """Remove every scheduled message."""
+        self._b.client.delete(self._key)

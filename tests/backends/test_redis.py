@@ -1,0 +1,197 @@
+"""The redis backend: the shared conformance suite, then what only Redis promises."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from redis_support import REDIS_URL, make_factory, require_server, unique_name
+
+from huey_core.testing import BackendConformance
+
+
+class TestRedisBackend(BackendConformance):
+    @pytest.fixture
+    def backend_factory(self):
+        require_server()
+        yield from make_factory(REDIS_URL)
+
+
+# -- Redis specifics ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def factory():
+    require_server()
+    yield from make_factory(REDIS_URL)
+
+
+def test_every_key_shares_the_instance_hash_tag(factory):
+    backend = factory()
+    backend.queue.enqueue(b"a")
+    backend.queue.dequeue("w", 30)
+    backend.queue.enqueue(b"b", priority=3)
+    backend.schedule.add(b"s", time.time() + 60)
+    backend.store.put("k", b"v", ttl=60)
+    backend.store.incr("n")
+    keys = list(backend.client.scan_iter(match=f"*{backend.name}*"))
+    assert keys
+    assert all(k.decode().startswith(f"huey:{{{backend.name}}}:") for k in keys)
+    slots = {backend.client.cluster_keyslot(k) if backend.cluster else None for k in keys}
+    assert len(slots) == 1
+
+
+def test_describe_masks_the_password():
+    from huey_redis.backend import RedisBackend
+
+    backend = RedisBackend("masked", "redis://user:s3cret-pw@127.0.0.1:6379/0")
+    try:
+        assert "s3cret-pw" not in backend.describe()
+        assert "s3cret-pw" not in repr(backend)
+        assert "***" in backend.describe()
+    finally:
+        backend.close()
+
+
+def test_created_through_the_plugin_registry_by_url_scheme():
+    from huey_core.plugins import create_backend
+
+    require_server()
+    backend = create_backend(unique_name(), url=REDIS_URL)
+    try:
+        assert type(backend).__name__ == "RedisBackend"
+    finally:
+        backend.close()
+
+
+def test_hiredis_parser_is_used_when_installed(factory):
+    pytest.importorskip("hiredis")
+    backend = factory()
+    conn = backend.client.connection_pool.get_connection()
+    try:
+        assert "Hiredis" in type(conn._parser).__name__
+    finally:
+        backend.client.connection_pool.release(conn)
+
+
+def test_max_connections_makes_threads_wait_for_a_free_connection(factory):
+    backend = factory(max_connections=2)
+    errors = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(50):
+                backend.queue.enqueue(f"{i}-{j}".encode())
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert backend.queue.size() == 400
+
+
+def test_blocked_dequeues_all_wake_for_a_burst_of_priority_messages(factory):
+    """Each message wakes a waiter (tokens plus the baton after each claim), whatever its
+    priority, so no worker sleeps through its wait while messages sit ready."""
+    backend = factory()
+    got: list[bytes] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        d = backend.queue.dequeue(f"w{i}", 30, wait=5)
+        if d is not None:
+            with lock:
+                got.append(d.data)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)  # all four are now blocked
+    started = time.monotonic()
+    other = factory(backend.name)
+    for i in range(4):
+        other.queue.enqueue(f"m{i}".encode(), priority=i)
+    for t in threads:
+        t.join(10)
+    assert sorted(got) == [b"m0", b"m1", b"m2", b"m3"]
+    assert time.monotonic() - started < 3
+
+
+def test_wait_wakes_every_waiter_on_one_key(factory):
+    backend = factory()
+    results: list[bool] = []
+
+    def waiter() -> None:
+        results.append(factory(backend.name).store.wait("result:x", 5))
+
+    threads = [threading.Thread(target=waiter) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    backend.store.put("result:x", b"done")
+    for t in threads:
+        t.join(10)
+    assert results == [True, True, True]
+    assert time.monotonic() - started < 2
+
+
+def test_default_ttl_applies_to_put_without_ttl_only(factory):
+    backend = factory(default_ttl=0.2)
+    backend.store.put("result:1", b"r")
+    backend.store.put("kept", b"k", ttl=60)
+    assert backend.store.put_if_empty("lock", b"l")  # locks never take default_ttl
+    assert backend.store.size() == 3
+    time.sleep(0.4)
+    assert backend.store.peek("result:1") is None
+    assert backend.store.items() == {"kept": b"k", "lock": b"l"}
+    assert backend.store.size() == 2
+
+
+def test_expired_keys_leave_the_index(factory):
+    """The size/items index must not grow with keys Redis already expired."""
+    backend = factory()
+    for i in range(30):
+        backend.store.put(f"r{i}", b"x", ttl=0.05)
+    time.sleep(0.15)
+    backend.store.put("trigger", b"x")  # every write prunes a batch of stale index entries,
+    backend.store.put("trigger", b"x")  # so the index stays bounded even if size() is never called
+    assert backend.client.zcard(backend.key("kv-idx")) == 1
+    assert backend.store.size() == 1
+
+
+def test_a_stale_lease_cannot_ack_the_next_delivery(factory):
+    backend = factory()
+    backend.queue.enqueue(b"job")
+    first = backend.queue.dequeue("w1", 0.05)
+    time.sleep(0.1)
+    assert backend.queue.recover() == 1
+    second = backend.queue.dequeue("w2", 30)
+    assert second is not None and second.deliveries == 2
+    backend.queue.ack(first.lease)  # the late worker acks: must not delete w2's message
+    assert [lease.lease for lease in backend.queue.leases()] == [second.lease]
+    assert backend.queue.extend(first.lease, 30) is False
+
+
+def test_close_stops_a_listener_within_a_second(factory):
+    backend = factory()
+    sub = backend.events.listen()
+    seen: list[bytes] = []
+    thread = threading.Thread(target=lambda: seen.extend(sub))
+    thread.start()
+    backend.events.emit(b'{"status": "enqueued"}')
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    sub.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 1.0
+    assert seen == [b'{"status": "enqueued"}']
+    assert backend.events.channel == f"huey.events.{backend.name}"
