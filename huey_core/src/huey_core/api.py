@@ -179,7 +179,11 @@ class Task:
         retry_backoff: float | None = None,
     ) -> None:
         self.name = type(self).name
-        self.args = () if args is None else tuple(args)
+        if args is None:
+            args = ()
+        elif not isinstance(args, (tuple, list)):
+            args = (args,)  # a lone argument, as in add.schedule(3, delay=60)
+        self.args = tuple(args)
         self.kwargs = {} if kwargs is None else kwargs
         self.id = id or str(uuid.uuid4())
         self.revoke_id = f"r:{self.id}"
@@ -504,7 +508,8 @@ class Result:
         return self.get(*args, **kwargs)
 
     def is_ready(self) -> bool:
-        return self._get(preserve=True) is not EmptyData
+        """True when the result is in; it is then read into this handle (and off the store)."""
+        return self._get() is not EmptyData
 
     def _get(self, preserve: bool = False) -> Any:
         if self._result is EmptyData:
@@ -742,8 +747,8 @@ class RateLimit:
     """
 
     def __init__(self, huey: Huey, name: str, limit: int, per: float, retry: bool = True) -> None:
-        if limit < 1 or per <= 0:
-            raise ValueError("rate_limit needs limit >= 1 and per > 0 seconds")
+        if limit < 0 or per <= 0:
+            raise ValueError("rate_limit needs limit >= 0 and per > 0 seconds")
         self._huey = huey
         self._name = name
         self._limit = limit

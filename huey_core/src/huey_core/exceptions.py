@@ -57,8 +57,8 @@ class RateLimitExceeded(HueyException):
 
     def __str__(self) -> str:
         if self.retry:
-            return f'rate limit exceeded on "{self.key}", retry in {self.delay:0.1f}s'
-        return f'rate limit exceeded on "{self.key}"'
+            return f'Rate limit exceeded on "{self.key}", retry in {self.delay:0.1f}s'
+        return f'Rate limit exceeded on "{self.key}"'
 
 
 class TaskTimeout(HueyException):

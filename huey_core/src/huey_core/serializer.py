@@ -186,10 +186,10 @@ class SignedSerializer(Serializer):
     PREFIX = b"hs1:"
     _DIGEST_LEN = 64  # hex characters of a SHA-256 digest
 
-    def __init__(self, inner: Any, secret: str | bytes) -> None:
+    def __init__(self, inner: Any = None, secret: str | bytes | None = None) -> None:
         if not secret:
             raise ValueError("SignedSerializer needs a non-empty secret")
-        self.inner = inner
+        self.inner = Serializer() if inner is None else inner
         self._key = secret.encode() if isinstance(secret, str) else bytes(secret)
 
     def _sign(self, payload: bytes) -> bytes:
