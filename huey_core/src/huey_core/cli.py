@@ -133,7 +133,7 @@ def override_storage(huey: Any, backend: str | None, url: str | None) -> None:
     if not backend and not url:
         return
     try:
-        configure = getattr(huey, "configure_storage", None)
+        configure = getattr(huey, "configure_backend", None)
         if configure is not None:
             configure(backend=backend, url=url)
         else:
@@ -481,16 +481,34 @@ def enqueue(
 
 
 def _find_task(huey: Any, name: str) -> Any:
-    for attr in ("tasks", "_registry", "registry"):
-        registry = getattr(huey, attr, None)
-        if callable(registry):
-            registry = registry()
-        if isinstance(registry, dict):
-            for key, task in registry.items():
-                short = getattr(task, "name", str(key))
-                if name in (key, short) or str(key).endswith("." + name):
-                    return task
-    raise UserError(f"no task named {name!r} in {huey.name!r}")
+    """The TaskWrapper-like callable for `name` ("module.task" or just "task")."""
+    registry = getattr(getattr(huey, "_registry", None), "_registry", None) or {}
+    matches = [
+        cls for key, cls in registry.items() if name == key or key.rsplit(".", 1)[-1] == name
+    ]
+    if len(matches) == 1:
+        return _TaskCaller(huey, matches[0])
+    if matches:
+        raise UserError(f"task name {name!r} is ambiguous; use the full name (module.task)")
+    known = ", ".join(sorted(registry)) or "none"
+    raise UserError(f"no task named {name!r} in {huey.name!r}; known tasks: {known}")
+
+
+class _TaskCaller:
+    """Enqueue a registered task class by name, like calling its decorated function."""
+
+    def __init__(self, huey: Any, task_class: Any) -> None:
+        self.huey = huey
+        self.task_class = task_class
+
+    def __call__(self, *args: Any) -> Any:
+        return self.huey.enqueue(self.task_class(args, {}))
+
+    def schedule(self, args: tuple[Any, ...], delay: float) -> Any:
+        from huey_core.api import normalize_time
+
+        eta = normalize_time(delay=delay, utc=self.huey.utc)
+        return self.huey.enqueue(self.task_class(args, {}, eta=eta))
 
 
 @cli.command()

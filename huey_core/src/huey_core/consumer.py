@@ -283,6 +283,8 @@ class _Worker:
             self._retry_backend("ack", lambda: consumer.huey.storage.queue.ack(delivery.lease))
         else:
             self._release(delivery)
+            # Whatever failed (most likely the backend) may fail again at once: do not spin.
+            consumer._stopping.wait(self.backoff.next())
 
     def _retry_backend(self, operation: str, call: Callable[[], Any]) -> bool:
         """Run `call` until it works; give up only on a hard stop (the lease then expires)."""
@@ -323,7 +325,6 @@ class _Worker:
             reason,
             running,
         )
-        self.consumer._emit("interrupted", worker=self.owner, reason=reason)
         return True
 
 
@@ -578,6 +579,18 @@ class Consumer:
         except Exception:  # noqa: BLE001 - huey.emit should not raise; belt and braces
             logger.debug("could not emit %s", status, exc_info=True)
 
+    def _notify_interrupted(self, workers: list[_Worker], reason: str) -> None:
+        """Signal and emit `interrupted` for the tasks shutdown gave up on."""
+        notify = getattr(self.huey, "notify_interrupted_tasks", None)
+        if notify is not None:
+            try:
+                notify()  # the core knows which tasks are running: signal + event per task
+                return
+            except Exception:  # noqa: BLE001
+                logger.debug("notify_interrupted_tasks failed", exc_info=True)
+        for worker in workers:
+            self._emit("interrupted", worker=worker.owner, reason=reason)
+
     # -- start / stop --------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -656,13 +669,18 @@ class Consumer:
         reason = "shutdown timeout reached" if graceful and not self._hard_stop.is_set() else (
             "immediate shutdown"
         )
+        abandoned = [w for w in self._workers if w.busy and w.abandon(reason)]
+        if abandoned:
+            self._notify_interrupted(abandoned, reason)
+        # Idle workers leave their dequeue within one blocking slice or polling sleep; workers
+        # whose task was abandoned may run on for a while (threads cannot be killed): their
+        # result no longer matters, so nobody waits for them.
+        if self._hard_stop.is_set():
+            return
+        deadline = time.monotonic() + BLOCKING_WAIT + 1.0
         for worker in self._workers:
-            if worker.busy:
-                worker.abandon(reason)
-        # Idle workers leave their dequeue within one blocking slice or polling sleep.
-        for worker in self._workers:
-            if worker.thread is not None and not self._hard_stop.is_set():
-                worker.thread.join(BLOCKING_WAIT + 1.0)
+            if worker.thread is not None and worker not in abandoned:
+                worker.thread.join(max(deadline - time.monotonic(), 0.0))
 
     def _stop_processes(self, graceful: bool, timeout: float) -> None:
         if graceful:
@@ -831,8 +849,9 @@ class Consumer:
 
 def _periodic_task_names(huey: Any) -> list[str]:
     """Names of the registered periodic tasks, whatever the core calls its registry."""
-    for attr in ("periodic_tasks", "_periodic_tasks"):
-        found = getattr(huey, attr, None)
+    registry = getattr(huey, "_registry", None)
+    for holder, attr in ((registry, "periodic_tasks"), (huey, "periodic_tasks")):
+        found = getattr(holder, attr, None) if holder is not None else None
         if callable(found):
             try:
                 found = found()
