@@ -29,7 +29,9 @@ it is listed with a reason: `overrides = {"test_name": "why this backend differs
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
+import uuid
 
 import pytest
 
@@ -103,3 +105,26 @@ class BackendConformance(
         while backend.queue.size() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert backend.queue.peek() == [b"kept"]  # closing a connection keeps the data
+
+    def test_close_releases_threads(self, backend_factory: BackendFactory) -> None:
+        before = threading.active_count()
+        extra = backend_factory(f"conformance-{uuid.uuid4().hex[:12]}")
+        try:
+            subscription = extra.events.listen()
+            extra.events.emit(b'{"status": "started"}')
+            assert collect(subscription, 1) == [b'{"status": "started"}']
+            extra.queue.enqueue(b"job")
+            delivery = extra.queue.dequeue("worker-1", 30.0, wait=0.1)
+            assert delivery is not None
+            extra.queue.ack(delivery.lease)
+            assert extra.store.wait("missing", 0.1) is False
+        finally:
+            extra.queue.flush()
+            extra.schedule.flush()
+            extra.store.flush()
+            extra.close()
+        deadline = time.monotonic() + 5
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        leftover = [t.name for t in threading.enumerate()][before:]
+        assert threading.active_count() <= before, f"threads left running after close(): {leftover}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from typing import ClassVar
 
 import pytest
 
@@ -26,6 +27,9 @@ def _skip_unless_priority(backend: Backend) -> None:
 
 class QueueConformance(ConformanceBase):
     """Every statement of the Queue docstrings, checked against `backend.queue`."""
+
+    #: Examples of random operation sequences the reference-model test runs (hypothesis).
+    model_examples: ClassVar[int] = 25
 
     # -- shape -----------------------------------------------------------------------------
 
@@ -70,6 +74,19 @@ class QueueConformance(ConformanceBase):
             backend.queue.enqueue(data, priority=priority)
         assert backend.queue.peek() == [b"p10", b"p5-a", b"p5-b", b"p0", b"neg"]
         assert [d.data for d in drain(backend.queue)] == [b"p10", b"p5-a", b"p5-b", b"p0", b"neg"]
+
+    def test_released_and_recovered_messages_keep_their_priority(self, backend: Backend) -> None:
+        _skip_unless_priority(backend)
+        backend.queue.enqueue(b"urgent", priority=9)
+        backend.queue.enqueue(b"crashed", priority=5)
+        released = backend.queue.dequeue("worker-1", 30.0)
+        crashed = backend.queue.dequeue("worker-1", self.short_ttl)
+        assert released is not None and crashed is not None
+        backend.queue.enqueue(b"normal", priority=0)
+        backend.queue.release(released.lease)
+        self.expire()
+        assert backend.queue.recover() == 1
+        assert [d.data for d in drain(backend.queue)] == [b"urgent", b"crashed", b"normal"]
 
     def test_priority_argument_accepted_by_every_backend(self, backend: Backend) -> None:
         sent = [(b"a", 3), (b"b", 0), (b"c", 7)]
@@ -121,6 +138,28 @@ class QueueConformance(ConformanceBase):
         assert backend.queue.dequeue("worker-1", 30.0, wait=0.3) is None
         elapsed = time.monotonic() - started
         assert 0.2 <= elapsed < self.wake_within, f"returned after {elapsed:.2f} s"
+
+    def test_blocked_waiters_share_messages_without_duplicates(
+        self, backend: Backend, connect: Connect
+    ) -> None:
+        _skip_unless_blocking(backend)
+        waiters = 4
+        conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(waiters)]
+        producer = connect(backend.name)
+
+        def send() -> None:
+            producer.queue.enqueue(b"one")
+            producer.queue.enqueue(b"two")
+
+        timer = threading.Timer(0.3, send)
+        timer.start()
+        try:
+            got = run_threads(lambda i: conns[i].queue.dequeue(f"w-{i}", 30.0, wait=1.5), waiters)
+        finally:
+            timer.cancel()
+        data = sorted(d.data for d in got if d is not None)
+        assert data == [b"one", b"two"], f"waiters received {data}"
+        assert backend.queue.size() == 0
 
     def test_non_blocking_dequeue_ignores_wait(self, backend: Backend) -> None:
         if backend.queue.blocking:
@@ -190,6 +229,7 @@ class QueueConformance(ConformanceBase):
         assert second.data == b"job"
         assert second.deliveries == 2
         assert second.lease != first.lease
+        assert [i.deliveries for i in backend.queue.leases()] == [2]
 
     def test_release_of_unknown_or_spent_lease_is_a_no_op(self, backend: Backend) -> None:
         backend.queue.enqueue(b"job")
@@ -231,6 +271,14 @@ class QueueConformance(ConformanceBase):
         backend.queue.release(b.lease)
         assert backend.queue.extend(b.lease, 100.0) is False
         assert backend.queue.extend(uuid.uuid4().hex, 100.0) is False
+
+    def test_extend_sets_deadline_from_now_even_when_shorter(self, backend: Backend) -> None:
+        backend.queue.enqueue(b"job")
+        delivery = backend.queue.dequeue("worker-1", 30.0)
+        assert delivery is not None
+        assert backend.queue.extend(delivery.lease, self.short_ttl) is True
+        self.expire()
+        assert backend.queue.recover() == 1
 
     def test_extended_lease_is_not_recovered(self, backend: Backend) -> None:
         backend.queue.enqueue(b"long task")
@@ -376,3 +424,109 @@ class QueueConformance(ConformanceBase):
         stranger.queue.flush()
         assert backend.queue.size() == 1
         assert stranger.queue.size() == 0
+
+    # -- model -------------------------------------------------------------------------------
+
+    def test_queue_matches_a_reference_model(self, backend: Backend) -> None:
+        """Random enqueue/dequeue/ack/release/extend sequences against a plain-Python model."""
+        hypothesis = pytest.importorskip("hypothesis", reason="needs huey-core[testing]")
+        from hypothesis import stateful
+        from hypothesis import strategies as st
+
+        queue = backend.queue
+        ranked = queue.priority
+
+        class Message:
+            def __init__(self, data: bytes, priority: int, seq: int) -> None:
+                self.data, self.priority, self.seq = data, priority, seq
+                self.deliveries = 0
+                self.released = False  # where a released message re-enters the line is open
+
+        class QueueModel(stateful.RuleBasedStateMachine):
+            def __init__(self) -> None:
+                super().__init__()
+                queue.flush()
+                self.seq = 0
+                self.ready: dict[bytes, Message] = {}
+                self.held: dict[str, Message] = {}
+                self.spent: list[str] = []
+
+            @stateful.rule(priority=st.integers(-2, 2))
+            def enqueue(self, priority: int) -> None:
+                self.seq += 1
+                message = Message(f"m{self.seq}".encode(), priority if ranked else 0, self.seq)
+                queue.enqueue(message.data, priority=priority)
+                self.ready[message.data] = message
+
+            @stateful.rule()
+            def dequeue(self) -> None:
+                delivery = queue.dequeue("model", 60.0)
+                if not self.ready:
+                    assert delivery is None
+                    return
+                assert delivery is not None, "dequeue returned None with messages ready"
+                message = self.ready.pop(delivery.data, None)
+                assert message is not None, f"{delivery.data!r} was not ready"
+                top = max(m.priority for m in (*self.ready.values(), message))
+                assert message.priority == top, "a lower priority came first"
+                fresh = [m.seq for m in (*self.ready.values(), message)
+                         if m.priority == top and not m.released]
+                assert message.released or message.seq == min(fresh), "FIFO broken"
+                message.deliveries += 1
+                assert delivery.deliveries == message.deliveries
+                assert delivery.lease not in self.held
+                self.held[delivery.lease] = message
+
+            @stateful.precondition(lambda self: bool(self.held))
+            @stateful.rule(data=st.data())
+            def ack(self, data: st.DataObject) -> None:
+                lease = data.draw(st.sampled_from(sorted(self.held)))
+                queue.ack(lease)
+                del self.held[lease]
+                self.spent.append(lease)
+
+            @stateful.precondition(lambda self: bool(self.held))
+            @stateful.rule(data=st.data())
+            def release(self, data: st.DataObject) -> None:
+                lease = data.draw(st.sampled_from(sorted(self.held)))
+                queue.release(lease)
+                message = self.held.pop(lease)
+                message.released = True
+                self.ready[message.data] = message
+                self.spent.append(lease)
+
+            @stateful.rule(data=st.data())
+            def extend(self, data: st.DataObject) -> None:
+                leases = sorted(self.held) + self.spent[-3:]
+                if not leases:
+                    return
+                lease = data.draw(st.sampled_from(leases))
+                assert queue.extend(lease, 60.0) is (lease in self.held)
+
+            @stateful.precondition(lambda self: bool(self.spent))
+            @stateful.rule(data=st.data())
+            def spent_lease_is_inert(self, data: st.DataObject) -> None:
+                lease = data.draw(st.sampled_from(self.spent[-5:]))
+                queue.ack(lease)
+                queue.release(lease)
+
+            @stateful.invariant()
+            def counts_agree(self) -> None:
+                assert queue.size() == len(self.ready)
+                assert sorted(queue.peek(1000)) == sorted(self.ready)
+                leases = {i.lease: i for i in queue.leases()}
+                assert set(leases) == set(self.held)
+                for lease, info in leases.items():
+                    assert info.data == self.held[lease].data
+                    assert info.deliveries == self.held[lease].deliveries
+
+        stateful.run_state_machine_as_test(
+            QueueModel,
+            settings=hypothesis.settings(
+                max_examples=self.model_examples,
+                stateful_step_count=25,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(hypothesis.HealthCheck),
+            ),
+        )

@@ -32,6 +32,10 @@ class ScheduleConformance(ConformanceBase):
         assert [data for _, data in peeked] == [b"soon", b"later", b"last"]
         assert [ts for ts, _ in peeked] == pytest.approx([now + 10, now + 20, now + 30], abs=1e-3)
         assert [data for _, data in backend.schedule.peek(2)] == [b"soon", b"later"]
+        backend.schedule.add(b"ms-2", now + 1.002)
+        backend.schedule.add(b"ms-1", now + 1.001)  # millisecond precision keeps the order
+        assert [data for _, data in backend.schedule.peek(2)] == [b"ms-1", b"ms-2"]
+        backend.schedule.pop_due(now + 1.5)
         assert backend.schedule.size() == 3  # peek removes nothing
         assert backend.queue.size() == 0  # and adding does not touch the queue
 

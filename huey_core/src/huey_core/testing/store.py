@@ -136,6 +136,17 @@ class DataStoreConformance(ConformanceBase):
         winner = won.index(True)
         assert backend.store.peek("periodic:minute") == f"{winner}".encode()
 
+    def test_concurrent_takeover_of_an_expired_key_has_exactly_one_winner(
+        self, backend: Backend, connect: Connect
+    ) -> None:
+        backend.store.put_if_empty("lock", b"crashed holder", ttl=self.short_ttl)
+        self.expire()
+        threads = 16
+        conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(threads)]
+        won = run_threads(lambda i: conns[i].store.put_if_empty("lock", f"{i}".encode()), threads)
+        assert won.count(True) == 1, f"{won.count(True)} callers took over the expired key"
+        assert backend.store.peek("lock") == f"{won.index(True)}".encode()
+
     # -- incr --------------------------------------------------------------------------------
 
     def test_incr_counts_from_zero(self, backend: Backend) -> None:
