@@ -1,0 +1,46 @@
+"""The conformance suite on a three-node Redis Cluster: the hash tag keeps every key of an
+instance in one slot, so the same Lua scripts run there unchanged."""
+
+from __future__ import annotations
+
+import pytest
+from redis_support import CLUSTER_PORTS, make_factory, start_cluster
+
+from huey_core.testing import BackendConformance
+
+CLUSTER_URL = f"redis://127.0.0.1:{CLUSTER_PORTS[0]}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    servers = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield CLUSTER_URL
+    for server in servers:
+        server.stop()
+
+
+class TestRedisClusterBackend(BackendConformance):
+    @pytest.fixture
+    def backend_factory(self, redis_cluster):
+        yield from make_factory(redis_cluster, cluster=True)
+
+
+def test_instances_spread_over_the_nodes(redis_cluster):
+    """Different instances hash to different slots (and nodes); each stays whole in its own."""
+    from huey_redis.backend import RedisBackend
+
+    backends = [RedisBackend(f"spread-{i}", redis_cluster, cluster=True) for i in range(12)]
+    try:
+        nodes = set()
+        for b in backends:
+            b.queue.enqueue(b"x")
+            b.store.put("k", b"v")
+            assert b.queue.dequeue("w", 30).data == b"x"
+            nodes.add(b.client.get_node_from_key(b.key("ready")).port)
+        assert len(nodes) > 1
+    finally:
+        for b in backends:
+            b.queue.flush()
+            b.store.flush()
+            b.client.delete(b.key("seq"))
+            b.close()
