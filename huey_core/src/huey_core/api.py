@@ -133,6 +133,13 @@ def normalize_expire_time(expires: Any, utc: bool = True) -> datetime.datetime:
     return normalize_time(delay=expires, utc=utc)
 
 
+class _Named:
+    """What an event needs to name a message that could not be decoded into a Task."""
+
+    def __init__(self, id: str | None, name: str | None) -> None:
+        self.id, self.name = id, name
+
+
 class ChordConfig:
     """Where a chord member reports: chord id, member count, its index and the callback."""
 
@@ -961,6 +968,9 @@ class Huey:
         """
         with self._storage_lock:
             old, self._storage = self._storage, None
+            previous_backend, _, previous_options = self._backend_spec
+            if not options and backend == previous_backend:
+                options = previous_options  # same backend, new URL: keep its options
             self._backend_spec = (backend, url, options)
         if old is not None and (self._backend_spec[0] is not old):
             try:
@@ -1659,10 +1669,8 @@ class Huey:
         logger.error("dead-lettered message %s (task %s): %s", dl_id, task_name or "?", reason)
         if task is not None:
             self._signal.send(S.SIGNAL_DEAD_LETTERED, task, reason)
-        self.emit(
-            "dead-lettered", task, id=task_id, task=task_name, error=True, reason=reason,
-            dead_letter_id=dl_id,
-        )
+        about = task if task is not None else _Named(task_id, task_name)
+        self.emit("dead-lettered", about, error=True, reason=reason, dead_letter_id=dl_id)
         return dl_id
 
     def _peek_names(self, data: bytes) -> tuple[str | None, str | None]:

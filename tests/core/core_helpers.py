@@ -1,0 +1,46 @@
+"""Helpers shared by the core API tests (importable as `core_helpers`)."""
+
+from __future__ import annotations
+
+import uuid
+
+from huey_core import Huey
+
+
+def make_huey(**options: object) -> Huey:
+    options.setdefault("backend", "memory")
+    return Huey(f"t-{uuid.uuid4().hex[:8]}", **options)  # type: ignore[arg-type]
+
+
+def drain(huey: Huey, limit: int = 1000) -> int:
+    """Run every ready message the way a consumer worker does; return how many were processed."""
+    queue = huey.storage.queue
+    count = 0
+    while count < limit:
+        delivery = queue.dequeue("test-worker", huey.lease_timeout)
+        if delivery is None:
+            return count
+        huey.process(delivery, worker="test-worker")
+        queue.ack(delivery.lease)
+        count += 1
+    raise AssertionError("queue did not drain")
+
+
+def run_due(huey: Huey, now: float | None = None) -> int:
+    """Run the scheduled tasks due at unix time `now`, as if the clock said `now`.
+
+    (A consumer moves due messages to the queue; here the clock is faked, so the tasks are read
+    from the schedule and executed with that timestamp.)
+    """
+    import datetime
+    import time
+
+    when = time.time() if now is None else now
+    if huey.utc:
+        stamp = datetime.datetime.fromtimestamp(when, datetime.timezone.utc).replace(tzinfo=None)
+    else:
+        stamp = datetime.datetime.fromtimestamp(when)
+    tasks = huey.read_schedule(stamp)
+    for task in tasks:
+        huey.execute(task, timestamp=stamp)
+    return len(tasks) + drain(huey)
