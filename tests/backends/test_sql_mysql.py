@@ -1,0 +1,31 @@
+"""The sql backend on MySQL 8 / MariaDB 10.6+ (PyMySQL): the conformance suite and specifics."""
+
+from __future__ import annotations
+
+import pytest
+from sql_support import MYSQL_URL, SQLBackendChecks, make_factory, prefix_fixture
+
+from huey_core.testing import BackendConformance
+
+sql_prefix = prefix_fixture(MYSQL_URL)
+
+
+class TestMySQLBackend(BackendConformance):
+    @pytest.fixture
+    def backend_factory(self, sql_prefix: str):
+        yield from make_factory(MYSQL_URL, sql_prefix)
+
+
+class TestMySQLSpecifics(SQLBackendChecks):
+    url = MYSQL_URL
+
+    def test_mysql_polls_and_says_so(self, factory) -> None:
+        backend = factory()
+        assert backend.queue.blocking is False
+        assert "polling" in backend.describe()
+
+    def test_payloads_larger_than_a_blob_fit(self, factory) -> None:
+        backend = factory()
+        payload = b"\xff" * 300_000  # above BLOB's 64 KB: the column must be LONGBLOB
+        backend.store.put("big", payload)
+        assert backend.store.peek("big") == payload

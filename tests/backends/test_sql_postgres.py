@@ -1,0 +1,90 @@
+"""The sql backend on PostgreSQL (psycopg 3): the conformance suite, then PostgreSQL specifics."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sql_support import POSTGRES_URL, SQLBackendChecks, make_factory, prefix_fixture
+
+from huey_core.testing import BackendConformance
+
+sql_prefix = prefix_fixture(POSTGRES_URL)
+
+
+class TestPostgresBackend(BackendConformance):
+    @pytest.fixture
+    def backend_factory(self, sql_prefix: str):
+        yield from make_factory(POSTGRES_URL, sql_prefix)
+
+
+class TestPostgresPollingBackend(BackendConformance):
+    """notify=False (for PgBouncer in transaction mode): same contract, the consumer polls."""
+
+    @pytest.fixture
+    def backend_factory(self, sql_prefix: str):
+        yield from make_factory(POSTGRES_URL, sql_prefix, notify=False)
+
+
+class TestPostgresSpecifics(SQLBackendChecks):
+    url = POSTGRES_URL
+
+    def test_plain_postgresql_scheme_uses_psycopg(self, sql_prefix: str) -> None:
+        from huey_sql.backend import SQLBackend
+
+        backend = SQLBackend("x", POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://"),
+                             table_prefix=sql_prefix)
+        assert backend.engine.url.drivername == "postgresql+psycopg"
+        backend.close()
+
+    def test_mode_follows_the_notify_option(self, factory) -> None:
+        assert factory().queue.blocking is True
+        assert factory(notify=False).queue.blocking is False
+        assert factory(mode="polling").queue.blocking is False
+        assert "polling" in factory(notify=False).describe()
+
+    def test_notify_wakes_a_waiting_dequeue_long_before_the_fallback_poll(self, factory) -> None:
+        backend = factory(poll_interval=30.0)  # the fallback poll alone would take 30 s
+        other = factory(backend.name, notify=True)
+        timer = threading.Timer(0.3, other.queue.enqueue, args=(b"wake",))
+        timer.start()
+        started = time.monotonic()
+        delivery = backend.queue.dequeue("w", 30, wait=10)
+        assert delivery is not None and delivery.data == b"wake"
+        assert time.monotonic() - started < 2
+
+    def test_fallback_poll_finds_work_when_no_notify_arrives(self, factory) -> None:
+        backend = factory(poll_interval=0.2)
+        silent = factory(backend.name, notify=False)  # a writer behind PgBouncer: no NOTIFY
+        timer = threading.Timer(0.3, silent.queue.enqueue, args=(b"quiet",))
+        timer.start()
+        delivery = backend.queue.dequeue("w", 30, wait=5)
+        assert delivery is not None and delivery.data == b"quiet"
+
+    def test_store_wait_wakes_on_notify(self, factory) -> None:
+        backend = factory(poll_interval=30.0)
+        other = factory(backend.name)
+        timer = threading.Timer(0.3, other.store.put, args=("result:1", b"done"))
+        timer.start()
+        started = time.monotonic()
+        assert backend.store.wait("result:1", 10) is True
+        assert time.monotonic() - started < 2
+
+    def test_listener_reconnects_after_its_connection_is_killed(self, factory) -> None:
+        backend = factory(poll_interval=30.0)
+        assert backend.queue.dequeue("w", 30, wait=0.1) is None  # starts the LISTEN thread
+        with backend.engine.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid() AND query LIKE %(q)s",
+                {"q": f"%{backend._db.channel('')}%"},
+            )
+        time.sleep(0.5)
+        other = factory(backend.name)
+        timer = threading.Timer(1.0, other.queue.enqueue, args=(b"after restart",))
+        timer.start()
+        started = time.monotonic()
+        delivery = backend.queue.dequeue("w", 30, wait=10)
+        assert delivery is not None and delivery.data == b"after restart"
+        assert time.monotonic() - started < 5

@@ -1,0 +1,109 @@
+"""The sql backend on SQLite: the shared conformance suite, then SQLite specifics."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sql_support import SQLBackendChecks, make_factory, prefix_fixture, unique_name
+
+from huey_core.exceptions import ConfigurationError
+from huey_core.testing import BackendConformance
+
+@pytest.fixture(scope="module")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'huey.db'}"
+
+
+sql_prefix = prefix_fixture(None)
+
+
+class TestSQLiteBackend(BackendConformance):
+    @pytest.fixture
+    def backend_factory(self, sqlite_url: str, sql_prefix: str):
+        yield from make_factory(sqlite_url, sql_prefix)
+
+
+class TestSQLiteSpecifics(SQLBackendChecks):
+    @pytest.fixture(autouse=True)
+    def _url(self, sqlite_url: str) -> None:
+        self.url = sqlite_url
+
+    def test_wal_mode_and_busy_timeout_on_every_connection(self, factory) -> None:
+        backend = factory(busy_timeout=12.5)
+        with backend.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 12500
+
+    def test_queue_waits_natively_and_wakes_on_another_processs_commit(self, factory) -> None:
+        backend = factory()
+        assert backend.queue.blocking is True
+        other = factory(backend.name)  # its own engine and connections, like another process
+        import threading
+
+        timer = threading.Timer(0.3, other.queue.enqueue, args=(b"wake",))
+        timer.start()
+        started = time.monotonic()
+        delivery = backend.queue.dequeue("w", 30, wait=5)
+        assert delivery is not None and delivery.data == b"wake"
+        assert time.monotonic() - started < 1.5
+
+    def test_claim_and_ack_use_the_index(self, factory) -> None:
+        backend = factory()
+        backend.queue.enqueue(b"x")
+        q = backend._db.tables.queue
+        name = backend.name
+        with backend.engine.connect() as conn:
+            plans = [
+                " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", args))
+                for sql, args in [
+                    (f"SELECT id FROM {q.name} WHERE name = ? AND lease IS NULL "
+                     "ORDER BY sort_key, id LIMIT 1", (name,)),
+                    (f"DELETE FROM {q.name} WHERE name = ? AND lease = ?", (name, "x")),
+                ]
+            ]
+        for plan in plans:
+            assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan  # ORDER BY served by the index
+
+    def test_relative_path_resolves_against_the_working_directory(self, tmp_path, monkeypatch) -> None:
+        from huey_sql.backend import SQLBackend
+
+        monkeypatch.chdir(tmp_path)
+        backend = SQLBackend(unique_name(), "sqlite:///rel/huey.db")
+        assert backend.engine.url.database == str(tmp_path / "rel" / "huey.db")
+        backend.close()
+
+    @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+    def test_in_memory_sqlite_is_refused_with_a_hint(self, url: str) -> None:
+        from huey_sql.backend import SQLBackend
+
+        with pytest.raises(ConfigurationError, match="memory"):
+            SQLBackend(unique_name(), url)
+
+    @pytest.mark.parametrize("prefix", ["huey; DROP TABLE x", "Huey_", "1huey", "", "a" * 21, "hu-ey"])
+    def test_table_prefix_is_validated(self, prefix: str, sqlite_url: str) -> None:
+        from huey_sql.backend import SQLBackend
+
+        with pytest.raises(ConfigurationError, match="table_prefix"):
+            SQLBackend(unique_name(), sqlite_url, table_prefix=prefix)
+
+    def test_unknown_option_names_the_known_ones(self, sqlite_url: str) -> None:
+        from huey_sql.backend import SQLBackend
+
+        with pytest.raises(TypeError, match="pool_size"):
+            SQLBackend(unique_name(), sqlite_url, pool_sise=3)
+
+    def test_default_url_is_the_embedded_sqlite_file(self, tmp_path, monkeypatch) -> None:
+        from huey_core.plugins import create_backend
+
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("HUEY_BACKEND", raising=False)
+        monkeypatch.delenv("HUEY_URL", raising=False)
+        backend = create_backend(unique_name())
+        try:
+            assert type(backend).__name__ == "SQLBackend"
+            backend.queue.enqueue(b"x")
+            assert (tmp_path / "huey.db").exists()
+        finally:
+            backend.close()
