@@ -44,3 +44,32 @@ def run_due(huey: Huey, now: float | None = None) -> int:
     for task in tasks:
         huey.execute(task, timestamp=stamp)
     return len(tasks) + drain(huey)
+
+
+def collect_events(huey: Huey, action, expected: int) -> list[dict]:
+    """Run `action()` while subscribed to huey's events; return the first `expected` events.
+
+    Memory events are delivered synchronously, so they are all in the subscription's inbox once
+    `action()` returns; a reader thread drains it (the iterator blocks while the inbox is empty).
+    """
+    import threading
+    import time
+
+    from huey_core.events import decode_event
+
+    sub = huey.storage.events.listen()
+    events: list[dict] = []
+
+    def read() -> None:
+        for raw in sub:
+            events.append(decode_event(raw))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    action()
+    deadline = time.monotonic() + 5
+    while len(events) < expected and time.monotonic() < deadline:
+        time.sleep(0.005)
+    sub.close()
+    reader.join(5)
+    return events[:expected] if len(events) >= expected else events
