@@ -46,7 +46,7 @@ def run_due(huey: Huey, now: float | None = None) -> int:
     return len(tasks) + drain(huey)
 
 
-def collect_events(huey: Huey, action, expected: int) -> list[dict]:
+def collect_events(huey: Huey, action, expected: int, wait: float = 5.0) -> list[dict]:
     """Run `action()` while subscribed to huey's events; return the first `expected` events.
 
     Memory events are delivered synchronously, so they are all in the subscription's inbox once
@@ -67,7 +67,7 @@ def collect_events(huey: Huey, action, expected: int) -> list[dict]:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     action()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + wait
     while len(events) < expected and time.monotonic() < deadline:
         time.sleep(0.005)
     sub.close()
