@@ -93,8 +93,17 @@ class RedisServer:
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def socket_path(self) -> Path:
+        return self.workdir / "redis.sock"
+
+    def _listening(self) -> bool:
+        if self.port == 0:  # unix socket only
+            return self.socket_path.exists()
+        return not port_free(self.port)
+
     def start(self, timeout: float = 10.0) -> None:
-        if not port_free(self.port):
+        if self.port and not port_free(self.port):
             unavailable(f"port {self.port} is taken; the Redis server tests need it")
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = [
@@ -102,12 +111,16 @@ class RedisServer:
             "--save", "", "--appendonly", "no", "--daemonize", "no",
             "--dir", str(self.workdir), *self.extra,
         ]  # fmt: skip
+        if self.port == 0:
+            args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         log = open(self.workdir / f"redis-{self.port}.log", "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while port_free(self.port):
+        while not self._listening():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} did not start; see {log.name}")
+                raise RuntimeError(
+                    f"redis-server on port {self.port} did not start; see {log.name}"
+                )
             time.sleep(0.02)
 
     def stop(self) -> None:

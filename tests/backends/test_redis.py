@@ -6,9 +6,15 @@ import threading
 import time
 
 import pytest
-from redis_support import REDIS_URL, make_factory, require_server, unique_name
-
 from huey_core.testing import BackendConformance
+from redis_support import (
+    REDIS_URL,
+    RedisServer,
+    make_factory,
+    require_binaries,
+    require_server,
+    unique_name,
+)
 
 
 class TestRedisBackend(BackendConformance):
@@ -195,3 +201,30 @@ def test_close_stops_a_listener_within_a_second(factory):
     assert time.monotonic() - started < 1.0
     assert seen == [b'{"status": "enqueued"}']
     assert backend.events.channel == f"huey.events.{backend.name}"
+
+
+def test_unix_socket_url_with_password_and_db(tmp_path):
+    from huey_redis.backend import RedisBackend
+
+    require_binaries()
+    server = RedisServer(0, tmp_path, "--requirepass", "sock-pw")
+    server.start()
+    try:
+        backend = RedisBackend("unix", f"unix://:sock-pw@{server.socket_path}?db=2")
+        backend.queue.enqueue(b"over a socket")
+        assert backend.queue.dequeue("w", 30).data == b"over a socket"
+        assert backend.client.connection_pool.connection_kwargs["db"] == 2
+        assert "sock-pw" not in backend.describe()
+        backend.close()
+    finally:
+        server.stop()
+
+
+def test_rediss_url_selects_tls_connections():
+    from huey_redis.backend import RedisBackend
+    from redis.connection import SSLConnection
+
+    backend = RedisBackend("tls", "rediss://:pw@redis.example.invalid:6380/1")  # never connects
+    assert backend.client.connection_pool.connection_class is SSLConnection
+    assert "pw@" not in backend.describe()
+    backend.close()

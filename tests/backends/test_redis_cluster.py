@@ -4,9 +4,8 @@ instance in one slot, so the same Lua scripts run there unchanged."""
 from __future__ import annotations
 
 import pytest
-from redis_support import CLUSTER_PORTS, make_factory, start_cluster
-
 from huey_core.testing import BackendConformance
+from redis_support import CLUSTER_PORTS, make_factory, start_cluster
 
 CLUSTER_URL = f"redis://127.0.0.1:{CLUSTER_PORTS[0]}/0"
 

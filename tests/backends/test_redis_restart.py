@@ -37,7 +37,9 @@ def backend(server):
 def assert_fails_without_password(call) -> None:
     with pytest.raises(redis.ConnectionError) as info:
         call()
-    text = "".join(str(e) + repr(e) for e in (info.value, info.value.__cause__, info.value.__context__))
+    text = "".join(
+        str(e) + repr(e) for e in (info.value, info.value.__cause__, info.value.__context__)
+    )
     assert PASSWORD not in text
 
 

@@ -10,17 +10,27 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.retry import Retry
-
 from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
 from huey_core.protocols import BaseBackend
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
 from huey_redis.events import RedisEvents
 from huey_redis.queue import RedisQueue, RedisSchedule
 from huey_redis.store import RedisStore
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None or value == "" else float(value)
 
 
 class RedisBackend(BaseBackend):
@@ -48,14 +58,19 @@ class RedisBackend(BaseBackend):
             raise ConfigurationError("the redis backend needs a non-empty instance name")
         self.name = name
         self.url = url or DEFAULT_URL
-        self.cluster = bool(options.pop("cluster", False))
-        default_ttl = options.pop("default_ttl", None)
+        # options may arrive as strings (environment, CLI), hence the explicit conversions
+        self.cluster = _flag(options.pop("cluster", False))
+        default_ttl = _seconds(options.pop("default_ttl", None))
         max_connections = options.pop("max_connections", None)
+        max_connections = int(max_connections) if max_connections else None
         retries = int(options.pop("retries", 3))
-        socket_timeout = options.pop("socket_timeout", 10.0)
+        socket_timeout = _seconds(options.pop("socket_timeout", 10.0))
         options.setdefault("socket_connect_timeout", 5.0)
         options.setdefault("health_check_interval", 30)
-        options.setdefault("socket_keepalive", True)
+        if not self.url.startswith("unix:"):  # TCP only: unix socket connections refuse it
+            options.setdefault(
+                "socket_keepalive", True
+            )  # let the OS drop connections to a vanished host
         options["socket_timeout"] = socket_timeout
         options["retry"] = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries)
         # blocking calls (BLPOP) must return before socket_timeout would call the connection dead
@@ -77,14 +92,16 @@ class RedisBackend(BaseBackend):
                 return RedisCluster.from_url(self.url, **options)
             if max_connections:
                 pool: redis.ConnectionPool = redis.BlockingConnectionPool.from_url(
-                    self.url, max_connections=int(max_connections), timeout=30, **options
+                    self.url, max_connections=max_connections, timeout=30, **options
                 )
             else:
                 pool = redis.ConnectionPool.from_url(self.url, **options)
             return redis.Redis(connection_pool=pool)
         except ValueError as exc:
             # redis-py's URL errors quote the URL; mask_url keeps a password out of logs
-            raise ConfigurationError(f"bad redis URL {mask_url(self.url)}: {type(exc).__name__}") from None
+            raise ConfigurationError(
+                f"bad redis URL {mask_url(self.url)}: {type(exc).__name__}"
+            ) from None
 
     def key(self, suffix: str) -> str:
         """The full Redis key for `suffix`, inside this instance's hash tag."""

@@ -7,6 +7,4 @@ from huey_core import hookimpl
 
 @hookimpl
 def huey_register_backends(register):  # type: ignore[no-untyped-def]
-    register(
-        "redis", ["redis", "rediss", "unix"], "huey_redis.backend:RedisBackend", "Redis 6.2+"
-    )
+    register("redis", ["redis", "rediss", "unix"], "huey_redis.backend:RedisBackend", "Redis 6.2+")

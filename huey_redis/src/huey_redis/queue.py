@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from huey_core.protocols import Delivery, LeaseInfo
@@ -33,8 +34,9 @@ if TYPE_CHECKING:
 # A token is a hint, never a claim: a woken dequeue re-runs the claim script and may find nothing.
 SIGNAL_CAP = 64
 
-# Pushes one wake-up token. Used after any change that makes a message ready.
-_SIGNAL = """
+# Helpers prepended to every script of this module (unused local functions cost nothing).
+# signal() pushes one wake-up token after any change that makes a message ready.
+_HELPERS = """
 local function signal(key, cap)
   redis.call('LPUSH', key, '1')
   redis.call('LTRIM', key, 0, cap - 1)
@@ -43,10 +45,15 @@ local function now()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
+-- splits a schedule member "<16 hex id>|<priority>|<payload>"
+local function unpack_member(m)
+  local bar = string.find(m, '|', 18, true)
+  return string.sub(m, 18, bar - 1), string.sub(m, bar + 1)
+end
 """
 
 # KEYS: seq ready data prio signal   ARGV: payload priority cap
-ENQUEUE = _SIGNAL + """
+ENQUEUE = """
 local id = string.format('%016x', redis.call('INCR', KEYS[1]))
 redis.call('HSET', KEYS[3], id, ARGV[1])
 local prio = tonumber(ARGV[2])
@@ -57,7 +64,7 @@ return id
 """
 
 # KEYS: ready data dlv leased owner signal   ARGV: lease_timeout owner nonce cap
-DEQUEUE = _SIGNAL + """
+DEQUEUE = """
 while true do
   local popped = redis.call('ZPOPMIN', KEYS[1])
   if #popped == 0 then
@@ -91,7 +98,7 @@ return 1
 """
 
 # KEYS: leased owner prio ready signal   ARGV: lease cap
-RELEASE = _SIGNAL + """
+RELEASE = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 local id = string.match(ARGV[1], '^[^:]+')
@@ -102,14 +109,14 @@ return 1
 """
 
 # KEYS: leased   ARGV: lease lease_timeout
-EXTEND = _SIGNAL + """
+EXTEND = """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[1], 'XX', string.format('%.6f', now() + tonumber(ARGV[2])), ARGV[1])
 return 1
 """
 
 # KEYS: leased owner prio ready signal   ARGV: cap
-RECOVER = _SIGNAL + """
+RECOVER = """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%.6f', now()))
 for _, lease in ipairs(expired) do
   redis.call('ZREM', KEYS[1], lease)
@@ -156,16 +163,8 @@ redis.call('ZADD', KEYS[2], ARGV[1], id .. '|' .. ARGV[2] .. '|' .. ARGV[3])
 return 1
 """
 
-# Splits a schedule member "<16 hex id>|<priority>|<payload>".
-_UNPACK = """
-local function unpack_member(m)
-  local bar = string.find(m, '|', 18, true)
-  return string.sub(m, 18, bar - 1), string.sub(m, bar + 1)
-end
-"""
-
 # KEYS: schedule seq ready data prio signal   ARGV: now limit cap
-MOVE_DUE = _SIGNAL + _UNPACK + """
+MOVE_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, m in ipairs(due) do
   local prio, payload = unpack_member(m)
@@ -180,7 +179,7 @@ return #due
 """
 
 # KEYS: schedule   ARGV: now limit
-POP_DUE = _UNPACK + """
+POP_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for i, m in ipairs(due) do
@@ -190,6 +189,10 @@ for i, m in ipairs(due) do
 end
 return out
 """
+
+
+def _scripts(backend: RedisBackend) -> Callable[[str], Any]:
+    return lambda source: backend.script(_HELPERS + source)
 
 
 def _unpack_member(member: bytes) -> bytes:
@@ -209,7 +212,7 @@ class RedisQueue:
         self._seq, self._ready, self._data = k("seq"), k("ready"), k("data")
         self._prio, self._dlv, self._leased = k("prio"), k("dlv"), k("leased")
         self._owner, self._signal = k("owner"), k("signal")
-        s = backend.script
+        s = _scripts(backend)
         self._enqueue, self._dequeue, self._ack = s(ENQUEUE), s(DEQUEUE), s(ACK)
         self._release, self._extend, self._recover = s(RELEASE), s(EXTEND), s(RECOVER)
         self._peek, self._leases = s(PEEK), s(LEASES)
@@ -247,7 +250,9 @@ class RedisQueue:
                 return None
             # BLPOP timeout 0 means "forever", so never pass less than a millisecond; chunks stay
             # under socket_timeout so a long wait is not mistaken for a dead connection.
-            self._b.client.blpop([self._signal], timeout=max(min(remaining, self._b.block_chunk), 0.001))
+            self._b.client.blpop(
+                [self._signal], timeout=max(min(remaining, self._b.block_chunk), 0.001)
+            )
             delivery = self._claim(owner, lease_timeout)
             if delivery is not None:
                 return delivery
@@ -315,12 +320,14 @@ class RedisSchedule:
         self._b = backend
         self._q = queue
         self._key = backend.key("schedule")
-        s = backend.script
+        s = _scripts(backend)
         self._add, self._move_due, self._pop_due = s(SCHEDULE_ADD), s(MOVE_DUE), s(POP_DUE)
 
     def add(self, data: bytes, timestamp: float, priority: int = 0) -> None:
         """Store a message for `timestamp`; equal timestamps keep arrival order. Atomic."""
-        self._add(keys=[self._q._seq, self._key], args=[repr(float(timestamp)), int(priority), data])
+        self._add(
+            keys=[self._q._seq, self._key], args=[repr(float(timestamp)), int(priority), data]
+        )
 
     def move_due(self, now: float, limit: int = 1000) -> int:
         """Move up to `limit` due messages into the queue with their priority, in one script:

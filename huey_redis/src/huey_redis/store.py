@@ -16,7 +16,7 @@ server it walks every other tenant's keys too.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from huey_redis.backend import RedisBackend
@@ -27,7 +27,8 @@ WAKE_TTL_MS = 5000
 # Index entries pruned per write: keeps the index bounded without making one write slow.
 PRUNE_PER_WRITE = 20
 
-_COMMON = """
+# Helpers prepended to every script of this module (unused local functions cost nothing).
+_HELPERS = """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -61,10 +62,15 @@ local function written(idx, exp, name, ttl_ms, waiters, wake, wake_ttl)
     redis.call('PEXPIRE', wake, wake_ttl)
   end
 end
+-- names in the index starting with `wanted` (all when empty)
+local function names_with(idx, wanted)
+  if wanted == '' then return redis.call('ZRANGE', idx, 0, -1) end
+  return redis.call('ZRANGEBYLEX', idx, '[' .. wanted, '(' .. wanted .. '\\255')
+end
 """
 
 # KEYS: key idx exp waiters wake   ARGV: name value ttl_ms('' = none) nx('1'/'0') prefix prune wake_ttl
-PUT = _COMMON + """
+PUT = """
 local ttl = tonumber(ARGV[3])
 local ok
 if ttl and ARGV[4] == '1' then ok = redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl, 'NX')
@@ -78,7 +84,7 @@ return 1
 """
 
 # KEYS: key idx exp waiters wake   ARGV: name amount ttl_ms('' = none) prefix prune wake_ttl
-INCR = _COMMON + """
+INCR = """
 local created = redis.call('EXISTS', KEYS[1]) == 0
 local value = redis.call('INCRBY', KEYS[1], ARGV[2])
 if created then
@@ -108,20 +114,14 @@ return n
 """
 
 # KEYS: idx exp   ARGV: prefix
-SIZE = _COMMON + """
+SIZE = """
 prune(KEYS[1], KEYS[2], ARGV[1], 0)
 return redis.call('ZCARD', KEYS[1])
 """
 
-_RANGE = """
-local function names_with(idx, wanted)
-  if wanted == '' then return redis.call('ZRANGE', idx, 0, -1) end
-  return redis.call('ZRANGEBYLEX', idx, '[' .. wanted, '(' .. wanted .. '\\255')
-end
-"""
 
 # KEYS: idx exp   ARGV: key-prefix wanted-prefix  -> name, value, name, value ...
-ITEMS = _COMMON + _RANGE + """
+ITEMS = """
 prune(KEYS[1], KEYS[2], ARGV[1], 0)
 local out = {}
 for _, name in ipairs(names_with(KEYS[1], ARGV[2])) do
@@ -135,7 +135,7 @@ return out
 """
 
 # KEYS: idx exp   ARGV: key-prefix wanted-prefix
-FLUSH = _RANGE + """
+FLUSH = """
 local names = names_with(KEYS[1], ARGV[2])
 for _, name in ipairs(names) do
   redis.call('DEL', ARGV[1] .. name)
@@ -177,7 +177,10 @@ class RedisStore:
         self.default_ttl = default_ttl
         self._prefix = backend.key("kv:")
         self._idx, self._exp = backend.key("kv-idx"), backend.key("kv-exp")
-        s = backend.script
+
+        def s(source: str) -> Any:
+            return backend.script(_HELPERS + source)
+
         self._put, self._incr, self._pop = s(PUT), s(INCR), s(POP)
         self._delete, self._size, self._items, self._flush = s(DELETE), s(SIZE), s(ITEMS), s(FLUSH)
         self._wait_register, self._wait_check = s(WAIT_REGISTER), s(WAIT_CHECK)
