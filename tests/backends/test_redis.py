@@ -48,6 +48,22 @@ def test_every_key_shares_the_instance_hash_tag(factory):
     assert len(slots) == 1
 
 
+def test_flushing_the_three_stores_leaves_no_key_behind(factory):
+    backend = factory()
+    backend.queue.enqueue(b"a", priority=2)
+    backend.queue.enqueue(b"b")
+    backend.queue.dequeue("w", 30)
+    backend.schedule.add(b"s", time.time() + 60, priority=1)
+    backend.schedule.move_due(time.time() + 120)
+    backend.schedule.add(b"t", time.time() + 60)
+    backend.store.put("k", b"v", ttl=60)
+    backend.store.incr("n")
+    backend.queue.flush()
+    backend.schedule.flush()
+    backend.store.flush()
+    assert list(backend.client.scan_iter(match=f"huey:{{{backend.name}}}:*")) == []
+
+
 def test_describe_masks_the_password():
     from huey_redis.backend import RedisBackend
 

@@ -41,5 +41,4 @@ def test_instances_spread_over_the_nodes(redis_cluster):
         for b in backends:
             b.queue.flush()
             b.store.flush()
-            b.client.delete(b.key("seq"))
             b.close()

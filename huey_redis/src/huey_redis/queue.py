@@ -12,6 +12,7 @@ Layout, every key under the instance hash tag `huey:{name}:` so a Cluster keeps 
     owner     hash    lease -> owner
     signal    list    wake-up tokens for blocked dequeues (BLPOP), at most SIGNAL_CAP long
     schedule  zset    "<id>|<priority>|<payload>" scored by timestamp
+    sseq      string  counter naming schedule entries (identical payloads stay distinct members)
 
 Every state change is one Lua script, so a message is at each instant in exactly one of ready,
 leased or schedule. Lease deadlines use the Redis server clock (TIME inside the scripts), so
@@ -156,7 +157,7 @@ end
 return out
 """
 
-# KEYS: seq schedule   ARGV: timestamp priority payload
+# KEYS: sseq schedule   ARGV: timestamp priority payload
 SCHEDULE_ADD = """
 local id = string.format('%016x', redis.call('INCR', KEYS[1]))
 redis.call('ZADD', KEYS[2], ARGV[1], id .. '|' .. ARGV[2] .. '|' .. ARGV[3])
@@ -306,10 +307,18 @@ class RedisQueue:
         ]
 
     def flush(self) -> None:
-        """Remove every ready and leased message. The id counter stays, so a lease taken before
-        the flush can never name a message enqueued after it."""
+        """Remove every ready and leased message, and the id counter: ids start again, which is
+        safe because a lease also carries a random nonce, so a lease taken before the flush can
+        never name a message enqueued after it."""
         self._b.client.delete(
-            self._ready, self._data, self._prio, self._dlv, self._leased, self._owner, self._signal
+            self._seq,
+            self._ready,
+            self._data,
+            self._prio,
+            self._dlv,
+            self._leased,
+            self._owner,
+            self._signal,
         )
 
 
@@ -319,14 +328,14 @@ class RedisSchedule:
     def __init__(self, backend: RedisBackend, queue: RedisQueue) -> None:
         self._b = backend
         self._q = queue
-        self._key = backend.key("schedule")
+        self._key, self._seq = backend.key("schedule"), backend.key("sseq")
         s = _scripts(backend)
         self._add, self._move_due, self._pop_due = s(SCHEDULE_ADD), s(MOVE_DUE), s(POP_DUE)
 
     def add(self, data: bytes, timestamp: float, priority: int = 0) -> None:
         """Store a message for `timestamp`; equal timestamps keep arrival order. Atomic."""
         self._add(
-            keys=[self._q._seq, self._key], args=[repr(float(timestamp)), int(priority), data]
+            keys=[self._seq, self._key], args=[repr(float(timestamp)), int(priority), data]
         )
 
     def move_due(self, now: float, limit: int = 1000) -> int:
@@ -362,4 +371,4 @@ class RedisSchedule:
 
     def flush(self) -> None:
         """Remove every scheduled message."""
-        self._b.client.delete(self._key)
+        self._b.client.delete(self._key, self._seq)
