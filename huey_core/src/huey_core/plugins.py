@@ -40,15 +40,25 @@ class BackendInfo:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def load(self) -> Any:
+        """Import the factory; a missing driver becomes a ConfigurationError saying what to install."""
         module_name, _, attr = self.factory.partition(":")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
+            # The built-ins are installed through huey-core's extras; others by their own name.
+            builtin = self.distribution in {"huey-memory", "huey-redis", "huey-sql"}
+            target = f"huey-core[{self.name}]" if builtin else self.distribution
             raise ConfigurationError(
                 f"backend {self.name!r} cannot load its driver ({exc}); "
-                f"install it with: pip install \"huey-core[{self.name}]\""
+                f"install it with: pip install \"{target}\""
             ) from exc
-        return getattr(module, attr)
+        try:
+            return getattr(module, attr) if attr else module
+        except AttributeError:
+            raise ConfigurationError(
+                f"backend {self.name!r} names factory {self.factory!r}, but {module_name} has no "
+                f"{attr!r}; report this to the maintainers of {self.distribution}"
+            ) from None
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -62,6 +72,23 @@ def get_plugin_manager() -> pluggy.PluginManager:
             pm.check_pending()  # a misspelled hook name fails here, at start-up
             _manager = pm
         return _manager
+
+
+def register_plugin(plugin: object, name: str | None = None) -> None:
+    """Register a plugin object (a module or class with `@hookimpl`s) without an entry point.
+
+    For applications and tests that define a backend in code. It goes through the same hooks as
+    the entry-point plugins; the backend list is rebuilt on next use.
+    """
+    global _backends
+    pm = get_plugin_manager()
+    pm.register(plugin, name=name)
+    try:
+        pm.check_pending()  # a misspelled hook fails here, as for entry-point plugins
+    except Exception:
+        pm.unregister(plugin)
+        raise
+    _backends = None
 
 
 def reset_plugins() -> None:
@@ -116,14 +143,24 @@ def add_commands(cli: Any) -> None:
     get_plugin_manager().hook.huey_add_commands(cli=cli)
 
 
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*:)(?P<pw>[^@/]*)(?P<at>@)")
+# scheme://user:password@host. The password runs to the LAST "@" before a "/" or whitespace,
+# because redis-py splits the netloc at its last "@" (so "p@ss" is one password).
+_PASSWORD = re.compile(
+    r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^/\s]*)(?P<at>@)"
+)
+# ?password=... (PyMySQL, redis-py and libpq all accept the password as a query parameter).
+_QUERY_PASSWORD = re.compile(r"(?i)(?P<head>[?&](?:password|passwd|pwd)=)(?P<pw>[^&#\s]*)")
 
 
 def mask_url(url: str | None) -> str:
-    """The URL with any password replaced by ***, fit for logs, events and error messages."""
+    """The URL with any password replaced by ***, fit for logs, events and error messages.
+
+    Also works on free text that contains URLs (an exception message, a log line).
+    """
     if not url:
         return ""
-    return _PASSWORD.sub(r"\g<head>***\g<at>", url)
+    masked = _PASSWORD.sub(r"\g<head>***\g<at>", url)
+    return _QUERY_PASSWORD.sub(r"\g<head>***", masked)
 
 
 def scheme_of(url: str) -> str:
@@ -153,16 +190,28 @@ def resolve(backend: str | None = None, url: str | None = None) -> tuple[Backend
     if backend:
         if backend not in known:
             raise _unknown(backend, known)
-        return known[backend], url
+        info = known[backend]
+        scheme = scheme_of(url) if url else ""
+        # A scheme the backend did not register may still be one its driver accepts (an
+        # SQLAlchemy dialect variant, say); only a scheme owned by ANOTHER backend is a mistake.
+        owner = next((i.name for i in known.values() if scheme and scheme in i.schemes), None)
+        if owner is not None and owner != backend:
+            raise ConfigurationError(
+                f"URL {mask_url(url)!r} is for the {owner!r} backend, not {backend!r}; "
+                f"drop --backend or pass a {backend} URL ({', '.join(info.schemes) or 'none'})"
+            )
+        return info, url
     if url:
         scheme = scheme_of(url)
         for info in known.values():
             if scheme in info.schemes:
                 return info, url
-        schemes = ", ".join(sorted(s for i in known.values() for s in i.schemes)) or "none"
+        all_schemes = sorted(s for i in known.values() for s in i.schemes)
+        hint = difflib.get_close_matches(scheme, all_schemes, n=1)
+        suggestion = f" Did you mean {hint[0] + '://'!r}?" if hint else ""
         raise UnknownBackend(
             f"no installed backend handles URL {mask_url(url)!r} (scheme {scheme!r}); "
-            f"known schemes: {schemes}"
+            f"known schemes: {', '.join(all_schemes) or 'none'}.{suggestion}"
         )
     if DEFAULT_BACKEND not in known:
         names = ", ".join(sorted(known)) or "none"
