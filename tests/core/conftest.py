@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core_helpers import make_huey
+from core_helpers import cleanup, make_huey
 
 from huey_core import Huey
 
@@ -24,6 +24,12 @@ def _quiet_task_logs() -> Iterator[None]:
     logger.setLevel(logging.CRITICAL)
     yield
     logger.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _cleanup() -> Iterator[None]:
+    yield
+    cleanup()
 
 
 @pytest.fixture

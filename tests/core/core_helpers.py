@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 from huey_core import Huey
 
 
+# The core tests run on the memory backend. HUEY_CORE_TEST_BACKEND / HUEY_CORE_TEST_URL run the
+# same tests on another backend (e.g. redis://127.0.0.1:6379/0) to check the API end to end.
+TEST_BACKEND = os.environ.get("HUEY_CORE_TEST_BACKEND", "memory")
+TEST_URL = os.environ.get("HUEY_CORE_TEST_URL") or None
+created: list[Huey] = []
+
+
 def make_huey(**options: object) -> Huey:
-    options.setdefault("backend", "memory")
-    return Huey(f"t-{uuid.uuid4().hex[:8]}", **options)  # type: ignore[arg-type]
+    if "backend" not in options and "url" not in options:
+        options["backend"] = TEST_BACKEND
+        if TEST_URL:
+            options["url"] = TEST_URL
+        if TEST_BACKEND == "sql":
+            options["table_prefix"] = "hc_"  # tables of our own on shared servers
+    huey = Huey(f"t-{uuid.uuid4().hex[:8]}", **options)  # type: ignore[arg-type]
+    created.append(huey)
+    return huey
+
+
+def cleanup() -> None:
+    """Remove what the tests stored (only their own uniquely named instances) and close."""
+    while created:
+        huey = created.pop()
+        if huey._storage is None or TEST_BACKEND == "memory":
+            continue
+        try:
+            huey.storage.queue.flush()
+            huey.storage.schedule.flush()
+            huey.storage.store.flush()
+            huey.storage.close()
+        except Exception:
+            pass
 
 
 def drain(huey: Huey, limit: int = 1000) -> int:
