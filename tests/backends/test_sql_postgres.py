@@ -88,3 +88,30 @@ class TestPostgresSpecifics(SQLBackendChecks):
         delivery = backend.queue.dequeue("w", 30, wait=10)
         assert delivery is not None and delivery.data == b"after restart"
         assert time.monotonic() - started < 5
+
+    def test_pooled_connections_killed_by_the_server_are_replaced(self, factory) -> None:
+        """A server restart drops every pooled connection; the next calls reconnect."""
+        tag = f"huey-test-{time.monotonic_ns()}"
+        backend = factory(engine_options={"connect_args": {"application_name": tag}})
+        results = []
+
+        def use(i: int) -> None:
+            backend.queue.enqueue(f"before-{i}".encode())
+            results.append(i)
+
+        threads = [threading.Thread(target=use, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        admin = factory()
+        with admin.engine.connect() as conn:
+            killed = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = %(tag)s",
+                {"tag": tag},
+            ).scalar()
+        assert killed >= 1
+        for i in range(8):  # more calls than pooled connections: every one must succeed
+            backend.queue.enqueue(f"after-{i}".encode())
+        assert backend.queue.size() == 12

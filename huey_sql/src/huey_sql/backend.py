@@ -101,16 +101,24 @@ class _DB:
         """
         self.ensure_schema()
         for attempt in range(20):
+            committing = False
             try:
                 with self.engine.connect() as conn:
                     if read and self.kind == "sqlite":
                         conn = conn.execution_options(huey_sqlite_begin="DEFERRED")
                     with conn.begin():
-                        return fn(conn)
+                        result = fn(conn)
+                        committing = True
+                    return result
             except IntegrityError:
                 if not retry_integrity or attempt == 19:
                     raise
             except DBAPIError as exc:
+                # A connection that died before COMMIT (server restart) committed nothing, so
+                # one more try on a fresh connection is safe; a failure during COMMIT is
+                # ambiguous and goes to the caller.
+                if exc.connection_invalidated and not committing and attempt < 2:
+                    continue
                 if not dialects.is_transient(exc) or attempt == 19:
                     self._raise(exc)
                 time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
