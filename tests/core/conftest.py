@@ -10,7 +10,6 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-
 from core_helpers import cleanup, make_huey
 
 from huey_core import Huey

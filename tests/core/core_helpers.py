@@ -7,7 +7,6 @@ import uuid
 
 from huey_core import Huey
 
-
 # The core tests run on the memory backend. HUEY_CORE_TEST_BACKEND / HUEY_CORE_TEST_URL run the
 # same tests on another backend (e.g. redis://127.0.0.1:6379/0) to check the API end to end.
 TEST_BACKEND = os.environ.get("HUEY_CORE_TEST_BACKEND", "memory")

@@ -9,7 +9,6 @@ huey 3.5.4 too, which is how its expectations were checked.
 import datetime
 import unittest
 
-from huey_core import Huey, crontab  # was: from huey import MemoryHuey, crontab
 from huey_core.exceptions import (  # was: from huey.exceptions import ...
     CancelExecution,
     RetryTask,
@@ -17,6 +16,8 @@ from huey_core.exceptions import (  # was: from huey.exceptions import ...
     TaskLockedException,
 )
 from huey_core.signals import SIGNAL_COMPLETE, SIGNAL_ERROR  # was: from huey.signals import ...
+
+from huey_core import Huey, crontab  # was: from huey import MemoryHuey, crontab
 
 huey = Huey("port-app", backend="memory", utc=False)  # was: MemoryHuey('port-app', utc=False)
 
@@ -29,7 +30,7 @@ def add(a, b):
 @huey.task(retries=2)
 def flaky(state):
     state["calls"] = state.get("calls", 0) + 1
-    raise ValueError("flaky %s" % state["calls"])
+    raise ValueError(f"flaky {state['calls']}")
 
 
 @huey.task(context=True)

@@ -8,10 +8,10 @@ import pickle
 
 import pytest
 from core_helpers import collect_events, drain, make_huey
-
-from huey_core import Huey, JSONSerializer, PoisonMessage, Serializer, SignedSerializer
 from huey_core.protocols import Delivery
 from huey_core.serializer import Error
+
+from huey_core import Huey, JSONSerializer, PoisonMessage, Serializer, SignedSerializer
 
 VALUES = [
     None,

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from core_helpers import drain, make_huey, run_due
 
 from huey_core import (
     CancelExecution,
@@ -24,8 +25,6 @@ from huey_core import (
     group,
 )
 from huey_core import signals as S
-
-from core_helpers import drain, make_huey, run_due
 
 
 def test_call_enqueues_and_result_comes_back(huey: Huey) -> None:
@@ -238,7 +237,7 @@ def test_expired_task_is_skipped(huey: Huey) -> None:
         ran.append(1)
 
     job()
-    job.s().id  # a signature alone enqueues nothing
+    job.s()  # a signature alone enqueues nothing
     queue = huey.storage.queue
     delivery = queue.dequeue("w", 30)
     task = huey.deserialize_task(delivery.data)
@@ -842,3 +841,34 @@ def test_two_huey_objects_share_one_backend(huey: Huey) -> None:
     result = remote_add(1, 2)
     drain(huey)
     assert result.get() == 3
+
+
+def test_sys_exit_in_a_task_is_a_task_error(huey: Huey) -> None:
+    import sys
+
+    @huey.task()
+    def quits():
+        sys.exit(3)
+
+    result = quits()
+    drain(huey)
+    with pytest.raises(TaskException) as info:
+        result.get()
+    assert info.value.metadata["error"] == "SystemExit(3)"
+    assert "sys.exit(3)" in info.value.metadata["traceback"]
+
+
+def test_interrupted_task_is_not_acknowledged(huey: Huey) -> None:
+    fired = []
+    huey.signal(S.SIGNAL_INTERRUPTED)(lambda sig, task: fired.append(task.id))
+
+    @huey.task()
+    def stopped():
+        raise KeyboardInterrupt
+
+    result = stopped()
+    delivery = huey.storage.queue.dequeue("w", 30)
+    with pytest.raises(KeyboardInterrupt):
+        huey.process(delivery)
+    huey.storage.queue.release(delivery.lease)  # what a consumer's shutdown does
+    assert fired == [result.id] and len(huey) == 1

@@ -1237,6 +1237,12 @@ class Huey:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise PoisonMessage(f"task message field {field} is not a number")
             numbers[field] = value
+        expires = message.get("expires")
+        if expires is not None and (
+            isinstance(expires, bool)
+            or not isinstance(expires, (int, float, datetime.timedelta, datetime.datetime))
+        ):
+            raise PoisonMessage("task message has a malformed expires")
         task_class = self._registry.string_to_task(name)
         on_complete = self._task(message["on_complete"], depth + 1) if message.get("on_complete") else None
         on_error = self._task(message["on_error"], depth + 1) if message.get("on_error") else None
@@ -1257,7 +1263,7 @@ class Huey:
             retries=numbers["retries"],
             retry_delay=numbers["retry_delay"],
             priority=numbers["priority"],
-            expires=message.get("expires"),
+            expires=expires,
             on_complete=on_complete,
             on_error=on_error,
             expires_resolved=expires_resolved,
@@ -1482,7 +1488,14 @@ class Huey:
         except KeyboardInterrupt:
             logger.warning("task %s interrupted by an exit signal", task.id)
             self._send(S.SIGNAL_INTERRUPTED, task)
+            self._local.interrupted = True  # process() re-raises, so the message is not acked
             return None
+        except SystemExit as exc:  # sys.exit() inside a task is a task failure, not ours
+            logger.error("task %s called sys.exit(%s)", task.id, exc.code)
+            exception = TaskException({"error": f"SystemExit({exc.code!r})"}).with_traceback(
+                exc.__traceback__
+            )
+            error_signal = (S.SIGNAL_ERROR, exception)
         except Exception as exc:
             logger.exception("task %s failed", task.id)
             exception = exc
@@ -1601,8 +1614,8 @@ class Huey:
 
         Undecodable, unsigned/tampered, unknown-task and too-often-delivered messages are
         dead-lettered. Everything else goes through `execute()`. Never raises because of a task
-        or a message; a storage failure propagates (the lease then expires and the message is
-        delivered again).
+        or a message. A storage failure propagates, and so does KeyboardInterrupt when it cut
+        the task short; either way the caller should not ack, so the message runs again.
         """
         try:
             task = self.deserialize_task(delivery.data)
@@ -1618,10 +1631,16 @@ class Huey:
             return
         previous = getattr(self._local, "worker", None)
         self._local.worker = worker or None
+        self._local.interrupted = False
         try:
             self.execute(task)
         finally:
             self._local.worker = previous
+        if self._local.interrupted:
+            # The task did not finish because this process is being stopped: leave the
+            # message unacknowledged so it is delivered again (at-least-once).
+            self._local.interrupted = False
+            raise KeyboardInterrupt
 
     def enqueue_periodic(self, now: datetime.datetime | None = None) -> list[Task]:
         """Enqueue the periodic tasks due in the minute of `now` (UTC or local per `utc`).
