@@ -98,6 +98,7 @@ class App:
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[self.module] = module
                 spec.loader.exec_module(module)
+                module.huey.storage  # noqa: B018 - built now, while HUEY_URL is set
             finally:
                 for key, value in saved.items():
                     if value is None:

@@ -43,6 +43,7 @@ WORKER_TYPES = ("thread", "process")
 MODES = ("auto", "blocking", "polling")
 
 BLOCKING_WAIT = 1.0  # seconds per blocking dequeue: short, so a shutdown is noticed promptly
+_RUNNING, _STOP_GRACEFUL, _STOP_NOW = 0, 1, 2  # parent -> worker process commands
 MOVE_LIMIT = 1000  # messages per move_due call; the scheduler loops while a call fills it
 
 
@@ -411,7 +412,7 @@ class _Scheduler:
 
 
 def _child_main(
-    huey: Any, options: dict[str, Any], graceful: Any, hard: Any, index: int
+    huey: Any, options: dict[str, Any], state: Any, index: int
 ) -> None:  # pragma: no cover - runs in a forked child (covered by subprocess tests)
     """A worker process: one thread worker of its own, stopped by signal or by its parent."""
     # SIGINT goes to the whole foreground process group on Ctrl-C; the parent relays shutdown
@@ -422,9 +423,8 @@ def _child_main(
     try:
         huey.storage.after_fork()
         child = Consumer(huey, **options)
-        child._worker_base = index
-        child._parent_graceful = graceful
-        child._parent_hard = hard
+        child._worker_base = index - 1
+        child._parent_state = state
         child._parent_pid = os.getppid()
         child.run(signals=(signal.SIGTERM,), banner=False)
     except Exception:
@@ -522,11 +522,12 @@ class Consumer:
         self._started = False
         self._worker_base = 0  # index offset for a forked child's worker name
         self._signals_received = 0
-        self._parent_graceful: Any = None
-        self._parent_hard: Any = None
+        # Process workers: the parent writes _STOP_GRACEFUL or _STOP_NOW into a shared integer
+        # that children poll. A plain shared value, not a multiprocessing.Event: a child that
+        # exits while holding an Event's lock would deadlock the parent's next set().
+        self._parent_state: Any = None
         self._parent_pid: int | None = None
-        self._mp_graceful: Any = None
-        self._mp_hard: Any = None
+        self._mp_state: Any = None
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -626,15 +627,14 @@ class Consumer:
 
     def _start_processes(self) -> None:
         ctx = multiprocessing.get_context("fork")
-        self._mp_graceful = ctx.Event()
-        self._mp_hard = ctx.Event()
+        self._mp_state = ctx.RawValue("i", _RUNNING)
         for n in range(1, self.workers + 1):
             self._processes.append(self._spawn(ctx, n))
 
     def _spawn(self, ctx: Any, n: int) -> Any:
         proc = ctx.Process(
             target=_child_main,
-            args=(self.huey, self._child_options(), self._mp_graceful, self._mp_hard, n),
+            args=(self.huey, self._child_options(), self._mp_state, n),
             name=f"huey-worker-{n}",
             daemon=False,
         )
@@ -684,14 +684,14 @@ class Consumer:
 
     def _stop_processes(self, graceful: bool, timeout: float) -> None:
         if graceful:
-            self._mp_graceful.set()
+            self._mp_state.value = _STOP_GRACEFUL
             # Children enforce the shutdown timeout themselves; the margin covers their exit.
             deadline = time.monotonic() + timeout + 5.0
             while time.monotonic() < deadline and not self._hard_stop.is_set():
                 if not any(p.is_alive() for p in self._processes):
                     break
                 time.sleep(0.05)
-        self._mp_hard.set()
+        self._mp_state.value = _STOP_NOW
         deadline = time.monotonic() + 3.0
         for proc in self._processes:
             proc.join(max(deadline - time.monotonic(), 0.0))
@@ -800,7 +800,7 @@ class Consumer:
                 )
             last_health = time.monotonic()
             while not self._stopping.wait(0.1):
-                if self._parent_graceful is not None and self._parent_should_stop():
+                if self._parent_state is not None and self._parent_should_stop():
                     break
                 if self.check_worker_health and time.monotonic() - last_health > 1.0:
                     last_health = time.monotonic()
@@ -812,10 +812,11 @@ class Consumer:
                 signal.signal(sig, handler)
 
     def _parent_should_stop(self) -> bool:
-        if self._parent_hard.is_set():
+        state = self._parent_state.value
+        if state == _STOP_NOW:
             self._hard_stop.set()
             return True
-        return bool(self._parent_graceful.is_set() or os.getppid() != self._parent_pid)
+        return state == _STOP_GRACEFUL or os.getppid() != self._parent_pid
 
     def _shutdown(self) -> None:
         self._stopping.set()
@@ -826,7 +827,7 @@ class Consumer:
             return
         # Graceful: stop() polls; a second signal sets _hard_stop and cuts the wait short.
         # Children of a process-type consumer also stop at once when the parent says so.
-        if self._parent_hard is not None:
+        if self._parent_state is not None:
             watcher = threading.Thread(target=self._watch_parent_hard, daemon=True)
             watcher.start()
         self.stop(graceful=True)
@@ -837,9 +838,10 @@ class Consumer:
 
     def _watch_parent_hard(self) -> None:
         while not self._stopped.is_set():
-            if self._parent_hard.wait(0.1):
+            if self._parent_state.value == _STOP_NOW:
                 self._hard_stop.set()
                 return
+            time.sleep(0.05)
 
     @property
     def stopped_at_once(self) -> bool:
