@@ -624,12 +624,16 @@ class SQLStore:
         return value
 
     def wait(self, key: str, timeout: float) -> bool:
-        """PostgreSQL: sleeps on NOTIFY (with a fallback poll); elsewhere polls with backoff."""
+        """Block until `key` is live or `timeout` passes.
+
+        PostgreSQL sleeps on NOTIFY (with a fallback poll); SQLite looks again only when
+        `PRAGMA data_version` says another connection committed; MySQL polls with backoff.
+        """
         if self.exists(key):
             return True
         if timeout <= 0:
             return False
-        if self._db.waker.native and self._db.kind == "postgresql":
+        if self._db.waker.native:
             return bool(self._db.wait_for("kv", lambda: True if self.exists(key) else None, timeout))
         deadline = time.monotonic() + timeout
         delay = 0.01
