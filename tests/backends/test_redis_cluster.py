@@ -42,3 +42,16 @@ def test_instances_spread_over_the_nodes(redis_cluster):
             b.queue.flush()
             b.store.flush()
             b.close()
+
+
+def test_a_cluster_backend_builds_while_the_cluster_is_down():
+    """redis-py contacts the nodes when it builds a Cluster client; the backend defers that, so a
+    consumer can start first, and its calls fail like any unreachable server's."""
+    import redis
+    from huey_redis.backend import RedisBackend
+
+    backend = RedisBackend("down", "redis://:cluster-pw-9@127.0.0.1:7104", cluster=True)
+    with pytest.raises(redis.ConnectionError) as info:
+        backend.queue.size()
+    assert "cluster-pw-9" not in str(info.value)
+    backend.close()

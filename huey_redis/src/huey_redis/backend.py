@@ -7,6 +7,9 @@ unchanged on a Cluster (`cluster=True`). See docs/redis.md for the design.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -14,6 +17,7 @@ from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
 from huey_core.protocols import BaseBackend
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
 
 from huey_redis.events import RedisEvents
@@ -67,49 +71,68 @@ class RedisBackend(BaseBackend):
         socket_timeout = _seconds(options.pop("socket_timeout", 10.0))
         options.setdefault("socket_connect_timeout", 5.0)
         options.setdefault("health_check_interval", 30)
-        if not self.url.startswith("unix:"):  # TCP only: unix socket connections refuse it
-            options.setdefault(
-                "socket_keepalive", True
-            )  # let the OS drop connections to a vanished host
+        if not self.url.startswith("unix:"):
+            # TCP only (unix socket connections refuse the option): lets the OS drop connections
+            # to a host that vanished without closing them
+            options.setdefault("socket_keepalive", True)
         options["socket_timeout"] = socket_timeout
         options["retry"] = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries)
         # blocking calls (BLPOP) must return before socket_timeout would call the connection dead
         self.block_chunk = 5.0 if socket_timeout is None else max(0.05, float(socket_timeout) / 2)
         self._prefix = f"huey:{{{name}}}:"
-        self.client = self._connect(max_connections, options)
+        self._lock = threading.Lock()
+        self._client: Any = None
+        if max_connections and self.cluster:
+            options["max_connections"] = max_connections  # per node
+        elif max_connections:
+            options["connection_pool_class"] = redis.BlockingConnectionPool
+            options["max_connections"] = max_connections
+        self._options = options
+        if not self.cluster:
+            self._client = self._connect()  # builds a pool; connects on first command
         self.queue = RedisQueue(self)
         self.schedule = RedisSchedule(self, self.queue)
         self.store = RedisStore(self, default_ttl=default_ttl)
         self.events = RedisEvents(self)
 
-    def _connect(self, max_connections: int | None, options: dict[str, Any]) -> Any:
+    def _connect(self) -> Any:
+        options = dict(self._options)
         try:
             if self.cluster:
                 from redis.cluster import RedisCluster
 
-                if max_connections:
-                    options["max_connections"] = max_connections  # per node
                 return RedisCluster.from_url(self.url, **options)
-            if max_connections:
-                pool: redis.ConnectionPool = redis.BlockingConnectionPool.from_url(
-                    self.url, max_connections=max_connections, timeout=30, **options
-                )
-            else:
-                pool = redis.ConnectionPool.from_url(self.url, **options)
-            return redis.Redis(connection_pool=pool)
+            pool_class = options.pop("connection_pool_class", redis.ConnectionPool)
+            if pool_class is redis.BlockingConnectionPool:
+                options["timeout"] = 30  # seconds a thread waits for a free connection
+            return redis.Redis(connection_pool=pool_class.from_url(self.url, **options))
         except ValueError as exc:
             # redis-py's URL errors quote the URL; mask_url keeps a password out of logs
             raise ConfigurationError(
                 f"bad redis URL {mask_url(self.url)}: {type(exc).__name__}"
             ) from None
 
+    @property
+    def client(self) -> Any:
+        """The redis-py client. A Cluster client is built on first use, because redis-py
+        contacts the nodes while building it: a backend made while the Cluster is down still
+        constructs, and its calls raise redis.ConnectionError until the Cluster is back."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = self._connect()
+                    except RedisClusterException as exc:
+                        raise redis.ConnectionError(str(exc)) from exc
+        return self._client
+
     def key(self, suffix: str) -> str:
         """The full Redis key for `suffix`, inside this instance's hash tag."""
         return self._prefix + suffix
 
-    def script(self, source: str) -> Any:
-        """A registered Lua script: EVALSHA, falling back to EVAL after a server restart."""
-        return self.client.register_script(source)
+    def script(self, source: str) -> Script:
+        """A Lua script callable as script(keys=[...], args=[...])."""
+        return Script(self, source)
 
     def after_fork(self) -> None:
         """Forget connections inherited from the parent without closing the parent's sockets.
@@ -117,19 +140,39 @@ class RedisBackend(BaseBackend):
         redis-py pools also check the pid on every checkout and reset themselves in a child;
         this makes the reset explicit and immediate.
         """
+        if self._client is None:
+            return
         if self.cluster:
-            for node in self.client.get_nodes():
+            for node in self._client.get_nodes():
                 if node.redis_connection is not None:
                     node.redis_connection.connection_pool.reset()
         else:
-            self.client.connection_pool.reset()
+            self._client.connection_pool.reset()
 
     def close(self) -> None:
         """Disconnect every pooled connection."""
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def describe(self) -> str:
         kind = "cluster " if self.cluster else ""
         return f"RedisBackend({kind}{mask_url(self.url)}, instance {self.name!r})"
 
     __repr__ = describe
+
+
+class Script:
+    """One Lua script: EVALSHA by digest, and EVAL (which also caches it on that server) when
+    the server answers NOSCRIPT, e.g. after a restart or on a Cluster node that never saw it."""
+
+    def __init__(self, backend: RedisBackend, source: str) -> None:
+        self._backend = backend
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __call__(self, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> Any:
+        client = self._backend.client
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)

@@ -334,9 +334,7 @@ class RedisSchedule:
 
     def add(self, data: bytes, timestamp: float, priority: int = 0) -> None:
         """Store a message for `timestamp`; equal timestamps keep arrival order. Atomic."""
-        self._add(
-            keys=[self._seq, self._key], args=[repr(float(timestamp)), int(priority), data]
-        )
+        self._add(keys=[self._seq, self._key], args=[repr(float(timestamp)), int(priority), data])
 
     def move_due(self, now: float, limit: int = 1000) -> int:
         """Move up to `limit` due messages into the queue with their priority, in one script:
