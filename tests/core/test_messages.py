@@ -9,9 +9,16 @@ import pickle
 import pytest
 from core_helpers import collect_events, drain, make_huey
 from huey_core.protocols import Delivery
-from huey_core.serializer import Error
+from huey_core.serializer import SKIPPED, Error
 
-from huey_core import Huey, JSONSerializer, PoisonMessage, Serializer, SignedSerializer
+from huey_core import (
+    Huey,
+    JSONSerializer,
+    PoisonMessage,
+    Serializer,
+    SignedSerializer,
+    TaskException,
+)
 
 VALUES = [
     None,
@@ -29,6 +36,7 @@ VALUES = [
     datetime.date(2024, 1, 1),
     datetime.timedelta(seconds=90),
     Error({"error": "ValueError('x')", "traceback": "tb", "retries": 0, "task_id": "i"}),
+    [SKIPPED, 1],
 ]
 
 
@@ -96,6 +104,40 @@ def test_tasks_run_with_each_serializer(serializer) -> None:
     drain(huey)
     first = [(1, 2), {"k": b"v"}, when]
     assert result.get() == [first, ("x", first)]
+
+
+def test_chord_with_a_skipped_member_under_json() -> None:
+    from huey_core import group
+
+    huey = make_huey(serializer=JSONSerializer())
+
+    @huey.task()
+    def ident(x):
+        return x
+
+    @huey.task()
+    def collect(values):
+        return values
+
+    members = [ident.s(1), ident.s(2)]
+    result = huey.enqueue(group(members).then(collect))
+    huey.revoke(members[0])
+    drain(huey)
+    assert result.get() == [SKIPPED, 2]
+
+
+def test_unserializable_result_becomes_an_error() -> None:
+    huey = make_huey(serializer=JSONSerializer())
+
+    @huey.task()
+    def odd():
+        return object()
+
+    result = odd()
+    drain(huey)
+    with pytest.raises(TaskException) as info:
+        result.get()
+    assert "cannot encode" in info.value.metadata["error"]
 
 
 def test_message_format_is_documented_fields() -> None:

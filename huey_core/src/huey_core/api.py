@@ -26,6 +26,7 @@ import functools
 import inspect
 import json
 import logging
+import pickle
 import signal as _signal
 import threading
 import time
@@ -51,7 +52,7 @@ from huey_core.exceptions import (
     TaskTimeout,
 )
 from huey_core.protocols import Delivery
-from huey_core.serializer import Error, Serializer, SignedSerializer
+from huey_core.serializer import SKIPPED, Error, Serializer, SignedSerializer
 
 logger = logging.getLogger("huey")
 
@@ -85,19 +86,6 @@ class _Empty:
 
 
 EmptyData: Any = _Empty()
-
-
-class _Skipped:
-    """Stands in a chord's result list for a member that was revoked, expired or canceled."""
-
-    def __repr__(self) -> str:
-        return "SKIPPED"
-
-    def __reduce__(self) -> str:
-        return "SKIPPED"
-
-
-SKIPPED = _Skipped()
 
 
 def utcnow() -> datetime.datetime:
@@ -1520,7 +1508,13 @@ class Huey:
         store = self.results and not isinstance(task, PeriodicTask)
         if exception is None:
             if store and (value is not None or self.store_none):
-                self.put_result(task.id, value)
+                try:
+                    self.put_result(task.id, value)
+                except (TypeError, ValueError, AttributeError, pickle.PicklingError) as exc:
+                    # The serializer cannot hold this value (e.g. an object under JSON): the
+                    # caller gets an error instead of a message that fails forever.
+                    logger.error("result of task %s cannot be serialized: %s", task.id, exc)
+                    self.put_result(task.id, Error(self.build_error_result(task, exc)))
             self._run_post_execute(task, value, None)
             self._send(S.SIGNAL_COMPLETE, task, duration=duration)
             if task.on_complete:

@@ -47,7 +47,7 @@ from typing import Any
 
 from huey_core.exceptions import PoisonMessage, TaskException
 
-__all__ = ["Error", "JSONSerializer", "PickleSerializer", "Serializer", "SignedSerializer"]
+__all__ = ["SKIPPED", "Error", "JSONSerializer", "PickleSerializer", "Serializer", "SignedSerializer"]
 
 
 class Error:
@@ -70,6 +70,19 @@ class Error:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Error, (self.metadata,))
+
+
+class _Skipped:
+    """Stands in a chord's result list for a member that was revoked, expired or canceled."""
+
+    def __repr__(self) -> str:
+        return "SKIPPED"
+
+    def __reduce__(self) -> str:
+        return "SKIPPED"  # unpickles as this module's singleton
+
+
+SKIPPED = _Skipped()
 
 
 class Serializer:
@@ -133,6 +146,8 @@ class JSONSerializer(Serializer):
             return {_TAG: ["set", [self._encode(v) for v in obj]]}
         if isinstance(obj, Error):
             return {_TAG: ["error", self._encode(obj.metadata)]}
+        if obj is SKIPPED:
+            return {_TAG: ["skipped", None]}
         if isinstance(obj, BaseException):
             args = [a if isinstance(a, (str, int, float, bool)) or a is None else repr(a) for a in obj.args]
             return {_TAG: ["exception", [type(obj).__name__, args]]}
@@ -161,6 +176,8 @@ class JSONSerializer(Serializer):
                 return {self._decode(v) for v in value}
             if kind == "error":
                 return Error(self._decode(value))
+            if kind == "skipped":
+                return SKIPPED
             if kind == "exception":
                 name, args = value
                 return _exception_from(str(name), list(args))
