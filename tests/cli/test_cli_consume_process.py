@@ -102,7 +102,7 @@ def test_killed_worker_process_is_replaced(make_app):
 def test_consumer_survives_an_unreachable_server_and_never_logs_the_password(make_app):
     app = make_app(None, "backend='memory'")
     proc = app.start_consumer(
-        "--url", "redis://:hunter2@127.0.0.1:1/0", "-d", "0.05", "-m", "0.2", "-s", "0.1"
+        "-v", "--url", "redis://:hunter2@127.0.0.1:1/0", "-d", "0.05", "-m", "0.2", "-s", "0.1"
     )
     assert wait_for(lambda: read_log(proc).count("dequeue failed") >= 3, timeout=20), read_log(
         proc

@@ -171,7 +171,7 @@ class _Worker:
         self._current: Delivery | None = None
         self._current_since = 0.0
         self._abandoned = False
-        self._failing = False
+        self._failures = 0  # consecutive backend errors
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -234,22 +234,29 @@ class _Worker:
 
     def _backend_error(self, operation: str, exc: BaseException) -> None:
         self.backend_errors += 1
+        self._failures += 1
         delay = self.backoff.next()
-        logger.warning(
-            "%s: %s failed on %s (%s); retrying in %.2f s",
+        # While a server is down every poll fails: warn on the first failure and every tenth,
+        # so the log says what is going on without a line per retry.
+        level = logging.WARNING if self._failures % 10 == 1 else logging.DEBUG
+        logger.log(
+            level,
+            "%s: %s failed on %s (%s); retrying in %.2f s (failure %d in a row)",
             self.name,
             operation,
             self.consumer.backend_description,
             _describe_error(exc),
             delay,
+            self._failures,
         )
-        self._failing = True
         self.consumer._stopping.wait(delay)
 
     def _backend_ok(self) -> None:
-        if self._failing:
-            self._failing = False
-            logger.info("%s: the backend answers again", self.name)
+        if self._failures:
+            logger.info(
+                "%s: the backend answers again after %d failure(s)", self.name, self._failures
+            )
+            self._failures = 0
 
     # -- one message ---------------------------------------------------------------------------
 
@@ -338,7 +345,7 @@ class _Scheduler:
         self._stop = threading.Event()
         self.backoff = Backoff(consumer.initial_delay, consumer.backoff, consumer.max_delay)
         self.last_periodic_minute: datetime.datetime | None = None
-        self._failing = False
+        self._failures = 0
 
     def start(self) -> None:
         self._stop.clear()
@@ -355,18 +362,22 @@ class _Scheduler:
                 self.tick()
             except Exception as exc:  # noqa: BLE001 - server down: back off, never die
                 delay = self.backoff.next()
-                self._failing = True
-                logger.warning(
-                    "scheduler: %s failed (%s); retrying in %.2f s",
+                self._failures += 1
+                logger.log(
+                    logging.WARNING if self._failures % 10 == 1 else logging.DEBUG,
+                    "scheduler: %s failed (%s); retrying in %.2f s (failure %d in a row)",
                     self.consumer.backend_description,
                     _describe_error(exc),
                     delay,
+                    self._failures,
                 )
                 self._stop.wait(delay)
                 continue
-            if self._failing:
-                self._failing = False
-                logger.info("scheduler: the backend answers again")
+            if self._failures:
+                logger.info(
+                    "scheduler: the backend answers again after %d failure(s)", self._failures
+                )
+                self._failures = 0
             self.backoff.reset()
             self._stop.wait(self._next_wait(interval))
 
