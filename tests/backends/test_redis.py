@@ -244,3 +244,38 @@ def test_rediss_url_selects_tls_connections():
     assert backend.client.connection_pool.connection_class is SSLConnection
     assert "pw@" not in backend.describe()
     backend.close()
+
+
+@pytest.mark.parametrize("how", ["release", "recover", "move_due"])
+def test_a_blocked_dequeue_wakes_for_every_way_a_message_becomes_ready(factory, how):
+    backend = factory()
+    other = factory(backend.name)
+    if how == "move_due":
+        other.schedule.add(b"job", time.time() - 1)
+    else:
+        other.queue.enqueue(b"job")
+        lease = other.queue.dequeue("first", 0.05 if how == "recover" else 30).lease
+    got = []
+    thread = threading.Thread(target=lambda: got.append(backend.queue.dequeue("w", 30, wait=5)))
+    thread.start()
+    time.sleep(0.3)  # blocked in BLPOP by now
+    started = time.monotonic()
+    if how == "release":
+        other.queue.release(lease)
+    elif how == "recover":
+        assert other.queue.recover() == 1
+    else:
+        assert other.schedule.move_due(time.time()) == 1
+    thread.join(10)
+    assert got[0] is not None and got[0].data == b"job"
+    assert time.monotonic() - started < 2
+
+
+def test_wake_up_tokens_stay_bounded(factory):
+    backend = factory()
+    for _ in range(200):
+        backend.queue.enqueue(b"m")
+    assert backend.client.llen(backend.key("signal")) <= 64
+    while (d := backend.queue.dequeue("w", 30)) is not None:
+        backend.queue.ack(d.lease)
+    assert not backend.client.exists(backend.key("signal"))

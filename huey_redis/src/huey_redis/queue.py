@@ -79,8 +79,13 @@ while true do
     redis.call('ZADD', KEYS[4], string.format('%.6f', now() + tonumber(ARGV[1])), lease)
     redis.call('HSET', KEYS[5], lease, ARGV[2])
     local n = redis.call('HINCRBY', KEYS[3], id, 1)
-    -- pass the baton: another blocked worker may take the next message right away
-    if redis.call('ZCARD', KEYS[1]) > 0 then signal(KEYS[6], tonumber(ARGV[4])) end
+    -- pass the baton: another blocked worker may take the next message right away; when this
+    -- was the last one, tokens left over from busy times would only cause empty wake-ups
+    if redis.call('ZCARD', KEYS[1]) > 0 then
+      signal(KEYS[6], tonumber(ARGV[4]))
+    else
+      redis.call('DEL', KEYS[6])
+    end
     return {payload, lease, n}
   end
   -- an id without payload (flushed concurrently): drop it and try the next one
