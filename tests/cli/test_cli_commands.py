@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from huey_core.cli import cli, consumer_command
 
 BIN = Path(sys.executable).parent
