@@ -143,3 +143,46 @@ def _child_pids(pid: int) -> list[str]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         children = f.read().split()
     return children
+
+
+def test_events_command_prints_json_lines(make_app):
+    import json
+    import subprocess
+    import sys
+
+    app = make_app(require_redis())
+    module = app.load()
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "huey_core.cli", "events", app.import_path],
+        cwd=app.directory,
+        env=app.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    app._procs.append(listener)
+    listener.log = open(app.directory / "events.log", "w+")  # type: ignore[attr-defined]
+    try:
+        # Subscriptions start when the listener connects; keep enqueueing until one arrives.
+        line = None
+        deadline = time.monotonic() + 15
+        reader: list[str] = []
+
+        def read() -> None:
+            reader.append(listener.stdout.readline())
+
+        import threading
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        while time.monotonic() < deadline and t.is_alive():
+            module.add(1, 2)
+            t.join(0.2)
+        line = reader[0] if reader else None
+        assert line, listener.stderr.read() if listener.poll() is not None else "no event"
+        event = json.loads(line)
+        assert event["status"] == "enqueued" and event["task"].endswith("add")
+    finally:
+        listener.send_signal(signal.SIGINT)
+        assert listener.wait(10) == 0  # Ctrl-C ends the stream cleanly
