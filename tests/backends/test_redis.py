@@ -279,3 +279,24 @@ def test_wake_up_tokens_stay_bounded(factory):
     while (d := backend.queue.dequeue("w", 30)) is not None:
         backend.queue.ack(d.lease)
     assert not backend.client.exists(backend.key("signal"))
+
+
+def _use_without_after_fork(backend) -> None:
+    backend.queue.enqueue(b"child did not call after_fork")
+
+
+def test_redis_py_pools_notice_a_fork_even_without_after_fork(factory):
+    """What docs/redis.md relies on: redis-py checks the pid when handing out a connection, so
+    a child never writes on its parent's socket even if after_fork() was forgotten."""
+    import multiprocessing
+
+    backend = factory()
+    backend.queue.size()  # the parent now holds a pooled connection
+    child = multiprocessing.get_context("fork").Process(
+        target=_use_without_after_fork, args=(backend,)
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert backend.queue.peek() == [b"child did not call after_fork"]
+    assert backend.store.put_if_empty("parent-still-works", b"1")
