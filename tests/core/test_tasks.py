@@ -872,3 +872,4 @@ def test_interrupted_task_is_not_acknowledged(huey: Huey) -> None:
         huey.process(delivery)
     huey.storage.queue.release(delivery.lease)  # what a consumer's shutdown does
     assert fired == [result.id] and len(huey) == 1
+

@@ -535,10 +535,12 @@ class Result:
             remaining = _WAIT_CHUNK if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 break
-            store.wait(self.id, min(remaining, _WAIT_CHUNK))
+            arrived = store.wait(self.id, min(remaining, _WAIT_CHUNK))
             value = self._get(preserve)
             if value is not EmptyData:
                 return value
+            if arrived:
+                break  # it was there but another reader took it: it will not come back
         if revoke_on_timeout:
             self.revoke()
         raise ResultTimeout(f"timed out after {timeout}s waiting for the result of task {self.id}")
