@@ -424,3 +424,25 @@ def test_worker_survives_backend_errors_and_never_logs_the_password(consumers, c
 def test_process_workers_are_refused_on_the_memory_backend(huey):
     with pytest.raises(ConfigurationError, match="thread"):
         Consumer(huey, worker_type="process")
+
+
+def test_shutdown_gives_up_on_an_ack_the_backend_keeps_refusing(consumers):
+    backend = MemoryBackend("ackless")
+    backend.queue = FlakyQueue(backend.queue, failures=0)
+    backend.queue.ack_failures = 10**6
+    huey = Huey("ackless", backend=backend)
+
+    @huey.task()
+    def work():
+        return "done"
+
+    result = work()
+    consumer = start(consumers, huey, initial_delay=0.01, backoff=2.0, max_delay=0.05)
+    assert result.get(blocking=True, timeout=5) == "done"
+    t0 = time.monotonic()
+    consumer.stop(graceful=True, timeout=0.3)
+    assert time.monotonic() - t0 < 3
+    worker = consumer.worker_list[0]
+    assert wait_for(lambda: not worker.is_alive(), timeout=3)
+    # Not acknowledged, so not deleted: the lease runs out and the message comes back.
+    assert len(backend.queue._inner.leases()) == 1

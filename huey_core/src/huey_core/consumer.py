@@ -26,7 +26,6 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from huey_core.exceptions import ConfigurationError
@@ -171,6 +170,7 @@ class _Worker:
         self._current: Delivery | None = None
         self._current_since = 0.0
         self._abandoned = False
+        self._phase = "idle"  # running (the task) or acking (the task is done)
         self._failures = 0  # consecutive backend errors
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -232,7 +232,10 @@ class _Worker:
         self.polls.append(("sleep", delay))
         self.consumer._stopping.wait(delay)
 
-    def _backend_error(self, operation: str, exc: BaseException) -> None:
+    def _backend_error(
+        self, operation: str, exc: BaseException, until: threading.Event | None = None
+    ) -> None:
+        """Log a failed backend call and wait one backoff step (cut short when `until` is set)."""
         self.backend_errors += 1
         self._failures += 1
         delay = self.backoff.next()
@@ -249,7 +252,7 @@ class _Worker:
             delay,
             self._failures,
         )
-        self.consumer._stopping.wait(delay)
+        (self.consumer._stopping if until is None else until).wait(delay)
 
     def _backend_ok(self) -> None:
         if self._failures:
@@ -261,10 +264,12 @@ class _Worker:
     # -- one message ---------------------------------------------------------------------------
 
     def handle(self, delivery: Delivery) -> None:
+        """Process one message and acknowledge it; the lease stays extended until the ack."""
         consumer = self.consumer
         with self._lock:
             self._current = delivery
             self._current_since = time.monotonic()
+            self._phase = "running"
             self._abandoned = False
         consumer._heartbeat.add(delivery.lease, self.name)
         ok = True
@@ -279,33 +284,41 @@ class _Worker:
                 "%s: processing a message failed outside the task; releasing it to the queue",
                 self.name,
             )
+        with self._lock:
+            abandoned = self._abandoned
+            self._phase = "acking"
+        try:
+            if abandoned:
+                return  # shutdown released the lease already; the message is back in the queue
+            self.processed += 1
+            if ok:
+                self._ack(delivery)
+            else:
+                self._release(delivery)
+                # Whatever failed (most likely the backend) may fail again at once: no spinning.
+                consumer._stopping.wait(self.backoff.next())
         finally:
             consumer._heartbeat.discard(delivery.lease)
             with self._lock:
-                abandoned = self._abandoned
                 self._current = None
-        if abandoned:
-            return  # shutdown released the lease already; the message is back in the queue
-        self.processed += 1
-        if ok:
-            self._retry_backend("ack", lambda: consumer.huey.storage.queue.ack(delivery.lease))
-        else:
-            self._release(delivery)
-            # Whatever failed (most likely the backend) may fail again at once: do not spin.
-            consumer._stopping.wait(self.backoff.next())
 
-    def _retry_backend(self, operation: str, call: Callable[[], Any]) -> bool:
-        """Run `call` until it works; give up only on a hard stop (the lease then expires)."""
+    def _ack(self, delivery: Delivery) -> None:
+        """Acknowledge until it works, or until shutdown gives up on it (the lease then expires
+        and the task runs again: at-least-once)."""
+        queue = self.consumer.huey.storage.queue
         while True:
             try:
-                call()
+                queue.ack(delivery.lease)
             except Exception as exc:  # noqa: BLE001
-                self._backend_error(operation, exc)
-                if self.consumer._hard_stop.is_set():
-                    return False
+                # Not cut short by a graceful stop: that waits for acks (up to its timeout).
+                self._backend_error("ack", exc, until=self.consumer._hard_stop)
+                with self._lock:
+                    gave_up = self._abandoned
+                if gave_up or self.consumer._hard_stop.is_set():
+                    return
                 continue
             self._backend_ok()
-            return True
+            return
 
     def _release(self, delivery: Delivery) -> None:
         try:
@@ -318,13 +331,26 @@ class _Worker:
             )
 
     def abandon(self, reason: str) -> bool:
-        """Release the message this worker is running (shutdown gave up on it). True if one was."""
+        """Shutdown gives up on this worker's message. True when a running task was released.
+
+        A running task's message goes back to the queue at once. A finished task whose ack keeps
+        failing is left alone: its lease expires and the task may run again.
+        """
         with self._lock:
             delivery = self._current
             if delivery is None or self._abandoned:
                 return False
             self._abandoned = True
+            phase = self._phase
         self.consumer._heartbeat.discard(delivery.lease)
+        if phase != "running":
+            logger.warning(
+                "%s: %s before its finished task could be acknowledged; it may run again "
+                "once its lease expires",
+                self.name,
+                reason,
+            )
+            return False
         self._release(delivery)
         running = time.monotonic() - self._current_since
         logger.warning(
