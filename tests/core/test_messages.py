@@ -235,7 +235,7 @@ def test_too_many_deliveries_dead_letters_without_running(huey: Huey) -> None:
     events = _dead_letter_scenario(huey, payload, deliveries=huey.max_deliveries + 1)
     assert ran == []
     (letter,) = huey.dead_letters()
-    assert "delivered 6 times" in letter["reason"] and letter["task"] == "crashes_worker"
+    assert "delivered 6 times" in letter["reason"] and letter["task"] == "test_messages.crashes_worker"
     assert events[0]["task"] == "crashes_worker" and events[0]["id"] == letter["task_id"]
 
     # Delivery number max_deliveries still runs.

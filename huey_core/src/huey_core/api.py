@@ -1657,7 +1657,16 @@ class Huey:
             except Exception:
                 logger.exception("periodic dedup failed for %s; not enqueueing it", task.name)
                 continue
-            self.enqueue(task)
+            try:
+                self.enqueue(task)
+            except Exception:
+                # Free the minute again so another consumer (or a retry) can enqueue it.
+                logger.exception("could not enqueue periodic task %s", task.name)
+                try:
+                    store.delete(key)
+                except Exception:
+                    pass
+                continue
             enqueued.append(task)
         return enqueued
 
@@ -1670,7 +1679,7 @@ class Huey:
         if task is None:  # best effort: name the task even when it cannot run here
             task_id, task_name = self._peek_names(data)
         else:
-            task_id, task_name = task.id, task.name
+            task_id, task_name = task.id, self._registry.task_to_string(type(task))
         record = {
             "id": dl_id,
             "reason": reason,
@@ -1684,6 +1693,8 @@ class Huey:
         logger.error("dead-lettered message %s (task %s): %s", dl_id, task_name or "?", reason)
         if task is not None:
             self._signal.send(S.SIGNAL_DEAD_LETTERED, task, reason)
+        # Events name known tasks as every other event does (task.name); unknown ones by the
+        # registry name the message carries.
         about = task if task is not None else _Named(task_id, task_name)
         self.emit("dead-lettered", about, error=True, reason=reason, dead_letter_id=dl_id)
         return dl_id
@@ -1699,7 +1710,11 @@ class Huey:
         return None, None
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        """Every dead letter, oldest first: id, reason, time, task, task_id, deliveries, payload (bytes)."""
+        """Every dead letter, oldest first.
+
+        Each is a dict: id, reason, time (unix), task ("<module>.<name>" or None when the message
+        could not be read), task_id, deliveries, payload (the raw message bytes).
+        """
         letters = []
         for key, raw in self.storage.store.items(_DEAD_LETTER).items():
             try:
