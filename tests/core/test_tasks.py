@@ -873,3 +873,41 @@ def test_interrupted_task_is_not_acknowledged(huey: Huey) -> None:
     huey.storage.queue.release(delivery.lease)  # what a consumer's shutdown does
     assert fired == [result.id] and len(huey) == 1
 
+
+
+def test_local_time_instance_schedules_and_runs() -> None:
+    huey = make_huey(utc=False)
+
+    @huey.task()
+    def job():
+        return "ran"
+
+    result = job.schedule(delay=120)
+    assert abs((result.task.eta - datetime.datetime.now()).total_seconds() - 120) < 5
+    drain(huey)
+    ((when, _),) = huey.storage.schedule.peek()
+    assert abs(when - (time.time() + 120)) < 5  # the schedule holds true unix time
+    run_due(huey, now=time.time() + 60)
+    assert result.get() is None
+    run_due(huey, now=time.time() + 125)
+    assert result.get() == "ran"
+
+
+def test_concurrent_workers_run_each_task_once(huey: Huey) -> None:
+    runs: list[int] = []
+    lock = threading.Lock()
+
+    @huey.task()
+    def job(n):
+        with lock:
+            runs.append(n)
+        return n * 2
+
+    results = [job(i) for i in range(200)]
+    workers = [threading.Thread(target=drain, args=(huey,)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    assert sorted(runs) == list(range(200))
+    assert [r.get() for r in results] == [i * 2 for i in range(200)]
