@@ -156,6 +156,8 @@ def _app(import_path: str, backend: str | None = None, url: str | None = None) -
         huey.storage  # noqa: B018 - build a lazily created backend now, so errors surface here
     except HueyException as exc:
         raise UserError(_one_line_message(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a driver error while opening it, in one line
+        raise UserError(f"cannot open the backend: {_one_line(exc)}") from None
     return huey
 
 
@@ -283,6 +285,11 @@ def run_consumer(
             param_hint="'-m' / '--max-delay'",
         )
     huey = _app(import_path, backend, url)
+    if getattr(huey, "immediate", False):
+        raise UserError(
+            f"{import_path} runs tasks immediately (immediate=True), so a consumer has nothing "
+            "to do; set huey.immediate = False for production"
+        )
     setup_logging(logfile, verbose, quiet)
     try:
         consumer = Consumer(
