@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
 from huey_core.testing import require_server
 
 POSTGRES_URL = os.environ.get(

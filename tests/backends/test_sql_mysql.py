@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sql_support import MYSQL_URL, SQLBackendChecks, make_factory, prefix_fixture
-
 from huey_core.testing import BackendConformance
+from sql_support import MYSQL_URL, SQLBackendChecks, make_factory, prefix_fixture
 
 sql_prefix = prefix_fixture(MYSQL_URL)
 

@@ -6,9 +6,8 @@ import threading
 import time
 
 import pytest
-from sql_support import POSTGRES_URL, SQLBackendChecks, make_factory, prefix_fixture
-
 from huey_core.testing import BackendConformance
+from sql_support import POSTGRES_URL, SQLBackendChecks, make_factory, prefix_fixture
 
 sql_prefix = prefix_fixture(POSTGRES_URL)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from sql_support import SQLBackendChecks, make_factory, prefix_fixture, unique_name
-
 from huey_core.exceptions import ConfigurationError
 from huey_core.testing import BackendConformance
+from sql_support import SQLBackendChecks, make_factory, prefix_fixture, unique_name
+
 
 @pytest.fixture(scope="module")
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:

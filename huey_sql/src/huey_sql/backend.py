@@ -16,15 +16,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from huey_core.exceptions import ConfigurationError
+from huey_core.plugins import mask_url
+from huey_core.protocols import BaseBackend, Delivery, LeaseInfo
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from huey_core.exceptions import ConfigurationError
-from huey_core.plugins import mask_url
-from huey_core.protocols import BaseBackend, Delivery, LeaseInfo
 from huey_sql import dialects, schema
 
 log = logging.getLogger("huey_sql")

@@ -20,11 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
-
 from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
 
 log = logging.getLogger("huey_sql")
 
@@ -43,7 +42,7 @@ def normalize_url(url: str | None) -> URL:
     raw = url or "sqlite:///huey.db"
     try:
         u = make_url(raw)
-    except Exception as exc:  # sqlalchemy raises ArgumentError with the URL in the message
+    except Exception:  # sqlalchemy raises ArgumentError with the URL in the message
         raise ConfigurationError(f"cannot parse database URL {mask_url(raw)!r}") from None
     driver = u.drivername
     if driver in ("postgresql", "postgres", "postgresql+psycopg"):

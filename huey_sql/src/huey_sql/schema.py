@@ -14,6 +14,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from huey_core.exceptions import ConfigurationError
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -30,8 +31,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DBAPIError
-
-from huey_core.exceptions import ConfigurationError
 
 SCHEMA_VERSION = 1
 
