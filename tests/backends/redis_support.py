@@ -8,6 +8,7 @@ instance names and delete only keys under their own hash tag, never FLUSHDB.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -19,8 +20,6 @@ from pathlib import Path
 import pytest
 
 REDIS_URL = os.environ.get("HUEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-CLUSTER_PORTS = (7101, 7102, 7103)
-RESTART_PORT = 7111
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -84,6 +83,19 @@ def port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` consecutive loopback ports, each free together with port + 10000 (a Cluster
+    node's bus port). Random, so concurrent test runs (other suites, other checkouts) do not
+    collide on fixed numbers."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        base = rng.randrange(20000, 30000 - count)
+        ports = list(range(base, base + count))
+        if all(port_free(p) and port_free(p + 10000) for p in ports):
+            return ports
+    raise RuntimeError("no free loopback ports between 20000 and 40000")
+
+
 class RedisServer:
     """A private redis-server on a loopback port, in its own directory."""
 
@@ -104,7 +116,7 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         if self.port and not port_free(self.port):
-            unavailable(f"port {self.port} is taken; the Redis server tests need it")
+            raise RuntimeError(f"port {self.port} is taken")
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = [
             "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
@@ -134,9 +146,11 @@ class RedisServer:
         self.proc = None
 
 
-def start_cluster(workdir: Path, ports: tuple[int, ...] = CLUSTER_PORTS) -> list[RedisServer]:
-    """Three masters, no replicas, slots assigned; returns once cluster_state is ok."""
+def start_cluster(workdir: Path) -> list[RedisServer]:
+    """Three masters on free ports, no replicas, slots assigned; returns once cluster_state is
+    ok. The URL of the first node reaches the whole Cluster."""
     require_binaries()
+    ports = free_ports(3)
     servers = []
     try:
         for port in ports:

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import pytest
 from huey_core.testing import BackendConformance
-from redis_support import CLUSTER_PORTS, make_factory, start_cluster
-
-CLUSTER_URL = f"redis://127.0.0.1:{CLUSTER_PORTS[0]}/0"
+from redis_support import free_ports, make_factory, start_cluster
 
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory):
     servers = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
-    yield CLUSTER_URL
+    yield f"redis://127.0.0.1:{servers[0].port}/0"
     for server in servers:
         server.stop()
 
@@ -50,7 +48,9 @@ def test_a_cluster_backend_builds_while_the_cluster_is_down():
     import redis
     from huey_redis.backend import RedisBackend
 
-    backend = RedisBackend("down", "redis://:cluster-pw-9@127.0.0.1:7104", cluster=True)
+    backend = RedisBackend(
+        "down", f"redis://:cluster-pw-9@127.0.0.1:{free_ports(1)[0]}", cluster=True
+    )
     with pytest.raises(redis.ConnectionError) as info:
         backend.queue.size()
     assert "cluster-pw-9" not in str(info.value)

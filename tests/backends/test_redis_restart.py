@@ -1,5 +1,5 @@
 """Resilience: the same backend object survives a Redis restart, and errors never show the
-password. Uses a private redis-server (with a password and an append-only file) on RESTART_PORT."""
+password. Uses a private redis-server (with a password and an append-only file) on a free port."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 import redis
-from redis_support import RESTART_PORT, RedisServer, require_binaries
+from redis_support import RedisServer, free_ports, require_binaries
 
 PASSWORD = "pw-never-printed-42"
 
@@ -17,7 +17,7 @@ PASSWORD = "pw-never-printed-42"
 def server(tmp_path):
     require_binaries()
     srv = RedisServer(
-        RESTART_PORT, tmp_path, "--requirepass", PASSWORD,
+        free_ports(1)[0], tmp_path, "--requirepass", PASSWORD,
         "--appendonly", "yes", "--appendfsync", "always",
     )  # fmt: skip
     srv.start()
@@ -29,7 +29,7 @@ def server(tmp_path):
 def backend(server):
     from huey_redis.backend import RedisBackend
 
-    b = RedisBackend("restart", f"redis://:{PASSWORD}@127.0.0.1:{RESTART_PORT}/0")
+    b = RedisBackend("restart", f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0")
     yield b
     b.close()
 
@@ -90,7 +90,7 @@ def test_a_listener_keeps_receiving_after_a_restart(server, backend):
 def test_a_wrong_password_is_reported_without_the_url_secret(server):
     from huey_redis.backend import RedisBackend
 
-    b = RedisBackend("restart", f"redis://:wrong-secret-77@127.0.0.1:{RESTART_PORT}/0")
+    b = RedisBackend("restart", f"redis://:wrong-secret-77@127.0.0.1:{server.port}/0")
     try:
         with pytest.raises(redis.AuthenticationError) as info:
             b.queue.size()
