@@ -1,9 +1,10 @@
-"""A huey application's test module, ported: only the imports and the storage class changed.
+"""A huey application's test module, ported: only the imports changed.
 
 Everything below the import block is written against huey's public API exactly as a huey user
-writes it (unittest, MemoryHuey-style instance, dequeue/execute, immediate mode). The diff from
-the huey version is the four marked lines; with those lines reverted the module passes against
-huey 3.5.4 too, which is how its expectations were checked.
+writes it (unittest, MemoryHuey, dequeue/execute, immediate mode). The diff from the huey
+version is the three marked import lines; with those reverted the module passes against huey
+3.5.4 too, which is how its expectations were checked. (`Huey(name, backend="memory")` is the
+same instance; MemoryHuey, RedisHuey and SqliteHuey exist so ports can keep huey's class names.)
 """
 
 import datetime
@@ -17,9 +18,9 @@ from huey_core.exceptions import (  # was: from huey.exceptions import ...
 )
 from huey_core.signals import SIGNAL_COMPLETE, SIGNAL_ERROR  # was: from huey.signals import ...
 
-from huey_core import Huey, crontab  # was: from huey import MemoryHuey, crontab
+from huey_core import MemoryHuey, crontab  # was: from huey import MemoryHuey, crontab
 
-huey = Huey("port-app", backend="memory", utc=False)  # was: MemoryHuey('port-app', utc=False)
+huey = MemoryHuey("port-app", utc=False)
 
 
 @huey.task()

@@ -911,3 +911,14 @@ def test_concurrent_workers_run_each_task_once(huey: Huey) -> None:
         w.join(30)
     assert sorted(runs) == list(range(200))
     assert [r.get() for r in results] == [i * 2 for i in range(200)]
+
+
+def test_huey_storage_class_names() -> None:
+    from huey_core import MemoryHuey, RedisHuey, SqliteHuey
+
+    memory = MemoryHuey("m")
+    assert type(memory.storage).__name__ == "MemoryBackend"
+    redis = RedisHuey("r", host="10.0.0.9", port=6380, db=2, password="p@ss")
+    assert redis._backend_spec[:2] == ("redis", "redis://:p%40ss@10.0.0.9:6380/2")
+    assert RedisHuey("r2", url="redis://h:1/0")._backend_spec[:2] == ("redis", "redis://h:1/0")
+    assert SqliteHuey("s", filename="/tmp/app.db")._backend_spec[:2] == ("sql", "sqlite:////tmp/app.db")
