@@ -172,6 +172,7 @@ class _Worker:
         self._abandoned = False
         self._phase = "idle"  # running (the task) or acking (the task is done)
         self._failures = 0  # consecutive backend errors
+        self._process_failures = 0  # consecutive process() calls that raised
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -275,15 +276,29 @@ class _Worker:
         ok = True
         try:
             consumer.huey.process(delivery, worker=self.owner)
-        except Exception:
+        except Exception as exc:
             # process() handles everything a task or a message does; this is a backend failure
             # half-way (e.g. storing the result). Give the message back so it runs again; the
             # delivery count lets the core dead-letter it if this keeps happening.
             ok = False
-            logger.exception(
-                "%s: processing a message failed outside the task; releasing it to the queue",
-                self.name,
-            )
+            self._process_failures += 1
+            if self._process_failures % 10 == 1:  # the traceback once, then every tenth time
+                logger.exception(
+                    "%s: processing a message failed outside the task (failure %d in a row); "
+                    "releasing it to the queue",
+                    self.name,
+                    self._process_failures,
+                )
+            else:
+                logger.warning(
+                    "%s: processing a message failed again (%s; failure %d in a row); "
+                    "releasing it to the queue",
+                    self.name,
+                    _describe_error(exc),
+                    self._process_failures,
+                )
+        else:
+            self._process_failures = 0
         with self._lock:
             abandoned = self._abandoned
             self._phase = "acking"
