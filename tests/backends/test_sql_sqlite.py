@@ -107,3 +107,11 @@ class TestSQLiteSpecifics(SQLBackendChecks):
             assert (tmp_path / "huey.db").exists()
         finally:
             backend.close()
+
+    def test_missing_folder_is_a_clear_configuration_error(self, tmp_path) -> None:
+        from huey_sql.backend import SQLBackend
+
+        backend = SQLBackend(unique_name(), f"sqlite:///{tmp_path}/nowhere/huey.db")
+        with pytest.raises(ConfigurationError, match="does not exist"):
+            backend.queue.enqueue(b"x")
+        backend.close()

@@ -9,6 +9,7 @@ skip each other's rows instead of queueing), SQLite claims inside one BEGIN IMME
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -85,6 +86,13 @@ class _DB:
     def ensure_schema(self) -> None:
         if self._ready:
             return
+        if self.kind == "sqlite":
+            folder = os.path.dirname(self.url.database or "")
+            if folder and not os.path.isdir(folder):
+                raise ConfigurationError(
+                    f"the SQLite database folder {folder!r} does not exist; create it or "
+                    "point the URL elsewhere"
+                )
         key = (self.url.render_as_string(hide_password=True), self.tables.prefix)
         with _schema_lock:
             if key not in _schema_ready:
@@ -839,7 +847,8 @@ class SQLBackend(BaseBackend):
         opts = {**_DEFAULTS, **options}
         self.name = name
         self._db = _DB(name, url, opts)
-        self.url = self._db.url.render_as_string(hide_password=False)
+        # The password stays inside the engine; nothing reachable from the backend shows it.
+        self.url = self._db.url.render_as_string(hide_password=True)
         self.queue = SQLQueue(self._db)
         self.schedule = SQLSchedule(self._db, self.queue)
         self.store = SQLStore(self._db)
