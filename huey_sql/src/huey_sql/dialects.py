@@ -71,8 +71,7 @@ def make_engine(url: URL, pool_size: int, max_overflow: int, busy_timeout: float
     opts: dict[str, Any] = {"pool_size": pool_size, "max_overflow": max_overflow}
     if backend == "sqlite":
         opts["connect_args"] = {"timeout": busy_timeout, "check_same_thread": False}
-        opts.update(engine_options)
-        engine = create_engine(url, **opts)
+        engine = create_engine(url, **_merge(opts, engine_options))
         _setup_sqlite(engine, busy_timeout, synchronous)
         return engine
     # Server databases: a checkout pings first, so connections broken by a server restart are
@@ -85,8 +84,15 @@ def make_engine(url: URL, pool_size: int, max_overflow: int, busy_timeout: float
         opts["pool_recycle"] = 3600  # below MySQL's default wait_timeout of 8 hours
         # SKIP LOCKED claims with fewer gap locks, and a locking read sees the latest commit.
         opts["isolation_level"] = "READ COMMITTED"
-    opts.update(engine_options)
-    return create_engine(url, **opts)
+    return create_engine(url, **_merge(opts, engine_options))
+
+
+def _merge(opts: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` wins, except that connect_args are merged key by key (keeping our timeouts)."""
+    merged = {**opts, **extra}
+    if "connect_args" in extra:
+        merged["connect_args"] = {**opts.get("connect_args", {}), **extra["connect_args"]}
+    return merged
 
 
 def _setup_sqlite(engine: Engine, busy_timeout: float, synchronous: str) -> None:
