@@ -72,7 +72,11 @@ class Queue(Protocol):
         """
 
     def ack(self, lease: str) -> None:
-        """Delete the leased message for good. Idempotent: an unknown or expired lease is a no-op."""
+        """Delete the leased message for good. Idempotent: an unknown lease is a no-op.
+
+        Unknown means acked, released or recovered. A lease past its deadline that nobody has
+        recovered yet still belongs to its owner: ack() deletes the message (the task did finish).
+        """
 
     def release(self, lease: str) -> None:
         """Give a leased message back to the queue, ready now, keeping its delivery count.

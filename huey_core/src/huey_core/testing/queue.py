@@ -308,6 +308,23 @@ class QueueConformance(ConformanceBase):
         assert again.data == b"crashed"
         assert again.deliveries == 2
 
+    def test_expired_lease_still_belongs_to_its_owner_until_recovered(
+        self, backend: Backend
+    ) -> None:
+        backend.queue.enqueue(b"slow")
+        backend.queue.enqueue(b"slower")
+        slow = backend.queue.dequeue("worker-1", self.short_ttl)
+        slower = backend.queue.dequeue("worker-1", self.short_ttl)
+        assert slow is not None and slower is not None
+        self.expire()
+        # The worker finished after its deadline but before anyone ran recover(): its ack
+        # counts (no needless re-run) and a late heartbeat revives the lease.
+        backend.queue.ack(slow.lease)
+        assert backend.queue.extend(slower.lease, 30.0) is True
+        assert backend.queue.recover() == 0
+        assert [i.data for i in backend.queue.leases()] == [b"slower"]
+        assert backend.queue.size() == 0
+
     def test_stale_lease_cannot_touch_recovered_message(self, backend: Backend) -> None:
         backend.queue.enqueue(b"job")
         stale = backend.queue.dequeue("worker-1", self.short_ttl)
