@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from huey_core.testing import BackendConformance
 from huey_memory.backend import MemoryBackend
 

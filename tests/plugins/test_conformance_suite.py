@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from huey_core.testing import BackendConformance, QueueConformance, require_server
 
 
@@ -105,8 +104,18 @@ def suite_run(tmp_path_factory: pytest.TempPathFactory) -> str:
     for name, source in SUITE_FILES.items():
         (folder / name).write_text(textwrap.dedent(source))
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", str(folder), "-q", "-rs", "-p", "no:cacheprovider",
-         "-k", "not model and not wait_expires and not concurrent"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(folder),
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "not model and not wait_expires and not concurrent",
+        ],
         capture_output=True,
         text=True,
         cwd=folder,

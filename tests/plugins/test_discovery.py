@@ -13,9 +13,9 @@ import click
 import pluggy
 import pytest
 from click.testing import CliRunner
+from huey_core.exceptions import ConfigurationError
 
 from huey_core import hookimpl, plugins
-from huey_core.exceptions import ConfigurationError
 
 
 def test_built_in_backends_come_from_their_distributions_entry_points() -> None:
@@ -77,7 +77,9 @@ THIRD_PARTY_BACKEND = """
 
 @pytest.fixture
 def demo_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    _write_distribution(tmp_path, "huey-demo-backend", "1.2.3", "huey_demo_backend", THIRD_PARTY_PLUGIN)
+    _write_distribution(
+        tmp_path, "huey-demo-backend", "1.2.3", "huey_demo_backend", THIRD_PARTY_PLUGIN
+    )
     (tmp_path / "huey_demo_backend" / "backend.py").write_text(textwrap.dedent(THIRD_PARTY_BACKEND))
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path

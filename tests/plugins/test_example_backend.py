@@ -9,11 +9,11 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-
-from huey_core import plugins
 from huey_core.testing import BackendConformance
 from huey_lite import plugin
 from huey_lite.backend import LiteBackend
+
+from huey_core import plugins
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,9 @@ class TestLiteBackend(BackendConformance):
 def test_example_plugin_registers_the_lite_backend(tmp_path: Path) -> None:
     plugins.register_plugin(plugin, name="huey-lite")
     assert plugins.backends()["lite"].schemes == ("lite",)
-    backend = plugins.create_backend("app", url=f"lite:///{tmp_path / 'app.db'}", poll_interval=0.01)
+    backend = plugins.create_backend(
+        "app", url=f"lite:///{tmp_path / 'app.db'}", poll_interval=0.01
+    )
     try:
         assert isinstance(backend, LiteBackend)
         backend.queue.enqueue(b"job")
@@ -57,7 +59,12 @@ def _quoted_blocks(doc: str) -> list[tuple[str, list[str]]]:
     for body in re.findall(r"```[a-z]*\n(.*?)```", doc, flags=re.S):
         first, _, rest = body.partition("\n")
         if first.startswith("# from "):
-            found.append((first[len("# from "):].strip(), [l.strip() for l in rest.splitlines() if l.strip()]))
+            found.append(
+                (
+                    first[len("# from ") :].strip(),
+                    [s.strip() for s in rest.splitlines() if s.strip()],
+                )
+            )
     return found
 
 
@@ -66,10 +73,12 @@ def test_code_quoted_in_writing_backends_matches_the_files() -> None:
     blocks = _quoted_blocks(doc)
     assert len(blocks) >= 10
     for path, lines in blocks:
-        source = [l.strip() for l in (ROOT / path).read_text(encoding="utf-8").splitlines()]
+        source = [s.strip() for s in (ROOT / path).read_text(encoding="utf-8").splitlines()]
         position = 0
         for line in lines:  # every quoted line appears in the file, in the same order
             try:
                 position = source.index(line, position) + 1
             except ValueError:
-                raise AssertionError(f"docs/writing-backends.md quotes {path} wrongly: {line!r}") from None
+                raise AssertionError(
+                    f"docs/writing-backends.md quotes {path} wrongly: {line!r}"
+                ) from None

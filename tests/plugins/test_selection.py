@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from huey_core import plugins
 from huey_core.exceptions import ConfigurationError, UnknownBackend
 from huey_core.plugins import create_backend, mask_url, resolve
 from huey_core.protocols import BaseBackend
+
+from huey_core import plugins
 
 # DESIGN section 3: every scheme a URL alone may use, and the backend it picks.
 SCHEMES = {

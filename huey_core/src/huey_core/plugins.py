@@ -50,7 +50,7 @@ class BackendInfo:
             target = f"huey-core[{self.name}]" if builtin else self.distribution
             raise ConfigurationError(
                 f"backend {self.name!r} cannot load its driver ({exc}); "
-                f"install it with: pip install \"{target}\""
+                f'install it with: pip install "{target}"'
             ) from exc
         try:
             return getattr(module, attr) if attr else module
@@ -145,9 +145,7 @@ def add_commands(cli: Any) -> None:
 
 # scheme://user:password@host. The password runs to the LAST "@" before a "/" or whitespace,
 # because redis-py splits the netloc at its last "@" (so "p@ss" is one password).
-_PASSWORD = re.compile(
-    r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^/\s]*)(?P<at>@)"
-)
+_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^/\s]*)(?P<at>@)")
 # ?password=... (PyMySQL, redis-py and libpq all accept the password as a query parameter).
 _QUERY_PASSWORD = re.compile(r"(?i)(?P<head>[?&](?:password|passwd|pwd)=)(?P<pw>[^&#\s]*)")
 
@@ -218,7 +216,7 @@ def resolve(backend: str | None = None, url: str | None = None) -> tuple[Backend
         raise UnknownBackend(
             f"no backend given and the default {DEFAULT_BACKEND!r} backend is not installed; "
             f"installed backends: {names}. Pass backend=/url=, set HUEY_BACKEND, "
-            f"or pip install \"huey-core[sql]\""
+            f'or pip install "huey-core[sql]"'
         )
     return known[DEFAULT_BACKEND], DEFAULT_URL
 

@@ -185,9 +185,13 @@ class LiteQueue:
         return cursor.rowcount
 
     def size(self) -> int:
-        return self._conns.get().execute(
-            "SELECT COUNT(*) FROM lite_queue WHERE name = ? AND lease IS NULL", (self.name,)
-        ).fetchone()[0]
+        return (
+            self._conns.get()
+            .execute(
+                "SELECT COUNT(*) FROM lite_queue WHERE name = ? AND lease IS NULL", (self.name,)
+            )
+            .fetchone()[0]
+        )
 
     def peek(self, n: int = 100) -> list[bytes]:
         rows = self._conns.get().execute(
@@ -203,7 +207,10 @@ class LiteQueue:
             "WHERE name = ? AND lease IS NOT NULL ORDER BY deadline",
             (self.name,),
         )
-        return [LeaseInfo(lease, owner, deadline, n, bytes(data)) for lease, owner, deadline, n, data in rows]
+        return [
+            LeaseInfo(lease, owner, deadline, n, bytes(data))
+            for lease, owner, deadline, n, data in rows
+        ]
 
     def flush(self) -> None:
         self._conns.get().execute("DELETE FROM lite_queue WHERE name = ?", (self.name,))
@@ -249,9 +256,11 @@ class LiteSchedule:
         return [bytes(data) for _, data in rows]
 
     def size(self) -> int:
-        return self._conns.get().execute(
-            "SELECT COUNT(*) FROM lite_schedule WHERE name = ?", (self.name,)
-        ).fetchone()[0]
+        return (
+            self._conns.get()
+            .execute("SELECT COUNT(*) FROM lite_schedule WHERE name = ?", (self.name,))
+            .fetchone()[0]
+        )
 
     def peek(self, n: int = 100) -> list[tuple[float, bytes]]:
         rows = self._conns.get().execute(
@@ -288,10 +297,14 @@ class LiteStore:
         )
 
     def peek(self, key: str) -> bytes | None:
-        row = self._conns.get().execute(
-            f"SELECT value FROM lite_store WHERE name = ? AND key = ? AND {_LIVE}",
-            (self.name, key, time.time()),
-        ).fetchone()
+        row = (
+            self._conns.get()
+            .execute(
+                f"SELECT value FROM lite_store WHERE name = ? AND key = ? AND {_LIVE}",
+                (self.name, key, time.time()),
+            )
+            .fetchone()
+        )
         return None if row is None else bytes(row[0])
 
     def pop(self, key: str) -> bytes | None:
@@ -348,9 +361,14 @@ class LiteStore:
             time.sleep(min(self._poll, remaining))
 
     def size(self) -> int:
-        return self._conns.get().execute(
-            f"SELECT COUNT(*) FROM lite_store WHERE name = ? AND {_LIVE}", (self.name, time.time())
-        ).fetchone()[0]
+        return (
+            self._conns.get()
+            .execute(
+                f"SELECT COUNT(*) FROM lite_store WHERE name = ? AND {_LIVE}",
+                (self.name, time.time()),
+            )
+            .fetchone()[0]
+        )
 
     def items(self, prefix: str = "") -> dict[str, bytes]:
         rows = self._conns.get().execute(
@@ -374,16 +392,22 @@ class LiteSubscription:
         self._poll = poll_interval
         self._closed = threading.Event()
         # Remember where the table ends now: only events emitted after listen() are delivered.
-        self._last = conns.get().execute(
-            "SELECT COALESCE(MAX(id), 0) FROM lite_events WHERE name = ?", (name,)
-        ).fetchone()[0]
+        self._last = (
+            conns.get()
+            .execute("SELECT COALESCE(MAX(id), 0) FROM lite_events WHERE name = ?", (name,))
+            .fetchone()[0]
+        )
 
     def __iter__(self) -> Iterator[bytes]:
         while not self._closed.is_set():
-            rows = self._conns.get().execute(
-                "SELECT id, data FROM lite_events WHERE name = ? AND id > ? ORDER BY id",
-                (self.name, self._last),
-            ).fetchall()
+            rows = (
+                self._conns.get()
+                .execute(
+                    "SELECT id, data FROM lite_events WHERE name = ? AND id > ? ORDER BY id",
+                    (self.name, self._last),
+                )
+                .fetchall()
+            )
             for event_id, data in rows:
                 if self._closed.is_set():
                     return

@@ -8,7 +8,7 @@ import time
 import uuid
 
 from huey_core.protocols import Backend, EventEmitter, Subscription
-from huey_core.testing.base import Connect, ConformanceBase
+from huey_core.testing.base import ConformanceBase, Connect
 
 __all__ = ["EventEmitterConformance", "collect"]
 

@@ -10,14 +10,16 @@ from typing import ClassVar
 import pytest
 
 from huey_core.protocols import Backend, Queue
-from huey_core.testing.base import Connect, ConformanceBase, drain, run_threads
+from huey_core.testing.base import ConformanceBase, Connect, drain, run_threads
 
 __all__ = ["QueueConformance"]
 
 
 def _skip_unless_blocking(backend: Backend) -> None:
     if not backend.queue.blocking:
-        pytest.skip("queue.blocking is False: dequeue(wait=...) returns at once, the consumer polls")
+        pytest.skip(
+            "queue.blocking is False: dequeue(wait=...) returns at once, the consumer polls"
+        )
 
 
 def _skip_unless_priority(backend: Backend) -> None:
@@ -486,8 +488,11 @@ class QueueConformance(ConformanceBase):
                 assert message is not None, f"{delivery.data!r} was not ready"
                 top = max(m.priority for m in (*self.ready.values(), message))
                 assert message.priority == top, "a lower priority came first"
-                fresh = [m.seq for m in (*self.ready.values(), message)
-                         if m.priority == top and not m.released]
+                fresh = [
+                    m.seq
+                    for m in (*self.ready.values(), message)
+                    if m.priority == top and not m.released
+                ]
                 assert message.released or message.seq == min(fresh), "FIFO broken"
                 message.deliveries += 1
                 assert delivery.deliveries == message.deliveries

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from huey_core.protocols import Backend, Schedule
-from huey_core.testing.base import Connect, ConformanceBase, drain, run_threads
+from huey_core.testing.base import ConformanceBase, Connect, drain, run_threads
 
 __all__ = ["ScheduleConformance"]
 

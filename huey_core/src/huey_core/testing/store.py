@@ -7,7 +7,7 @@ import time
 import uuid
 
 from huey_core.protocols import Backend, DataStore
-from huey_core.testing.base import Connect, ConformanceBase, run_threads
+from huey_core.testing.base import ConformanceBase, Connect, run_threads
 
 __all__ = ["DataStoreConformance"]
 
@@ -134,7 +134,8 @@ class DataStoreConformance(ConformanceBase):
         threads = 16
         conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(threads)]
         won = run_threads(
-            lambda i: conns[i].store.put_if_empty("periodic:minute", f"{i}".encode(), ttl=60), threads
+            lambda i: conns[i].store.put_if_empty("periodic:minute", f"{i}".encode(), ttl=60),
+            threads,
         )
         assert won.count(True) == 1, f"{won.count(True)} callers won the same key"
         winner = won.index(True)
