@@ -33,7 +33,12 @@ import threading
 import time
 import uuid
 
-import pytest
+try:
+    import pytest
+except ImportError as exc:  # pragma: no cover - only without the [testing] extra
+    raise ImportError(
+        'huey_core.testing is a pytest suite; install it with: pip install "huey-core[testing]"'
+    ) from exc
 
 from huey_core.protocols import Backend
 from huey_core.testing.base import BackendFactory, ConformanceBase, Connect, drain, run_threads
