@@ -76,7 +76,8 @@ class _DB:
 
         cargs, cparams = self.engine.dialect.create_connect_args(self.url)
         cparams.pop("context", None)
-        cparams.setdefault("connect_timeout", 5)
+        cparams["connect_timeout"] = 5
+        cparams.update(self.options["engine_options"].get("connect_args", {}))  # sslmode, ...
         return psycopg.connect(*cargs, **cparams, autocommit=True)
 
     @property
@@ -127,7 +128,10 @@ class _DB:
                 # ambiguous and goes to the caller.
                 if exc.connection_invalidated and not committing and attempt < 2:
                     continue
-                if not dialects.is_transient(exc) or attempt == 19:
+                # SQLite reports "locked" only after busy_timeout has passed: a few more tries,
+                # not twenty (the server dialects' deadlocks resolve in milliseconds).
+                limit = 3 if self.kind == "sqlite" else 20
+                if not dialects.is_transient(exc) or attempt >= limit - 1:
                     self._raise(exc)
                 time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
             except SQLAlchemyError as exc:
