@@ -186,3 +186,35 @@ def test_events_command_prints_json_lines(make_app):
     finally:
         listener.send_signal(signal.SIGINT)
         assert listener.wait(10) == 0  # Ctrl-C ends the stream cleanly
+
+
+def test_task_of_a_killed_consumer_runs_again_on_another(make_app, shared_url):
+    app = make_app(shared_url)
+    module = app.load()
+    result = module.sleepy(2.0, "orphan")
+    first = app.start_consumer("-n", "--lease-timeout", "1", "-s", "0.2")
+    assert wait_for(lambda: app.marker("orphan.started").exists()), read_log(first)
+    os.killpg(first.pid, signal.SIGKILL)  # no shutdown, no release: only the lease expires
+    first.wait(5)
+    app.marker("orphan.started").unlink()
+    second = app.start_consumer("-n", "--lease-timeout", "1", "-s", "0.2")
+    assert result.get(blocking=True, timeout=30) == second.pid, read_log(second)
+    assert "recovered 1 task" in read_log(second)
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(15) == 0
+
+
+def test_localtime_and_quiet_options_reach_the_consumer(make_app, tmp_path):
+    app = make_app(None, "backend='memory'")
+    logfile = tmp_path / "local.log"
+    proc = app.start_consumer("--localtime", "-l", str(logfile))
+    assert wait_for(lambda: logfile.exists() and "consumer ready" in logfile.read_text())
+    assert "periodic tasks (local time)" in logfile.read_text()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    quiet = tmp_path / "quiet.log"
+    proc = app.start_consumer("-q", "-l", str(quiet))
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert quiet.read_text() == ""  # errors only, and there were none
