@@ -58,8 +58,8 @@ def test_shutdown_timeout_releases_a_long_task_and_exits_0(make_app, shared_url)
     assert "released back to the queue" in read_log(proc)
 
 
-def test_process_workers_on_redis(make_app):
-    app = make_app(require_redis())
+def test_process_workers(make_app, shared_url):
+    app = make_app(shared_url)
     module = app.load()
     results = [module.sleepy(0.3, f"p{i}") for i in range(6)]
     proc = app.start_consumer("-n", "-k", "process", "-w", "2", "-s", "0.2")
