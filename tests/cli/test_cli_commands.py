@@ -16,7 +16,7 @@ BIN = Path(sys.executable).parent
 
 CONSUME_OPTIONS = {
     # option -> the default --help must show for it (None: a flag without a default to show)
-    "-l, --logfile": None,
+    "-l, --logfile": "default: stderr",
     "-v, --verbose": None,
     "-q, --quiet": None,
     "-w, --workers": "default: 1",
@@ -30,8 +30,8 @@ CONSUME_OPTIONS = {
     "-s, --scheduler-interval": "default: 1.0",
     "--shutdown-timeout": "default: 30.0",
     "--lease-timeout": "default: the app's lease_timeout",
-    "--backend": None,
-    "--url": None,
+    "--backend": "default: the app's",
+    "--url": "default: the app's",
 }
 
 

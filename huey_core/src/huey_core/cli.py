@@ -195,13 +195,14 @@ def _backend_options(f: Any) -> Any:
     f = click.option(
         "--url",
         metavar="URL",
-        help="Storage URL, e.g. redis://localhost:6379/0 (overrides the app's; picks the "
-        "backend by scheme).",
+        help="Storage URL, e.g. redis://localhost:6379/0; picks the backend by scheme. "
+        "[default: the app's, else $HUEY_URL]",
     )(f)
     f = click.option(
         "--backend",
         metavar="NAME",
-        help="Storage backend (overrides the app's). See: huey backends.",
+        help="Storage backend name; see: huey backends. [default: the app's, else "
+        "$HUEY_BACKEND, else sql on sqlite:///huey.db]",
     )(f)
     return f
 
@@ -217,7 +218,7 @@ A second signal stops at once.
 def consume_options(f: Any) -> Any:
     options = [
         click.option("-l", "--logfile", metavar="PATH",
-                     help="Log to this file (rotating: 1 MB x 3 backups) instead of stderr."),
+                     help="Log to this file (rotating: 1 MB x 3 backups). [default: stderr]"),
         click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level."),
         click.option("-q", "--quiet", is_flag=True, help="Log errors only."),
         click.option("-w", "--workers", type=click.IntRange(min=1), default=1,
