@@ -459,8 +459,11 @@ class _Scheduler:
         minute = self.consumer.to_datetime(now).replace(second=0, microsecond=0)
         if minute == self.last_periodic_minute:
             return []
+        tasks = self.consumer.enqueue_periodic(minute)
+        # Only now: if the backend failed half-way, the next tick tries this minute again, and
+        # the per-minute dedup keys keep the tasks already enqueued from being enqueued twice.
         self.last_periodic_minute = minute
-        return self.consumer.enqueue_periodic(minute)
+        return tasks
 
 
 def _child_main(
