@@ -211,3 +211,11 @@ def test_dead_letters_list_requeue_and_purge(memory_app):
     result = runner.invoke(cli, ["dead-letters", app.import_path, "--purge"])
     assert "purged 1" in result.output
     assert "no dead letters" in runner.invoke(cli, ["dead-letters", app.import_path]).output
+
+
+def test_inspection_command_with_the_server_down_is_one_line(make_app):
+    app = make_app(None, "url='redis://:hunter2@127.0.0.1:1/0'")
+    out = app.huey("info", app.import_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr and "hunter2" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "ConnectionError" in out.stderr

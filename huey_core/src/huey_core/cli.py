@@ -58,6 +58,15 @@ class _OneLineErrors:
         except click.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(1)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - e.g. the server is down during `huey info`
+            if os.environ.get("HUEY_DEBUG"):
+                raise
+            name = (prog_name or getattr(self, "name", None) or "huey").strip()
+            click.echo(f"{name}: error: {_one_line(exc)} (set HUEY_DEBUG=1 for a traceback)",
+                       err=True)
+            sys.exit(1)
         if standalone:
             sys.exit(rv if isinstance(rv, int) else 0)
         return rv
@@ -109,8 +118,6 @@ def load_huey(import_path: str) -> Any:
                 f"cannot import {module_name!r}: no such module under {cwd} or on PYTHONPATH "
                 "(run from the directory that contains it, or set PYTHONPATH)"
             ) from None
-        raise UserError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
-    except HueyException as exc:
         raise UserError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - the app's own import error, shown in one line
         raise UserError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
