@@ -43,9 +43,8 @@ class RedisBackend(BaseBackend):
     Options (anything else is passed to redis-py's connection pool, e.g. `ssl_ca_certs`):
       cluster          connect with redis.cluster.RedisCluster (URL names any one node)
       max_connections  pool size; give at least workers + 2 (scheduler, periodic) + 1 per events
-                       listener, which holds its connection. When set, a
-                       thread that finds the pool empty waits for a free connection (blocking
-                       pool) instead of failing.
+                       listener, which holds its connection. When set, a thread that finds the
+                       pool empty waits for a free connection (blocking pool) instead of failing.
       default_ttl      seconds applied to DataStore.put() calls made with ttl=None (results), so
                        unread results do not grow forever; None (default) keeps them.
       socket_timeout   seconds before a silent server counts as gone (default 10); blocking
