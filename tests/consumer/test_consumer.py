@@ -217,12 +217,12 @@ def test_heartbeat_keeps_a_long_task_leased_so_no_other_consumer_runs_it(consume
     runs: list[str] = []
 
     def app():
-        h = Huey(name, backend=shared, lease_timeout=0.3)
+        h = Huey(name, backend=shared, lease_timeout=0.6)
 
         @h.task(name="slow")
         def slow():
             runs.append("run")
-            time.sleep(1.2)
+            time.sleep(1.5)  # over twice the lease: only the heartbeat keeps it
 
         return h, slow
 
