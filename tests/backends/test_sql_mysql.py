@@ -28,3 +28,17 @@ class TestMySQLSpecifics(SQLBackendChecks):
         payload = b"\xff" * 300_000  # above BLOB's 64 KB: the column must be LONGBLOB
         backend.store.put("big", payload)
         assert backend.store.peek("big") == payload
+
+    def test_claim_reads_the_claim_index_without_filesort(self, factory) -> None:
+        backend = factory()
+        backend.queue.enqueue(b"x")
+        q = backend._db.tables.queue
+        with backend.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                f"EXPLAIN SELECT id FROM {q.name} FORCE INDEX ({q.name}_claim) "
+                "WHERE name = %(n)s AND lease IS NULL ORDER BY sort_key, id LIMIT 1 "
+                "FOR UPDATE SKIP LOCKED",
+                {"n": backend.name},
+            ).mappings().all()
+        assert rows[0]["type"] == "ref", rows
+        assert "filesort" not in (rows[0]["Extra"] or ""), rows

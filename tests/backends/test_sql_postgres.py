@@ -114,3 +114,20 @@ class TestPostgresSpecifics(SQLBackendChecks):
         for i in range(8):  # more calls than pooled connections: every one must succeed
             backend.queue.enqueue(f"after-{i}".encode())
         assert backend.queue.size() == 12
+
+    def test_claim_reads_the_ready_index_in_order_without_sorting(self, factory) -> None:
+        backend = factory()
+        backend.queue.enqueue(b"x")
+        q = backend._db.tables.queue
+        with backend.engine.connect() as conn:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # judge the index, not size
+            plan = "\n".join(
+                row[0]
+                for row in conn.exec_driver_sql(
+                    f"EXPLAIN SELECT id FROM {q.name} WHERE name = %(n)s AND lease IS NULL "
+                    "ORDER BY sort_key, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    {"n": backend.name},
+                )
+            )
+        assert f"{q.name}_ready" in plan, plan
+        assert "Sort" not in plan, plan

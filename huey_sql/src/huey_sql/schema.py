@@ -13,6 +13,7 @@ import hashlib
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from huey_core.exceptions import ConfigurationError
 from sqlalchemy import (
@@ -92,11 +93,30 @@ def build_tables(prefix: str) -> Tables:
         Column("owner", String(200), nullable=True),
         Column("deadline", Double, nullable=True),
         Column("deliveries", Integer, nullable=False, default=0),
-        # The claim query (name, lease IS NULL, ORDER BY sort_key, id) reads this index in order
-        # and stops at the first row; ack/release/extend find a lease by its (name, lease) prefix.
-        Index(f"{p}queue_claim", "name", "lease", "sort_key", "id"),
         **_TABLE_KW,
     )
+    # The claim query (name = ?, lease IS NULL, ORDER BY sort_key, id LIMIT 1) must read an
+    # index in order and stop at the first row. MySQL and SQLite treat "lease IS NULL" as an
+    # equality, so one index serves the claim and, through its (name, lease) prefix, the lookups
+    # by lease token. PostgreSQL does not derive the order from an IS NULL condition (it would
+    # sort every ready row), so it gets two partial indexes instead: ready rows in claim order,
+    # and leased rows by token (ack, release, extend; recover reads only leased rows).
+    Index(f"{p}queue_claim", queue.c.name, queue.c.lease, queue.c.sort_key, queue.c.id).ddl_if(
+        callable_=_not_postgresql
+    )
+    Index(
+        f"{p}queue_ready",
+        queue.c.name,
+        queue.c.sort_key,
+        queue.c.id,
+        postgresql_where=queue.c.lease.is_(None),
+    ).ddl_if(dialect="postgresql")
+    Index(
+        f"{p}queue_leased",
+        queue.c.name,
+        queue.c.lease,
+        postgresql_where=queue.c.lease.is_not(None),
+    ).ddl_if(dialect="postgresql")
     schedule = Table(
         f"{p}schedule",
         md,
@@ -131,6 +151,10 @@ def build_tables(prefix: str) -> Tables:
         **_TABLE_KW,
     )
     return Tables(p, md, meta, queue, schedule, kv, events)
+
+
+def _not_postgresql(ddl: object, target: object, bind: object, **kw: Any) -> bool:
+    return bool(kw["dialect"].name != "postgresql")
 
 
 def _lock_key(prefix: str) -> int:
