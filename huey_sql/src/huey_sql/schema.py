@@ -196,7 +196,7 @@ def _create_locked(engine: Engine, tables: Tables) -> None:
             try:
                 if not got:
                     raise ConfigurationError(f"timed out waiting for the schema lock {name!r}")
-                tables.metadata.create_all(conn, checkfirst=True)
+                _create_all(conn, tables)
                 conn.commit()
                 with conn.begin():
                     _check_version(conn, tables)
@@ -207,8 +207,16 @@ def _create_locked(engine: Engine, tables: Tables) -> None:
         with conn.begin():  # SQLite: BEGIN IMMEDIATE (see dialects.py); PG: transactional DDL
             if dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(tables.prefix)})
-            tables.metadata.create_all(conn, checkfirst=True)
+            _create_all(conn, tables)
             _check_version(conn, tables)
+
+
+def _create_all(conn: Any, tables: Tables) -> None:
+    """Missing tables, then missing indexes of existing tables (added by a later release)."""
+    tables.metadata.create_all(conn, checkfirst=True)
+    for table in tables.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
 
 
 def _check_version(conn, tables: Tables) -> None:  # type: ignore[no-untyped-def]
