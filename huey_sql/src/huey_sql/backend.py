@@ -758,7 +758,7 @@ class SQLSubscription:
             if waker.native:
                 waker.wait(self._db.channel("ev"), token, 0.5)
             else:
-                self._closed.wait(0.1)
+                self._closed.wait(min(waker.poll, 0.5))
 
     def close(self) -> None:
         self._closed.set()
