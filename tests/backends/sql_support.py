@@ -139,6 +139,43 @@ def _claim_worker(url: str, prefix: str, name: str, threads: int, start: Any, ou
     out.put((got, errors))
 
 
+def _mixed_load(url: str, prefix: str, name: str, seconds: float, start: Any, out: Any) -> None:
+    """Every kind of write from 4 threads for `seconds`; report the errors seen."""
+    import threading
+
+    from huey_sql.backend import SQLBackend
+
+    backend = SQLBackend(name, url, table_prefix=prefix)
+    errors: list[str] = []
+
+    def work(i: int) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                backend.queue.enqueue(b"x", priority=i)
+                delivery = backend.queue.dequeue(f"{os.getpid()}-{i}", 30, wait=0.01)
+                if delivery is not None:
+                    backend.queue.ack(delivery.lease)
+                backend.events.emit(b"{}")
+                backend.store.put(f"k{i}", b"v", ttl=1)
+                backend.store.put_if_empty("lock", b"1", ttl=0.01)
+                backend.store.incr("n")
+                backend.schedule.add(b"s", time.time())
+                backend.schedule.move_due(time.time())
+                backend.queue.recover()
+            except Exception as exc:  # reported to the parent, which fails the test with it
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    start.wait(30)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    backend.close()
+    out.put(errors[:5])
+
+
 def _create_and_enqueue(url: str, prefix: str, name: str, start: Any, out: Any) -> None:
     from huey_sql.backend import SQLBackend
 

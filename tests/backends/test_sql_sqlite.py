@@ -115,3 +115,24 @@ class TestSQLiteSpecifics(SQLBackendChecks):
         with pytest.raises(ConfigurationError, match="does not exist"):
             backend.queue.enqueue(b"x")
         backend.close()
+
+    def test_no_locked_errors_under_four_processes_of_four_writing_threads(
+        self, sql_prefix: str
+    ) -> None:
+        """Every kind of write at once (queue, schedule, store, events): BEGIN IMMEDIATE and
+        busy_timeout make writers take turns, so "database is locked" never reaches a caller."""
+        from sql_support import PROCESSES, _ctx, _mixed_load
+
+        name = unique_name()
+        start, out = _ctx.Event(), _ctx.Queue()
+        procs = [
+            _ctx.Process(target=_mixed_load, args=(self.url, sql_prefix, name, 2.0, start, out))
+            for _ in range(PROCESSES)
+        ]
+        for p in procs:
+            p.start()
+        start.set()
+        errors = [e for _ in procs for e in out.get(timeout=60)]
+        for p in procs:
+            p.join(30)
+        assert errors == []
