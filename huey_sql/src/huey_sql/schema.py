@@ -219,7 +219,7 @@ def _create_all(conn: Any, tables: Tables) -> None:
             index.create(conn, checkfirst=True)
 
 
-def _check_version(conn, tables: Tables) -> None:  # type: ignore[no-untyped-def]
+def _check_version(conn: Any, tables: Tables) -> None:
     meta = tables.meta
     found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
     if found is None:
