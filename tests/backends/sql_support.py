@@ -331,6 +331,27 @@ class SQLBackendChecks:
         store.flush("a_")
         assert sorted(store.items()) == ["A_b", "Lock", "a%c", "axb", "lock"]
 
+    def test_a_foreign_table_under_our_name_is_refused_with_a_hint(self) -> None:
+        """huey's own PostgresHuey creates huey_kv(queue, key, value): we must not write into it."""
+        import sqlalchemy as sa
+        from huey_core.exceptions import ConfigurationError
+        from huey_sql.backend import SQLBackend
+
+        prefix = unique_prefix()
+        engine = sa.create_engine(self.url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE TABLE {prefix}kv (queue VARCHAR(50), value INTEGER)")
+        backend = SQLBackend(unique_name(), self.url, table_prefix=prefix)
+        try:
+            with pytest.raises(ConfigurationError, match="choose another table_prefix"):
+                backend.store.put("k", b"v")
+        finally:
+            backend.close()
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"DROP TABLE {prefix}kv")
+            engine.dispose()
+            drop_prefix(self.url, prefix)
+
     def test_describe_and_errors_never_show_the_password(self) -> None:
         from huey_sql.backend import SQLBackend
 

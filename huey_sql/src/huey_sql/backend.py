@@ -814,7 +814,7 @@ class SQLEvents:
 
 
 _DEFAULTS: dict[str, Any] = {
-    "table_prefix": "huey_",
+    "table_prefix": "huey_tk_",  # not "huey_": huey's own PostgresHuey tables use that
     "pool_size": 5,
     "max_overflow": 10,
     "notify": True,

@@ -27,6 +27,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    inspect,
     select,
     text,
 )
@@ -53,7 +54,7 @@ def validate_prefix(prefix: str) -> str:
     if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
         raise ConfigurationError(
             f"table_prefix {prefix!r} is not allowed; use 1-20 characters of a-z, 0-9 and _, "
-            "starting with a letter (for example 'huey_')"
+            "starting with a letter (for example 'huey_tk_')"
         )
     return prefix
 
@@ -214,7 +215,17 @@ def _create_locked(engine: Engine, tables: Tables) -> None:
 def _create_all(conn: Any, tables: Tables) -> None:
     """Missing tables, then missing indexes of existing tables (added by a later release)."""
     tables.metadata.create_all(conn, checkfirst=True)
+    inspector = inspect(conn)
     for table in tables.metadata.sorted_tables:
+        found = {c["name"] for c in inspector.get_columns(table.name)}
+        missing = sorted(c.name for c in table.columns if c.name not in found)
+        if missing:
+            # Another program's table with our name (huey's own PostgresHuey, say): writing to
+            # it would fail on every call with a confusing column error.
+            raise ConfigurationError(
+                f"table {table.name!r} exists but was not created by huey-sql (missing columns "
+                f"{', '.join(missing)}); choose another table_prefix"
+            )
         for index in table.indexes:
             index.create(conn, checkfirst=True)
 
