@@ -63,11 +63,19 @@ def _check_overrides(cls: type) -> None:
         raise TypeError(f"{cls.__qualname__}: " + "; ".join(problems))
 
 
-def drain(queue: Queue, owner: str = "drain", lease_timeout: float = 60.0) -> list[Delivery]:
-    """Dequeue every ready message (without acknowledging), in dequeue order."""
+def drain(
+    queue: Queue, owner: str = "drain", lease_timeout: float = 60.0, limit: int = 10_000
+) -> list[Delivery]:
+    """Dequeue every ready message (without acknowledging), in dequeue order.
+
+    Fails instead of looping forever when the queue keeps handing out messages past `limit`
+    (a backend that re-delivers leased messages would otherwise hang the suite).
+    """
     found: list[Delivery] = []
     while (delivery := queue.dequeue(owner, lease_timeout)) is not None:
         found.append(delivery)
+        if len(found) > limit:
+            raise AssertionError(f"dequeue returned more than {limit} messages: leased ones again?")
     return found
 
 

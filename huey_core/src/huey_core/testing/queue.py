@@ -385,6 +385,7 @@ class QueueConformance(ConformanceBase):
             while (delivery := queue.dequeue(f"worker-{i}", 30.0)) is not None:
                 got.append(delivery.data)
                 queue.ack(delivery.lease)
+                assert len(got) <= len(sent), "one consumer got more messages than were sent"
             return got
 
         received = [data for part in run_threads(consume, threads) for data in part]

@@ -134,6 +134,7 @@ class ScheduleConformance(ConformanceBase):
             moved = 0
             while (n := conns[i].schedule.move_due(now, limit=7)) > 0:
                 moved += n
+                assert moved <= len(sent), "one scheduler moved more messages than were added"
             return moved
 
         assert sum(run_threads(scheduler, threads)) == 200
