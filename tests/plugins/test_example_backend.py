@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -16,6 +19,7 @@ from huey_lite.backend import LiteBackend
 from huey_core import plugins
 
 ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_SRC = ROOT / "examples" / "example_backend" / "src"
 
 
 class TestLiteBackend(BackendConformance):
@@ -82,3 +86,60 @@ def test_code_quoted_in_writing_backends_matches_the_files() -> None:
                 raise AssertionError(
                     f"docs/writing-backends.md quotes {path} wrongly: {line!r}"
                 ) from None
+
+
+APP = """
+from huey_core import Huey
+
+huey = Huey("liteapp", url="lite:///{db}")
+
+
+@huey.task()
+def add(a, b):
+    return a + b
+"""
+
+
+def test_installed_example_runs_tasks_under_huey_consume(tmp_path: Path) -> None:
+    """Installed as a distribution (dist-info + entry point), `huey consume` runs on it."""
+    site = tmp_path / "site"
+    info = site / "huey_lite-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: huey-lite\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[huey]\nlite = huey_lite.plugin\n")
+    (tmp_path / "app.py").write_text(APP.format(db=tmp_path / "lite.db"))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), str(EXAMPLE_SRC), str(tmp_path)]),
+    }
+    env.pop("HUEY_BACKEND", None)
+    env.pop("HUEY_URL", None)
+    listed = subprocess.run(
+        [sys.executable, "-m", "huey_core.cli", "backends"], env=env, capture_output=True, text=True
+    )
+    assert "huey-lite 0.1.0" in listed.stdout, listed.stdout + listed.stderr
+
+    plugins.register_plugin(plugin, name="huey-lite")  # this process plays the producer
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import app  # type: ignore[import-not-found]
+
+        result = app.add(2, 3)
+        consumer = subprocess.Popen(
+            [sys.executable, "-m", "huey_core.cli", "consume", "app.huey", "-w", "2", "-d", "0.05"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert result.get(blocking=True, timeout=20) == 5
+        finally:
+            consumer.terminate()
+            output = consumer.communicate(timeout=30)[0]
+        assert consumer.returncode == 0, output
+        assert "LiteBackend(liteapp" in output
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("app", None)
