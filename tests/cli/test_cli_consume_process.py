@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from conftest import read_log, require_redis, wait_for
+from cli_support import read_log, require_redis, wait_for
 
 pytestmark = pytest.mark.slow
 
