@@ -29,9 +29,11 @@ it is listed with a reason: `overrides = {"test_name": "why this backend differs
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 import uuid
+from typing import Any
 
 try:
     import pytest
@@ -63,6 +65,18 @@ __all__ = [
     "require_server",
     "run_threads",
 ]
+
+
+def _consume_in_child(factory: BackendFactory, name: str, results: Any) -> None:
+    backend = factory(name)  # a fresh connection, as a consumer process on another machine
+    got = []
+    try:
+        while (delivery := backend.queue.dequeue(f"pid-{os.getpid()}", 30.0)) is not None:
+            got.append(delivery.data)
+            backend.queue.ack(delivery.lease)
+    finally:
+        results.put(got)
+        backend.close()
 
 
 def _enqueue_after_fork(backend: Backend) -> None:
@@ -100,6 +114,32 @@ class BackendConformance(
         assert backend.queue.dequeue("worker-1", 30.0).data == b"from the child"  # type: ignore[union-attr]
         assert backend.store.peek("child") == b"was here"
         assert backend.store.peek("parent") == b"first"  # the parent's connections still work
+
+    def test_consumer_processes_receive_each_message_exactly_once(
+        self, backend: Backend, backend_factory: BackendFactory
+    ) -> None:
+        if not getattr(backend, "process_safe", True):
+            pytest.skip("process_safe is False: separate processes would not share this backend")
+        if "fork" not in multiprocessing.get_all_start_methods():
+            pytest.skip("this platform cannot fork")
+        sent = {f"job-{i}".encode() for i in range(150)}
+        for data in sorted(sent):
+            backend.queue.enqueue(data)
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        children = [
+            context.Process(target=_consume_in_child, args=(backend_factory, backend.name, results))
+            for _ in range(3)
+        ]
+        for child in children:
+            child.start()
+        received = [data for _ in children for data in results.get(timeout=60)]
+        for child in children:
+            child.join(30)
+            assert child.exitcode == 0
+        assert len(received) == len(sent), "a message reached two processes or none"
+        assert set(received) == sent
+        assert backend.queue.size() == 0 and backend.queue.leases() == []
 
     def test_close_after_use(self, backend: Backend, backend_factory: BackendFactory) -> None:
         extra = backend_factory(backend.name)
