@@ -178,7 +178,7 @@ def test_enqueue_info_and_flush(memory_app):
     assert result.exit_code == 0, result.output
     info = json.loads(runner.invoke(cli, ["info", app.import_path, "--json"]).output)
     # A task with an eta waits in the queue until a worker moves it to the schedule, as in huey.
-    assert info["queued"] == 2 and info["leased"] == 0
+    assert info["queued"] == 2 and info["in_flight"] == 0
     assert info["name"] == app.name
     assert any(name.endswith("tick") for name in info["periodic_tasks"])
     human = runner.invoke(cli, ["info", app.import_path]).output

@@ -8,13 +8,18 @@ backend) prints one line on stderr and exits with code 2: no usage block, no tra
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib
 import json
 import logging
 import logging.handlers
 import os
+import signal
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -364,43 +369,221 @@ def backends() -> None:
 @cli.command()
 @_import_path_arg
 @_backend_options
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def info(import_path: str, backend: str | None, url: str | None, as_json: bool) -> None:
-    """Show queue, schedule, lease, result and dead-letter counts of an instance."""
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (one per refresh).")
+@click.option("--watch", is_flag=True, help="Refresh until interrupted (Ctrl-C).")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              metavar="SECONDS", help="Seconds between refreshes with --watch.")
+def info(
+    import_path: str,
+    backend: str | None,
+    url: str | None,
+    as_json: bool,
+    watch: bool,
+    interval: float,
+) -> None:
+    """Show what an instance holds: queued, scheduled, in flight, dead letters, results, tasks.
+
+    In-flight messages are listed with the consumer that leases them, their task, how often
+    they were delivered and when the lease expires unless the consumer extends it.
+    """
     huey = _app(import_path, backend, url)
+    with _sigterm_as_interrupt():
+        while True:
+            data = collect_info(huey)
+            if as_json:
+                click.echo(json.dumps(data, default=str))
+            else:
+                if watch:
+                    click.clear()
+                click.echo(format_info(data))
+            if not watch:
+                return
+            time.sleep(interval)
+
+
+def collect_info(huey: Any) -> dict[str, Any]:
+    """Everything `huey info` shows, as JSON-ready data (no passwords, no payload bytes)."""
     storage = huey.storage
-    leases = storage.queue.leases()
-    data = {
+    now = time.time()
+    in_flight = []
+    for lease in storage.queue.leases():
+        task_id, task_name = _peek_message(huey, lease.data)
+        in_flight.append({
+            "task": task_name,
+            "id": task_id,
+            "owner": lease.owner,
+            "deliveries": lease.deliveries,
+            "deadline": lease.deadline,
+            "expires_in": round(lease.deadline - now, 3),
+        })
+    keys = _classify_keys(huey, storage.store.items())
+    return {
         "name": huey.name,
         "backend": plugins.mask_url(storage.describe()),
+        "time": now,
         "queued": storage.queue.size(),
-        "leased": len(leases),
         "scheduled": storage.schedule.size(),
-        "stored_keys": storage.store.size(),
-        "dead_letters": len(storage.store.items("dead-letter:")),
-        "leases": [
-            {"owner": lease.owner, "deadline": lease.deadline, "deliveries": lease.deliveries}
-            for lease in leases
-        ],
-        "periodic_tasks": _periodic_names(huey),
+        "in_flight": len(in_flight),
+        "dead_letters": len(keys["dead_letters"]),
+        "results": len(keys["results"]),
+        "revoked": len(keys["revoked"]),
+        "locks": sorted(key.split(".lock.", 1)[1] for key in keys["locks"]),
+        "stored_keys": sum(len(v) for v in keys.values()),
+        "leases": in_flight,
+        "tasks": _task_names(huey),
+        "periodic_tasks": _periodic_schedules(huey),
     }
-    if as_json:
-        click.echo(json.dumps(data))
-        return
-    for key in ("name", "backend", "queued", "leased", "scheduled", "stored_keys", "dead_letters"):
-        click.echo(f"{key.replace('_', ' ')}: {data[key]}")
+
+
+def format_info(data: dict[str, Any]) -> str:
+    """The human-readable `huey info` text."""
+    lines = [
+        f"name: {data['name']}",
+        f"backend: {data['backend']}",
+        f"queued: {data['queued']}",
+        f"scheduled: {data['scheduled']}",
+        f"in flight: {data['in_flight']}",
+    ]
     for lease in data["leases"]:
-        left = lease["deadline"] - datetime.datetime.now().timestamp()
-        click.echo(f"  leased by {lease['owner']} (deliveries {lease['deliveries']}, "
-                   f"expires in {left:.0f} s)")
-    if data["periodic_tasks"]:
-        click.echo(f"periodic tasks: {', '.join(data['periodic_tasks'])}")
+        lines.append(
+            f"  {lease['task'] or '?'} {lease['id'] or '?'} leased by {lease['owner']} "
+            f"(delivery {lease['deliveries']}, lease expires in {lease['expires_in']:.0f} s)"
+        )
+    lines += [
+        f"dead letters: {data['dead_letters']}",
+        f"results: {data['results']}",
+        f"revoked: {data['revoked']}",
+        f"locks: {', '.join(data['locks']) if data['locks'] else 0}",
+        f"tasks: {', '.join(data['tasks']) or 'none'}",
+    ]
+    periodic = data["periodic_tasks"]
+    lines.append(f"periodic tasks: {'' if periodic else 'none'}".rstrip())
+    for entry in periodic:
+        nxt = entry["next_run"]
+        when = (
+            datetime.datetime.fromtimestamp(nxt).isoformat(sep=" ", timespec="minutes")
+            if nxt is not None else "not within a week"
+        )
+        lines.append(f"  {entry['task']}  {entry['schedule']}  next: {when}")
+    return "\n".join(lines)
 
 
-def _periodic_names(huey: Any) -> list[str]:
-    from huey_core.consumer import _periodic_task_names
+def _peek_message(huey: Any, data: bytes) -> tuple[str | None, str | None]:
+    """(task id, task name) of a queued message, or Nones when it cannot be decoded here."""
+    try:
+        task = huey.deserialize_task(data)
+        return task.id, task.name
+    except Exception:  # noqa: BLE001 - a poison message or a task this app does not know
+        peek = getattr(huey, "_peek_names", None)
+        if peek is not None:
+            try:
+                return peek(data)
+            except Exception:  # noqa: BLE001
+                pass
+        return None, None
 
-    return _periodic_task_names(huey)
+
+def _classify_keys(huey: Any, items: dict[str, bytes]) -> dict[str, list[str]]:
+    """Split the data store's keys by what the core keeps in them (see huey_core.api)."""
+    parts: dict[str, list[str]] = {
+        "dead_letters": [], "revoked": [], "locks": [], "rate_limits": [], "internal": [],
+        "results": [],
+    }
+    lock, rate = f"{huey.name}.lock.", f"{huey.name}.rl."
+    for key in items:
+        if key.startswith("dead-letter:"):
+            parts["dead_letters"].append(key)
+        elif key.startswith(("r:", "rt:")):
+            parts["revoked"].append(key)
+        elif key.startswith(lock):
+            parts["locks"].append(key)
+        elif key.startswith(rate):
+            parts["rate_limits"].append(key)
+        elif key.startswith(("periodic:", "chord:")):
+            parts["internal"].append(key)
+        else:
+            parts["results"].append(key)
+    return parts
+
+
+def _registry(huey: Any) -> dict[str, Any]:
+    return dict(getattr(getattr(huey, "_registry", None), "_registry", None) or {})
+
+
+def _task_names(huey: Any) -> list[str]:
+    return sorted(_registry(huey))
+
+
+def _crontab_of(task_class: Any) -> Any:
+    """The Crontab a periodic task was declared with (held by its validate_datetime closure)."""
+    validate = getattr(task_class, "validate_datetime", None)
+    func = getattr(validate, "__func__", validate)
+    for cell in getattr(func, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            continue
+        if callable(value):
+            return value
+    return None
+
+
+def _periodic_schedules(huey: Any, horizon_minutes: int = 7 * 24 * 60) -> list[dict[str, Any]]:
+    """Each periodic task with its crontab and the next minute it runs (within a week)."""
+    registry = getattr(huey, "_registry", None)
+    classes = list(getattr(registry, "_periodic", None) or [])
+    utc = bool(getattr(huey, "utc", True))
+    if utc:
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    else:
+        now = datetime.datetime.now()
+    start = now.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
+    out = []
+    for cls in classes:
+        check = _crontab_of(cls)
+        next_run = None
+        if check is not None:
+            moment = start
+            for _ in range(horizon_minutes):
+                try:
+                    due = bool(check(moment))
+                except Exception:  # noqa: BLE001 - a custom validate function that fails
+                    break
+                if due:
+                    aware = moment.replace(tzinfo=datetime.timezone.utc) if utc else moment
+                    next_run = aware.timestamp()
+                    break
+                moment += datetime.timedelta(minutes=1)
+        spec = getattr(check, "spec", None)
+        schedule = " ".join(str(v) for v in spec.values()) if isinstance(spec, dict) else "custom"
+        out.append({
+            "task": getattr(cls, "name", str(cls)),
+            "schedule": schedule,
+            "next_run": next_run,
+        })
+    return sorted(out, key=lambda e: e["task"])
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Long-running inspection commands stop on SIGTERM or Ctrl-C alike: exit 0, no traceback.
+
+    The previous SIGTERM handler comes back afterwards (CliRunner runs commands in-process).
+    """
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+
+        def raise_interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @cli.command("dead-letters")
@@ -449,20 +632,116 @@ def dead_letters(
         click.echo("no dead letters")
 
 
+EVENT_STATUSES = (
+    "enqueued", "scheduled", "revoked", "started", "finished", "error", "retrying", "expired",
+    "locked", "interrupted", "canceled", "rate-limited", "dead-lettered", "recovered",
+)
+
+
 @cli.command()
 @_import_path_arg
 @_backend_options
-def events(import_path: str, backend: str | None, url: str | None) -> None:
-    """Print the instance's live events as JSON lines until interrupted."""
+@click.option("--status", "statuses", multiple=True, metavar="STATUS",
+              type=click.Choice(EVENT_STATUSES, case_sensitive=False),
+              help="Only events with this status (repeatable): "
+              + ", ".join(EVENT_STATUSES) + ".")
+@click.option("--task", "tasks", multiple=True, metavar="NAME",
+              help="Only events of this task, by name or module.name (repeatable).")
+@click.option("--pretty", is_flag=True, help="One human-readable line per event instead of JSON.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Exit after printing N events. [default: run until interrupted]")
+def events(
+    import_path: str,
+    backend: str | None,
+    url: str | None,
+    statuses: tuple[str, ...],
+    tasks: tuple[str, ...],
+    pretty: bool,
+    limit: int | None,
+) -> None:
+    """Print the instance's live events, one JSON object per line, until interrupted.
+
+    Events of every producer and consumer using the same backend are shown, from the moment
+    the subscription starts (Redis pub/sub and the SQL events table; the memory backend only
+    sees its own process). Passwords in URLs inside events are masked.
+    """
     huey = _app(import_path, backend, url)
+    wanted_status = {s.lower() for s in statuses}
     subscription = huey.storage.events.listen()
+    printed = 0
+    with _sigterm_as_interrupt():
+        try:
+            for raw in subscription:
+                text = plugins.mask_url(bytes(raw).decode("utf-8", "replace"))
+                event: dict[str, Any] | None
+                try:
+                    event = json.loads(text)
+                except ValueError:
+                    event = None
+                if not isinstance(event, dict):
+                    if wanted_status or tasks:
+                        continue  # cannot tell whether it matches
+                    click.echo(text)
+                elif not _event_matches(event, wanted_status, tasks):
+                    continue
+                else:
+                    click.echo(format_event(event) if pretty else text)
+                printed += 1
+                if limit is not None and printed >= limit:
+                    return
+        except BrokenPipeError:  # `huey events ... | head`
+            _silence_stdout()
+        finally:
+            subscription.close()
+
+
+def _event_matches(event: dict[str, Any], statuses: set[str], tasks: tuple[str, ...]) -> bool:
+    if statuses and str(event.get("status", "")).lower() not in statuses:
+        return False
+    if tasks:
+        name = event.get("task")
+        if not isinstance(name, str):
+            return False
+        short = name.rsplit(".", 1)[-1]
+        return any(t == name or t == short or t.rsplit(".", 1)[-1] == name for t in tasks)
+    return True
+
+
+def format_event(event: dict[str, Any]) -> str:
+    """One line: time, status, task, id, then what matters for that status."""
+    stamp = event.get("timestamp")
+    when = (
+        datetime.datetime.fromtimestamp(stamp).strftime("%H:%M:%S.%f")[:-3]
+        if isinstance(stamp, (int, float)) else "?"
+    )
+    parts = [when, f"{event.get('status', '?'):<13}", str(event.get("task") or "-"),
+             str(event.get("id") or "-")]
+    duration = event.get("duration")
+    if isinstance(duration, (int, float)):
+        parts.append(f"{duration:.3f}s")
+    if event.get("status") in ("retrying", "error") and event.get("retries") is not None:
+        parts.append(f"retries left {event['retries']}")
+    execute_time = event.get("execute_time")
+    if isinstance(execute_time, (int, float)) and event.get("status") in ("scheduled", "enqueued"):
+        eta = datetime.datetime.fromtimestamp(execute_time).isoformat(sep=" ", timespec="seconds")
+        parts.append(f"eta {eta}")
+    for key in ("message", "reason", "count"):
+        if event.get(key) not in (None, ""):
+            parts.append(f"{key}={event[key]}")
+    if event.get("error") and not event.get("message") and event.get("traceback"):
+        last = str(event["traceback"]).strip().splitlines()[-1:]
+        parts.extend(last)
+    parts.append(f"[{event.get('worker') or event.get('consumer') or '?'}]")
+    return "  ".join(parts)
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so the interpreter's final flush stays quiet."""
     try:
-        for event in subscription:
-            click.echo(event.decode("utf-8", "replace"))
-    except KeyboardInterrupt:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
         pass
-    finally:
-        subscription.close()
 
 
 @cli.command()
@@ -470,77 +749,124 @@ def events(import_path: str, backend: str | None, url: str | None) -> None:
 @click.argument("task_name", metavar="TASK")
 @click.argument("args", nargs=-1, metavar="[JSON_ARG]...")
 @_backend_options
-@click.option("--delay", type=float, default=None, help="Run after this many seconds.")
+@click.option("--kwargs", "kwargs_json", metavar="JSON",
+              help='Keyword arguments as one JSON object, e.g. \'{"b": 2}\'.')
+@click.option("--delay", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Run after this many seconds.")
+@click.option("--priority", type=int, default=None, help="Priority (higher runs first).")
 def enqueue(
     import_path: str,
     task_name: str,
     args: tuple[str, ...],
     backend: str | None,
     url: str | None,
+    kwargs_json: str | None,
     delay: float | None,
+    priority: int | None,
 ) -> None:
-    """Enqueue TASK with arguments given as JSON values, e.g.: huey enqueue app.huey add 1 2"""
+    """Enqueue TASK with arguments given as JSON values and print its id.
+
+    e.g.: huey enqueue myapp.tasks.huey add 1 2 --kwargs '{"round": true}'
+
+    An argument that is not valid JSON is taken as a string (so `hello` works unquoted).
+    """
     huey = _app(import_path, backend, url)
-    task = _find_task(huey, task_name)
+    task_class = _find_task(huey, task_name)
     values = []
     for raw in args:
         try:
             values.append(json.loads(raw))
         except ValueError:
             values.append(raw)  # a bare word is a string
+    kwargs: dict[str, Any] = {}
+    if kwargs_json is not None:
+        try:
+            kwargs = json.loads(kwargs_json)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="'--kwargs'") from None
+        if not isinstance(kwargs, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="'--kwargs'")
+    eta = None
     if delay is not None:
-        result = task.schedule(args=tuple(values), delay=delay)
-    else:
-        result = task(*values)
-    click.echo(getattr(result, "id", None) or getattr(getattr(result, "task", None), "id", ""))
+        from huey_core.api import normalize_time
+
+        eta = normalize_time(delay=delay, utc=huey.utc)
+    task = task_class(tuple(values), kwargs, eta=eta, priority=priority)
+    huey.enqueue(task)
+    click.echo(task.id)
 
 
 def _find_task(huey: Any, name: str) -> Any:
-    """The TaskWrapper-like callable for `name` ("module.task" or just "task")."""
-    registry = getattr(getattr(huey, "_registry", None), "_registry", None) or {}
+    """The registered task class for `name` ("module.task" or just "task")."""
+    registry = _registry(huey)
     matches = [
         cls for key, cls in registry.items() if name == key or key.rsplit(".", 1)[-1] == name
     ]
     if len(matches) == 1:
-        return _TaskCaller(huey, matches[0])
+        return matches[0]
     if matches:
         raise UserError(f"task name {name!r} is ambiguous; use the full name (module.task)")
     known = ", ".join(sorted(registry)) or "none"
     raise UserError(f"no task named {name!r} in {huey.name!r}; known tasks: {known}")
 
 
-class _TaskCaller:
-    """Enqueue a registered task class by name, like calling its decorated function."""
-
-    def __init__(self, huey: Any, task_class: Any) -> None:
-        self.huey = huey
-        self.task_class = task_class
-
-    def __call__(self, *args: Any) -> Any:
-        return self.huey.enqueue(self.task_class(args, {}))
-
-    def schedule(self, args: tuple[Any, ...], delay: float) -> Any:
-        from huey_core.api import normalize_time
-
-        eta = normalize_time(delay=delay, utc=self.huey.utc)
-        return self.huey.enqueue(self.task_class(args, {}, eta=eta))
+FLUSH_PARTS = ("queue", "schedule", "results", "dead_letters", "locks", "revoked")
 
 
 @cli.command()
 @_import_path_arg
 @_backend_options
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def flush(import_path: str, backend: str | None, url: str | None, yes: bool) -> None:
-    """Delete every queued, scheduled and stored item of the instance."""
+@click.option("--queue", is_flag=True, help="Queued messages, including those in flight.")
+@click.option("--schedule", is_flag=True, help="Scheduled messages (delays, etas, retries).")
+@click.option("--results", is_flag=True, help="Stored task results.")
+@click.option("--dead-letters", is_flag=True, help="Dead letters.")
+@click.option("--locks", is_flag=True, help="Task locks (lock_task) and rate-limit windows.")
+@click.option("--revoked", is_flag=True, help="Revocations.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def flush(
+    import_path: str,
+    backend: str | None,
+    url: str | None,
+    yes: bool,
+    **selected: bool,
+) -> None:
+    """Delete what an instance stores: everything, or only the parts named by flags.
+
+    Without a part flag everything goes: queue, schedule and the whole data store. Asks for
+    confirmation first unless --yes.
+    """
     huey = _app(import_path, backend, url)
+    storage = huey.storage
+    parts = [p for p in FLUSH_PARTS if selected.get(p)]
+    where = f"{huey.name!r} on {plugins.mask_url(storage.describe())}"
+    if not parts:
+        what = "everything stored (queue, schedule, results, dead letters, locks, revocations)"
+    else:
+        what = ", ".join(p.replace("_", " ") for p in parts)
     if not yes:
-        click.confirm(
-            f"Delete everything stored for {huey.name!r} on "
-            f"{plugins.mask_url(huey.storage.describe())}?",
-            abort=True,
-        )
-    huey.flush()
-    click.echo(f"flushed {huey.name!r}")
+        click.confirm(f"Delete {what} of {where}?", abort=True)
+    if not parts:
+        huey.flush()
+        click.echo(f"flushed {huey.name!r}")
+        return
+    counts: dict[str, int] = {}
+    if "queue" in parts:
+        counts["queue"] = storage.queue.size() + len(storage.queue.leases())
+        storage.queue.flush()
+    if "schedule" in parts:
+        counts["schedule"] = storage.schedule.size()
+        storage.schedule.flush()
+    keys = _classify_keys(huey, storage.store.items())
+    store_parts = {
+        "results": keys["results"],
+        "dead_letters": keys["dead_letters"],
+        "locks": keys["locks"] + keys["rate_limits"],
+        "revoked": keys["revoked"],
+    }
+    for part, part_keys in store_parts.items():
+        if part in parts:
+            counts[part] = sum(bool(storage.store.delete(key)) for key in part_keys)
+    click.echo(", ".join(f"{p.replace('_', ' ')}: {n} deleted" for p, n in counts.items()))
 
 
 plugins.add_commands(cli)
