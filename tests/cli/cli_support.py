@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 APP_SOURCE = '''
 import os
@@ -48,6 +50,11 @@ def sleepy(seconds, marker):
     return os.getpid()
 
 
+@huey.task(retries=1)
+def fail(message):
+    raise ValueError(message)
+
+
 @huey.periodic_task(crontab(minute="*"))
 def tick():
     pass
@@ -62,6 +69,16 @@ def require_redis() -> str:
             pytest.fail("Redis is not running on 127.0.0.1:6379 (CI=true: these tests must run)")
         pytest.skip("Redis is not running on 127.0.0.1:6379")
     return REDIS_URL
+
+
+def require_postgres() -> str:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+    except OSError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (CI=true: these tests must run)")
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    return POSTGRES_URL
 
 
 class App:
@@ -139,7 +156,62 @@ class App:
         self._procs.append(proc)
         return proc
 
+    def start_events(self, *args: str) -> EventsProcess:
+        """`huey events IMPORT_PATH *args` in a subprocess, its stdout lines collected."""
+        log = open(self.directory / f"events-{uuid.uuid4().hex[:6]}.err", "w+")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "huey_core.cli", "events", self.import_path, *args],
+            cwd=self.directory,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
+        proc.log = log  # type: ignore[attr-defined]
+        self._procs.append(proc)
+        return EventsProcess(proc)
+
     _procs: list[subprocess.Popen]
+
+
+class EventsProcess:
+    """A running `huey events`: `lines` grows as it prints; `wait_for_line` waits with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait_for_line(self, predicate, timeout: float = 15.0) -> str | None:
+        """The first line (already printed or to come) for which predicate(line) is true."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            seen = 0
+            while True:
+                for line in self.lines[seen:]:
+                    if predicate(line):
+                        return line
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    return None
+                self._cond.wait(min(left, 0.1))
+
+    def stderr(self) -> str:
+        log = self.proc.log  # type: ignore[attr-defined]
+        log.flush()
+        log.seek(0)
+        return log.read()
 
 
 def read_log(proc: subprocess.Popen) -> str:
