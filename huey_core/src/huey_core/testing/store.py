@@ -6,6 +6,8 @@ import threading
 import time
 import uuid
 
+import pytest
+
 from huey_core.protocols import Backend, DataStore
 from huey_core.testing.base import ConformanceBase, Connect, run_threads
 
@@ -64,6 +66,19 @@ class DataStoreConformance(ConformanceBase):
         conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(8)]
         got = run_threads(lambda i: conns[i].store.pop("result"), 8)
         assert sorted(got, key=lambda v: v is not None) == [None] * 7 + [b"42"]
+
+    def test_optional_peek_many_agrees_with_peek(self, backend: Backend) -> None:
+        peek_many = getattr(backend.store, "peek_many", None)
+        if peek_many is None:
+            pytest.skip("store.peek_many is optional: the core falls back to one peek() per key")
+        store = backend.store
+        store.put("a", b"1")
+        store.put("b", b"")
+        store.put("gone", b"x", ttl=self.short_ttl)
+        self.expire()
+        keys = ["b", "missing", "a", "gone", "a"]
+        assert peek_many(keys) == [b"", None, b"1", None, b"1"]  # order and duplicates kept
+        assert peek_many([]) == []
 
     def test_delete_reports_whether_key_existed(self, backend: Backend) -> None:
         store = backend.store
