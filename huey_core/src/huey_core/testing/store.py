@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from typing import ClassVar
 
 import pytest
 
@@ -16,6 +17,9 @@ __all__ = ["DataStoreConformance"]
 
 class DataStoreConformance(ConformanceBase):
     """Every statement of the DataStore docstrings, checked against `backend.store`."""
+
+    #: Examples of random operation sequences the reference-model test runs (hypothesis).
+    model_examples: ClassVar[int] = 25
 
     def test_store_satisfies_protocol(self, backend: Backend) -> None:
         assert isinstance(backend.store, DataStore)
@@ -287,3 +291,76 @@ class DataStoreConformance(ConformanceBase):
         stranger.store.flush()
         assert backend.store.items() == {"k": b"mine"}
         assert stranger.store.size() == 0
+
+    # -- model -------------------------------------------------------------------------------
+
+    def test_store_matches_a_reference_model(self, backend: Backend) -> None:
+        """Random put/put_if_empty/pop/delete/incr/flush sequences against a plain dict."""
+        hypothesis = pytest.importorskip("hypothesis", reason="needs huey-core[testing]")
+        from hypothesis import stateful
+        from hypothesis import strategies as st
+
+        store = backend.store
+        keys = st.sampled_from(["a", "a:1", "a:2", "b", "b_", "ab", ""])
+        values = st.binary(max_size=8)
+
+        class StoreModel(stateful.RuleBasedStateMachine):
+            def __init__(self) -> None:
+                super().__init__()
+                store.flush()
+                self.data: dict[str, bytes] = {}
+
+            @stateful.rule(key=keys, value=values)
+            def put(self, key: str, value: bytes) -> None:
+                store.put(key, value)
+                self.data[key] = value
+
+            @stateful.rule(key=keys, value=values)
+            def put_if_empty(self, key: str, value: bytes) -> None:
+                stored = store.put_if_empty(key, value)
+                assert stored is (key not in self.data)
+                self.data.setdefault(key, value)
+
+            @stateful.rule(key=keys)
+            def pop(self, key: str) -> None:
+                assert store.pop(key) == self.data.pop(key, None)
+
+            @stateful.rule(key=keys)
+            def delete(self, key: str) -> None:
+                assert store.delete(key) is (self.data.pop(key, None) is not None)
+
+            @stateful.rule(key=keys, amount=st.integers(-3, 3))
+            def incr(self, key: str, amount: int) -> None:
+                current = self.data.get(key)
+                if current is not None and not current.strip().lstrip(b"-").isdigit():
+                    return  # incr on a non-integer value is not part of the contract
+                expected = (int(current) if current is not None else 0) + amount
+                assert store.incr(key, amount) == expected
+                self.data[key] = str(expected).encode()
+
+            @stateful.rule(prefix=st.sampled_from(["a", "a:", "b_", "x"]))
+            def flush_prefix(self, prefix: str) -> None:
+                store.flush(prefix)
+                self.data = {k: v for k, v in self.data.items() if not k.startswith(prefix)}
+
+            @stateful.invariant()
+            def agrees(self) -> None:
+                assert store.size() == len(self.data)
+                assert store.items() == {k: v for k, v in self.data.items()}
+                assert store.items("a:") == {
+                    k: v for k, v in self.data.items() if k.startswith("a:")
+                }
+                for key in ("a", "b_"):
+                    assert store.peek(key) == self.data.get(key)
+                    assert store.exists(key) is (key in self.data)
+
+        stateful.run_state_machine_as_test(
+            StoreModel,
+            settings=hypothesis.settings(
+                max_examples=self.model_examples,
+                stateful_step_count=25,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(hypothesis.HealthCheck),
+            ),
+        )
