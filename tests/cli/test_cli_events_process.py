@@ -58,7 +58,7 @@ def _subscribed(huey, *listeners) -> None:
         ):
             return
     raise AssertionError(
-        "huey events never printed a probe: " + " | ".join(l.stderr() for l in listeners)
+        "huey events never printed a probe: " + " | ".join(x.stderr() for x in listeners)
     )
 
 
