@@ -39,7 +39,7 @@ from typing import Any
 
 from huey_core import signals as S
 from huey_core.crontab import crontab
-from huey_core.events import build_event, emit_event, eta_timestamp
+from huey_core.events import EventPublisher, build_event, emit_event, eta_timestamp
 from huey_core.exceptions import (
     CancelExecution,
     ConfigurationError,
@@ -917,6 +917,8 @@ class Huey:
         self._shutdown: dict[str, Callable[..., Any]] = {}
         self._tasks_in_flight: set[Task] = set()
         self._local = threading.local()
+        # Events go out from a background thread in batches: a task never waits for them.
+        self._publisher = EventPublisher()
 
     def __repr__(self) -> str:
         return f"<Huey {self.name!r}>"
@@ -967,6 +969,8 @@ class Huey:
             if not options and backend == previous_backend:
                 options = previous_options  # same backend, new URL: keep its options
             self._backend_spec = (backend, url, options)
+        if old is not None:
+            self.flush_events()  # queued events belong to the old backend
         if old is not None and (self._backend_spec[0] is not old):
             try:
                 old.close()
@@ -1158,9 +1162,22 @@ class Huey:
             if worker:
                 fields["worker"] = worker
             event = build_event(status, task, utc=self.utc, huey=self.name, **fields)
-            emit_event(self.storage.events, event)
+            emitter = self.storage.events
+            if getattr(emitter, "inline", False):
+                emit_event(emitter, event)  # an in-process hand-off: no thread needed
+            else:
+                self._publisher.submit(emitter, event)
         except Exception:
             logger.warning("could not emit %s event", status, exc_info=True)
+
+    def flush_events(self, timeout: float = 5.0) -> bool:
+        """Wait until every event emitted so far has been handed to the backend.
+
+        Events are published asynchronously (see huey_core.events.EventPublisher); the consumer
+        flushes when it stops and worker processes before they exit. True when all were sent
+        (or failed to send) within `timeout` seconds.
+        """
+        return self._publisher.flush(timeout)
 
     # signal name -> event status (DESIGN section 8 names)
     _EVENT_STATUS = {
@@ -1509,8 +1526,9 @@ class Huey:
             self.emit(status, task, error=status == "error", traceback=tb, duration=duration,
                       message=repr(exception))
 
-        if not isinstance(task, PeriodicTask):
-            self.delete(task.revoke_id)  # a revocation made while it ran is spent
+        # A revocation made while the task ran is not looked for here (that would be a write
+        # per task): it stays in place and applies when the task would run again (a retry or a
+        # re-delivery), and Result.restore() removes it.
 
         store = self.results and not isinstance(task, PeriodicTask)
         if exception is None:
@@ -1799,8 +1817,11 @@ class Huey:
 
         With peek=False (as execution does) a revoke_once or lapsed revoke_until is cleared.
         """
-        for key in self._revoke_keys(task):
-            raw = self.storage.store.peek(key)
+        keys = self._revoke_keys(task)
+        store = self.storage.store
+        peek_many = getattr(store, "peek_many", None)  # optional: one round trip for all keys
+        values = peek_many(keys) if peek_many is not None else [store.peek(key) for key in keys]
+        for key, raw in zip(keys, values):
             if raw is None:
                 continue
             try:

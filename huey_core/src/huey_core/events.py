@@ -21,17 +21,28 @@ the task, `reason` to dead-lettered events; other keyword fields pass through un
 
 from __future__ import annotations
 
+import atexit
+import collections
 import datetime
 import json
 import logging
 import os
 import socket
+import threading
 import time
+import weakref
 from typing import Any
 
 logger = logging.getLogger("huey.events")
 
-__all__ = ["build_event", "consumer_identity", "decode_event", "encode_event", "eta_timestamp"]
+__all__ = [
+    "EventPublisher",
+    "build_event",
+    "consumer_identity",
+    "decode_event",
+    "encode_event",
+    "eta_timestamp",
+]
 
 _IDENTITY: tuple[int, str] | None = None
 
@@ -101,3 +112,161 @@ def emit_event(emitter: Any, event: dict[str, Any]) -> bool:
     except Exception:
         logger.warning("could not emit %s event for task %s", event.get("status"), event.get("id"), exc_info=True)
         return False
+
+
+def emit_batch(emitter: Any, events: list[bytes]) -> None:
+    """Send `events` in order: one `emit_many()` call when the emitter has it, else emit() each."""
+    emit_many = getattr(emitter, "emit_many", None)
+    if emit_many is not None:
+        emit_many(events)
+    else:
+        for event in events:
+            emitter.emit(event)
+
+
+class EventPublisher:
+    """Publishes events from one background thread, so a task never waits for an event write.
+
+    `submit()` only appends to a bounded in-memory queue and returns; the publisher thread sends
+    what has accumulated in batches (`emit_many()` when the emitter has it: one INSERT or one
+    pipeline per batch), in submission order, so every producer's events keep their order. A
+    listener in another process sees an event as soon as its batch is written, which with an
+    idle publisher is at once. When the queue is full (the backend is slower than the producers
+    for a long while, or down) new events are dropped and counted, with a warning at most every
+    `WARN_EVERY` seconds: events are observability and never slow down or break a task.
+
+    `flush()` waits until everything submitted so far has been sent (the consumer calls it when
+    it stops, worker processes before they exit, and an atexit hook for every publisher). After
+    a fork the child starts with an empty queue and no thread: the parent's pending events are
+    the parent's to send.
+    """
+
+    MAX_PENDING = 10_000
+    MAX_BATCH = 500
+    WARN_EVERY = 60.0
+
+    def __init__(self, max_pending: int | None = None) -> None:
+        self.max_pending = self.MAX_PENDING if max_pending is None else int(max_pending)
+        self.dropped = 0  # events dropped because the queue was full (never reset)
+        self._reset()
+        _PUBLISHERS.add(self)
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: collections.deque[tuple[Any, dict[str, Any]]] = collections.deque()
+        self._submitted = 0  # sequence numbers: flush() waits until _done reaches _submitted
+        self._done = 0
+        self._thread: threading.Thread | None = None
+        self._idle = False  # the thread is waiting for work (submit notifies only then)
+        self._last_warning = 0.0
+
+    def submit(self, emitter: Any, event: dict[str, Any]) -> bool:
+        """Queue `event` for `emitter`; False when it was dropped (queue full). Never blocks."""
+        if self._pid != os.getpid():  # forked without the at-fork hook (e.g. os.fork in C code)
+            self._reset()
+        with self._cond:
+            if len(self._pending) >= self.max_pending:
+                self.dropped += 1
+                now = time.monotonic()
+                warn = now - self._last_warning >= self.WARN_EVERY
+                if warn:
+                    self._last_warning = now
+            else:
+                self._pending.append((emitter, event))
+                self._submitted += 1
+                if self._thread is None:
+                    self._start()
+                elif self._idle:
+                    self._cond.notify()
+                return True
+        if warn:
+            logger.warning(
+                "event queue full (%d pending): dropped %d event(s) so far; the event backend "
+                "is slower than the task rate or unreachable", self.max_pending, self.dropped,
+            )
+        return False
+
+    def _start(self) -> None:
+        thread = threading.Thread(target=self._run, name="huey-events", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._pending:
+                    self._idle = True
+                    cond.wait()
+                self._idle = False
+                batch = []
+                while self._pending and len(batch) < self.MAX_BATCH:
+                    batch.append(self._pending.popleft())
+            self._send(batch)
+            with cond:
+                self._done += len(batch)
+                cond.notify_all()
+
+    @staticmethod
+    def _send(batch: list[tuple[Any, dict[str, Any]]]) -> None:
+        # Consecutive events for the same emitter go out together (usually the whole batch).
+        start = 0
+        while start < len(batch):
+            emitter = batch[start][0]
+            end = start
+            while end < len(batch) and batch[end][0] is emitter:
+                end += 1
+            chunk = batch[start:end]
+            try:
+                emit_batch(emitter, [encode_event(event) for _, event in chunk])
+            except Exception:
+                logger.warning(
+                    "could not emit %d event(s) (first: %s for task %s)", len(chunk),
+                    chunk[0][1].get("status"), chunk[0][1].get("id"), exc_info=True,
+                )
+            start = end
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every event submitted before this call has been sent (or failed to).
+
+        True when done, False after `timeout` seconds. Called from the publisher thread itself
+        (an emitter calling back into huey) it returns at once instead of deadlocking.
+        """
+        if self._pid != os.getpid() or threading.current_thread() is self._thread:
+            return True
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._submitted
+            while self._done < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._thread is None or not self._thread.is_alive():
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    @property
+    def pending(self) -> int:
+        """Events submitted and not yet sent."""
+        with self._cond:
+            return self._submitted - self._done
+
+
+_PUBLISHERS: weakref.WeakSet[EventPublisher] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for publisher in list(_PUBLISHERS):
+        publisher._reset()
+
+
+def flush_all(timeout: float = 2.0) -> None:
+    """Flush every publisher of this process (at exit: events of the last tasks still go out)."""
+    deadline = time.monotonic() + timeout
+    for publisher in list(_PUBLISHERS):
+        publisher.flush(max(0.0, deadline - time.monotonic()))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(flush_all)

@@ -176,6 +176,10 @@ class MemoryStore:
         with self._cond:
             return self._live(key)
 
+    def peek_many(self, keys: list[str]) -> list[bytes | None]:
+        with self._cond:
+            return [self._live(key) for key in keys]
+
     def pop(self, key: str) -> bytes | None:
         with self._cond:
             value = self._live(key)
@@ -258,6 +262,10 @@ class MemorySubscription:
 
 
 class MemoryEvents:
+    # emit() is an in-process hand-off: the core calls it directly rather than from its event
+    # publisher thread, so listeners have every event as soon as the emitting call returns.
+    inline = True
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: list[MemorySubscription] = []

@@ -82,6 +82,19 @@ class RedisEvents:
         """PUBLISH the event; nobody listening is not an error (PUBLISH just returns 0)."""
         self._b.client.publish(self.channel, event)
 
+    def emit_many(self, events: list[bytes]) -> None:
+        """PUBLISH a batch in one round trip (a non-transactional pipeline), in list order."""
+        if not events:
+            return
+        if self._b.cluster:  # a cluster pipeline routes by key; PUBLISH has none
+            for event in events:
+                self.emit(event)
+            return
+        pipe = self._b.client.pipeline(transaction=False)
+        for event in events:
+            pipe.publish(self.channel, event)
+        pipe.execute()
+
     def listen(self) -> RedisSubscription:
         """A subscription that sees every event published after this call returns."""
         return RedisSubscription(self._b.client, self.channel)

@@ -212,6 +212,13 @@ class RedisStore:
         value = self._b.client.get(self._k(key))
         return None if value is None else bytes(value)
 
+    def peek_many(self, keys: list[str]) -> list[bytes | None]:
+        """The values of `keys` in order (None where missing), in one MGET."""
+        if not keys:
+            return []
+        values = self._b.client.mget([self._k(key) for key in keys])
+        return [None if value is None else bytes(value) for value in values]
+
     def pop(self, key: str) -> bytes | None:
         """Remove and return the value in one script: of concurrent callers one gets it."""
         value = self._pop(keys=[self._k(key), self._idx, self._exp], args=[key])

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
 from huey_core.protocols import BaseBackend, Delivery, LeaseInfo
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -33,6 +33,29 @@ T = TypeVar("T")
 
 _schema_ready: set[tuple[str, str]] = set()  # (url, prefix) created by this process
 _schema_lock = threading.Lock()
+
+# SQLite has one writer per file. Threads of one process queue for it on a Python lock instead
+# of SQLite's busy handler, which sleeps in steps of up to 100 ms and so turns a few
+# microseconds of contention (worker threads, the event publisher) into long stalls. Other
+# processes still meet at BEGIN IMMEDIATE under busy_timeout.
+_sqlite_writers: dict[str, threading.RLock] = {}
+
+
+def _sqlite_writer(path: str) -> threading.RLock:
+    lock = _sqlite_writers.get(path)
+    if lock is None:
+        with _schema_lock:
+            lock = _sqlite_writers.setdefault(path, threading.RLock())
+    return lock
+
+
+def _forget_sqlite_writers() -> None:
+    # A lock held by a parent thread at fork time would stay held in the child forever.
+    _sqlite_writers.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_sqlite_writers)
 
 
 class _DB:
@@ -55,6 +78,7 @@ class _DB:
         )
         self._password = self.url.password or ""
         self._ready = False
+        self._writer_path = self.url.database or "" if self.kind == "sqlite" else None
         self.waker = self._make_waker()
 
     def _make_waker(self) -> dialects.Waker:
@@ -109,16 +133,23 @@ class _DB:
         propagates (with the password masked): the consumer backs off and calls again.
         """
         self.ensure_schema()
+        writer = None if read or self._writer_path is None else _sqlite_writer(self._writer_path)
         for attempt in range(20):
             committing = False
             try:
-                with self.engine.connect() as conn:
-                    if read and self.kind == "sqlite":
-                        conn = conn.execution_options(huey_sqlite_begin="DEFERRED")
-                    with conn.begin():
-                        result = fn(conn)
-                        committing = True
-                    return result
+                if writer is not None:
+                    writer.acquire()
+                try:
+                    with self.engine.connect() as conn:
+                        if read and self.kind == "sqlite":
+                            conn = conn.execution_options(huey_sqlite_begin="DEFERRED")
+                        with conn.begin():
+                            result = fn(conn)
+                            committing = True
+                        return result
+                finally:
+                    if writer is not None:
+                        writer.release()
             except IntegrityError:
                 if not retry_integrity or attempt == 19:
                     raise
@@ -195,30 +226,29 @@ class SQLQueue:
         # PostgreSQL with notify: waits on LISTEN/NOTIFY. Otherwise dequeue returns at once and
         # the consumer polls with backoff.
         self.blocking = db.waker.native
+        self._build_statements()
 
     def _mine(self) -> Any:
         return self._t.c.name == self._db.name
 
-    def enqueue(self, data: bytes, priority: int = 0) -> None:
-        """Append a message. One short insert transaction (plus NOTIFY on PostgreSQL)."""
-        stmt: Any = insert(self._t).values(
-            name=self._db.name, sort_key=-int(priority), data=data, deliveries=0
+    def _build_statements(self) -> None:
+        # The statements of the per-task path are built once, with bindparam() for what varies:
+        # building a statement costs more than SQLAlchemy's compiled-cache lookup that runs it.
+        t, db = self._t, self._db
+        stmt: Any = insert(t).values(
+            name=db.name, sort_key=bindparam("b_sort_key"), data=bindparam("b_data"),
+            deliveries=0,
         )
-        if self._db.notifies:
+        if db.notifies:
             # One statement instead of two (about 20% faster): the INSERT runs as a CTE, to
             # completion, and the NOTIFY goes out with the commit.
-            inserted = stmt.returning(self._t.c.id).cte("inserted")
-            stmt = select(func.pg_notify(self._db.channel("q"), "")).select_from(inserted)
-        self._db.run(lambda conn: conn.execute(stmt))
-        self._db.waker.touch("q")
-
-    def _claim(self, owner: str, lease_timeout: float) -> Delivery | None:
-        t, db = self._t, self._db
-        lease = uuid.uuid4().hex
+            inserted = stmt.returning(t.c.id).cte("inserted")
+            stmt = select(func.pg_notify(db.channel("q"), "")).select_from(inserted)
+        self._enqueue_stmt = stmt
         values = dict(
-            lease=lease,
-            owner=owner[:200],
-            deadline=time.time() + lease_timeout,
+            lease=bindparam("b_lease"),
+            owner=bindparam("b_owner"),
+            deadline=bindparam("b_deadline"),
             deliveries=t.c.deliveries + 1,
         )
         pick = db.lock_for_update(
@@ -229,33 +259,50 @@ class SQLQueue:
         )
         if db.kind == "mysql":
             # MySQL cannot UPDATE a table it selects from in a subquery: lock, then update.
-            def tx(conn: Connection) -> Delivery | None:
-                row = conn.execute(
-                    pick.with_only_columns(t.c.id, t.c.data, t.c.deliveries)
-                ).first()
-                if row is None:
-                    return None
-                conn.execute(update(t).where(t.c.id == row.id).values(**values))
-                return Delivery(bytes(row.data), lease, row.deliveries + 1)
+            self._pick_stmt = pick.with_only_columns(t.c.id, t.c.data, t.c.deliveries)
+            self._claim_stmt = update(t).where(t.c.id == bindparam("b_id")).values(**values)
         else:
             # One statement: pick the first ready row (skipping rows other claimers hold) and
             # lease it. SQLite runs it under the write lock taken by BEGIN IMMEDIATE.
-            stmt = (
+            self._claim_stmt = (
                 update(t)
                 .where(t.c.id == pick.scalar_subquery())
                 .values(**values)
                 .returning(t.c.data, t.c.deliveries)
             )
+        self._ack_stmt = delete(t).where(self._mine(), t.c.lease == bindparam("b_lease"))
+        self._has_ready_stmt = select(t.c.id).where(self._mine(), t.c.lease.is_(None)).limit(1)
+
+    def enqueue(self, data: bytes, priority: int = 0) -> None:
+        """Append a message. One short insert transaction (plus NOTIFY on PostgreSQL)."""
+        stmt, params = self._enqueue_stmt, {"b_sort_key": -int(priority), "b_data": data}
+        self._db.run(lambda conn: conn.execute(stmt, params))
+        self._db.waker.touch("q")
+
+    def _claim(self, owner: str, lease_timeout: float) -> Delivery | None:
+        lease = uuid.uuid4().hex
+        params = {"b_lease": lease, "b_owner": owner[:200],
+                  "b_deadline": time.time() + lease_timeout}
+        claim = self._claim_stmt
+        if self._db.kind == "mysql":
+            pick = self._pick_stmt
 
             def tx(conn: Connection) -> Delivery | None:
-                row = conn.execute(stmt).first()
+                row = conn.execute(pick).first()
+                if row is None:
+                    return None
+                conn.execute(claim, {**params, "b_id": row.id})
+                return Delivery(bytes(row.data), lease, row.deliveries + 1)
+        else:
+
+            def tx(conn: Connection) -> Delivery | None:
+                row = conn.execute(claim, params).first()
                 return None if row is None else Delivery(bytes(row.data), lease, row.deliveries)
 
-        return db.run(tx)
+        return self._db.run(tx)
 
     def _has_ready(self) -> bool:
-        t = self._t
-        stmt = select(t.c.id).where(self._mine(), t.c.lease.is_(None)).limit(1)
+        stmt = self._has_ready_stmt
         return self._db.run(lambda conn: conn.execute(stmt).first() is not None, read=True)
 
     def dequeue(self, owner: str, lease_timeout: float, wait: float = 0.0) -> Delivery | None:
@@ -277,8 +324,8 @@ class SQLQueue:
 
     def ack(self, lease: str) -> None:
         """Delete the leased message. Unknown lease: no-op."""
-        t = self._t
-        self._db.run(lambda conn: conn.execute(delete(t).where(self._mine(), t.c.lease == lease)))
+        stmt, params = self._ack_stmt, {"b_lease": lease}
+        self._db.run(lambda conn: conn.execute(stmt, params))
 
     def release(self, lease: str) -> None:
         """Make the leased message ready again, keeping its place and delivery count."""
@@ -455,6 +502,13 @@ class SQLStore:
         self._db = db
         self._t = db.tables.kv
         self._next_cleanup = 0.0
+        t = self._t
+        live = or_(t.c.expires_at.is_(None), t.c.expires_at > bindparam("b_now"))
+        mine = t.c.name == db.name
+        self._peek_stmt = select(t.c.value).where(mine, t.c.key == bindparam("b_key"), live)
+        self._peek_many_stmt = select(t.c.key, t.c.value).where(
+            mine, t.c.key.in_(bindparam("b_keys", expanding=True)), live
+        )
 
     def _key(self, key: str) -> Any:
         t = self._t
@@ -536,11 +590,26 @@ class SQLStore:
         self._db.waker.touch("kv")
         self._maybe_cleanup()
 
+    def _check(self, key: str) -> None:
+        if len(key) > schema.MAX_KEY:
+            raise ValueError(f"key longer than {schema.MAX_KEY} characters: {key[:40]!r}...")
+
     def peek(self, key: str) -> bytes | None:
-        t = self._t
-        stmt = select(t.c.value).where(self._key(key), self._live(time.time()))
-        value = self._db.run(lambda conn: conn.execute(stmt).scalar(), read=True)
+        self._check(key)
+        stmt, params = self._peek_stmt, {"b_key": key, "b_now": time.time()}
+        value = self._db.run(lambda conn: conn.execute(stmt, params).scalar(), read=True)
         return None if value is None else bytes(value)
+
+    def peek_many(self, keys: list[str]) -> list[bytes | None]:
+        """The values of `keys` in order (None where missing or expired), in one SELECT."""
+        if not keys:
+            return []
+        for key in keys:
+            self._check(key)
+        stmt, params = self._peek_many_stmt, {"b_keys": list(keys), "b_now": time.time()}
+        rows = self._db.run(lambda conn: conn.execute(stmt, params).all(), read=True)
+        found = {r.key: bytes(r.value) for r in rows}
+        return [found.get(key) for key in keys]
 
     def pop(self, key: str) -> bytes | None:
         """Delete and return in one transaction: of concurrent callers one gets the value."""
@@ -776,6 +845,7 @@ class SQLEvents:
         self._emits = 0
         self.keep = int(db.options["events_keep"])
         self.max_age = float(db.options["events_max_age"])
+        self._insert = insert(self._t)
 
     def emit(self, event: bytes) -> None:
         """Insert the event (and NOTIFY on PostgreSQL). Nobody listening is fine."""
@@ -786,9 +856,26 @@ class SQLEvents:
             self._db.notify(conn, "ev")
 
         self._db.run(tx)
+        self._after_emit(1)
+
+    def emit_many(self, events: list[bytes]) -> None:
+        """Insert a batch of events in one transaction (one NOTIFY), in list order."""
+        if not events:
+            return
+        now = time.time()
+        rows = [{"name": self._db.name, "created": now, "data": event} for event in events]
+
+        def tx(conn: Connection) -> None:
+            conn.execute(self._insert, rows)
+            self._db.notify(conn, "ev")
+
+        self._db.run(tx)
+        self._after_emit(len(events))
+
+    def _after_emit(self, n: int) -> None:
         self._db.waker.touch("ev")
-        self._emits += 1
-        if self._emits % self.TRIM_EVERY == 1:
+        before, self._emits = self._emits, self._emits + n
+        if before // self.TRIM_EVERY != self._emits // self.TRIM_EVERY or before == 0:
             self.trim()
 
     def trim(self) -> None:
