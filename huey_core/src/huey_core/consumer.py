@@ -486,6 +486,12 @@ def _child_main(
         logger.exception("worker process %d failed", index)
         code = 1
     finally:
+        flush = getattr(huey, "flush_events", None)
+        if flush is not None:
+            try:
+                flush(5.0)  # os._exit skips atexit: send this process's last events now
+            except Exception:  # noqa: BLE001
+                pass
         logging.shutdown()
         os._exit(code)
 
@@ -713,7 +719,17 @@ class Consumer:
         else:
             self._stop_threads(graceful, timeout)
         self._heartbeat.stop()
+        self._flush_events(5.0 if graceful else 1.0)
         self._stopped.set()
+
+    def _flush_events(self, timeout: float) -> None:
+        """Events are sent by a background thread: let the last ones out before returning."""
+        flush = getattr(self.huey, "flush_events", None)
+        if flush is not None:
+            try:
+                flush(timeout)
+            except Exception:  # noqa: BLE001 - never fail a shutdown over events
+                logger.debug("could not flush events", exc_info=True)
 
     def _stop_threads(self, graceful: bool, timeout: float) -> None:
         deadline = time.monotonic() + (timeout if graceful else 0.0)
