@@ -94,7 +94,8 @@ class Serializer:
     def deserialize(self, data: bytes) -> Any:
         try:
             return pickle.loads(data)
-        except Exception as exc:  # unpickling garbage can raise nearly anything
+        except (Exception, SystemExit) as exc:  # unpickling garbage can raise nearly anything
+            # SystemExit too: a forged pickle calling exit() must not end the worker thread.
             raise PoisonMessage(f"cannot unpickle data: {type(exc).__name__}: {exc}") from None
 
 
