@@ -273,9 +273,21 @@ class _Worker:
             self._phase = "running"
             self._abandoned = False
         consumer._heartbeat.add(delivery.lease, self.name)
+        logger.debug("%s: leased message %s (delivery %d)", self.name, delivery.lease,
+                     delivery.deliveries)
         ok = True
         try:
             consumer.huey.process(delivery, worker=self.owner)
+        except KeyboardInterrupt:
+            # process() says the task was cut short (it raised KeyboardInterrupt, or an exit
+            # signal interrupted it): not done, so no ack. Release it to run again; the delivery
+            # count dead-letters a task that does this every time. Letting it escape would end
+            # this thread with the lease still heartbeated, stranding the message for good.
+            ok = False
+            logger.warning(
+                "%s: its task was interrupted before it finished; releasing it to the queue",
+                self.name,
+            )
         except Exception as exc:
             # process() handles everything a task or a message does; this is a backend failure
             # half-way (e.g. storing the result). Give the message back so it runs again; the
@@ -308,6 +320,7 @@ class _Worker:
             self.processed += 1
             if ok:
                 self._ack(delivery)
+                logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
             else:
                 self._release(delivery)
                 # Whatever failed (most likely the backend) may fail again at once: no spinning.
