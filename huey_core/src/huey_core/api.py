@@ -1241,7 +1241,10 @@ class Huey:
         if not all(isinstance(k, str) for k in kwargs):
             raise PoisonMessage("task message has non-string keyword names")
         for value in (eta, expires_resolved):
-            if value is not None and not isinstance(value, datetime.datetime):
+            # Messages carry naive datetimes; an aware one cannot be compared with the clock.
+            if value is not None and (
+                not isinstance(value, datetime.datetime) or value.tzinfo is not None
+            ):
                 raise PoisonMessage("task message has a malformed eta or expiry")
         numbers = {}
         for field in ("retries", "retry_delay", "retry_backoff", "priority", "timeout"):
