@@ -1,0 +1,97 @@
+"""Consumer logging as operators expect it: banner, a line per task start and finish, errors with
+their traceback, -v / -q levels and the rotating -l file."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import signal
+
+import pytest
+from cli_support import wait_for
+from huey_core.cli import LOGFILE_BACKUPS, LOGFILE_BYTES, setup_logging
+
+pytestmark = pytest.mark.slow
+
+
+def _run_tasks(app, *options: str):
+    """A consumer on SQLite logging to a file runs add(1, 2) and fail('boom') (1 retry)."""
+    module = app.load()
+    logfile = app.directory / "consumer.log"
+    proc = app.start_consumer("-n", "-s", "0.2", "-l", str(logfile), *options)
+    ok = module.add(1, 2)
+    bad = module.fail("boom")
+    assert ok.get(blocking=True, timeout=20) == 3
+    assert wait_for(lambda: logfile.exists() and logfile.read_text().count("ValueError: boom") >= 2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    return logfile.read_text(), ok.id, bad.id
+
+
+def test_banner_task_lines_and_error_tracebacks(make_app, tmp_path):
+    app = make_app(f"sqlite:///{tmp_path}/log.db")
+    log, ok_id, bad_id = _run_tasks(app)
+    lines = log.splitlines()
+    assert any(f"instance '{app.name}' on SQLBackend(sqlite:///" in line for line in lines)
+    assert any("1 thread worker(s), blocking mode" in line for line in lines)
+    assert any("periodic tasks: disabled" in line for line in lines)
+    # One INFO line when the task starts and one when it finishes: name, id, duration.
+    start = [line for line in lines if ok_id in line and "executing" in line]
+    done = [line for line in lines if ok_id in line and "finished in" in line]
+    assert len(start) == 1 and " INFO " in start[0] and f"{app.module}.add" in start[0]
+    assert len(done) == 1 and " INFO " in done[0] and re.search(r"finished in \d+\.\d+s", done[0])
+    # A failure: an ERROR line naming the task id, followed by the traceback.
+    errors = [i for i, line in enumerate(lines) if " ERROR " in line and bad_id in line]
+    assert len(errors) == 2
+    assert lines[errors[0] + 1].startswith("Traceback (most recent call last):")
+    assert "DEBUG" not in log  # INFO is the default level
+
+
+def test_quiet_logs_only_errors_and_verbose_adds_debug(make_app, tmp_path):
+    app = make_app(f"sqlite:///{tmp_path}/quiet.db")
+    log, ok_id, bad_id = _run_tasks(app, "-q")
+    assert ok_id not in log and " INFO " not in log and "consumer ready" not in log
+    assert f"task {bad_id} failed" in log and "Traceback" in log
+
+    app = make_app(f"sqlite:///{tmp_path}/verbose.db")
+    log, ok_id, _ = _run_tasks(app, "-v")
+    assert " DEBUG " in log and f"executing {app.module}.add: {ok_id}" in log
+
+
+@pytest.fixture
+def restore_huey_logger():
+    logger = logging.getLogger("huey")
+    saved = (logger.level, list(logger.handlers), logger.propagate)
+    yield logger
+    for handler in logger.handlers:
+        if handler not in saved[1]:
+            handler.close()
+    logger.setLevel(saved[0])
+    logger.handlers[:] = saved[1]
+    logger.propagate = saved[2]
+
+
+def test_logfile_rotates_at_one_megabyte_keeping_three(tmp_path, restore_huey_logger):
+    logfile = tmp_path / "huey.log"
+    setup_logging(str(logfile), verbose=False, quiet=False)
+    handler = restore_huey_logger.handlers[-1]
+    assert isinstance(handler, logging.handlers.RotatingFileHandler)
+    assert (LOGFILE_BYTES, LOGFILE_BACKUPS) == (1024 * 1024, 3)
+    assert handler.maxBytes == LOGFILE_BYTES and handler.backupCount == LOGFILE_BACKUPS
+    line = "x" * 1000
+    for _ in range(5 * 1100):  # ~5.5 MB: more than the file and its three backups hold
+        logging.getLogger("huey.consumer").info(line)
+    handler.flush()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["huey.log", "huey.log.1", "huey.log.2", "huey.log.3"]
+    assert all(p.stat().st_size <= LOGFILE_BYTES + 2000 for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "verbose, quiet, level", [(False, False, logging.INFO), (True, False, logging.DEBUG),
+                              (False, True, logging.ERROR)]
+)
+def test_levels(verbose, quiet, level, restore_huey_logger):
+    setup_logging(None, verbose=verbose, quiet=quiet)
+    assert restore_huey_logger.level == level
