@@ -145,47 +145,7 @@ def _child_pids(pid: int) -> list[str]:
     return children
 
 
-def test_events_command_prints_json_lines(make_app):
-    import json
-    import subprocess
-    import sys
-
-    app = make_app(require_redis())
-    module = app.load()
-    listener = subprocess.Popen(
-        [sys.executable, "-m", "huey_core.cli", "events", app.import_path],
-        cwd=app.directory,
-        env=app.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    app._procs.append(listener)
-    listener.log = open(app.directory / "events.log", "w+")  # type: ignore[attr-defined]
-    try:
-        # Subscriptions start when the listener connects; keep enqueueing until one arrives.
-        line = None
-        deadline = time.monotonic() + 15
-        reader: list[str] = []
-
-        def read() -> None:
-            reader.append(listener.stdout.readline())
-
-        import threading
-
-        t = threading.Thread(target=read, daemon=True)
-        t.start()
-        while time.monotonic() < deadline and t.is_alive():
-            module.add(1, 2)
-            t.join(0.2)
-        line = reader[0] if reader else None
-        assert line, listener.stderr.read() if listener.poll() is not None else "no event"
-        event = json.loads(line)
-        assert event["status"] == "enqueued" and event["task"].endswith("add")
-    finally:
-        listener.send_signal(signal.SIGINT)
-        assert listener.wait(10) == 0  # Ctrl-C ends the stream cleanly
+# `huey events` against real consumers: test_cli_events_process.py.
 
 
 def test_task_of_a_killed_consumer_runs_again_on_another(make_app, shared_url):
@@ -204,7 +164,7 @@ def test_task_of_a_killed_consumer_runs_again_on_another(make_app, shared_url):
     assert second.wait(15) == 0
 
 
-def test_localtime_and_quiet_options_reach_the_consumer(make_app, tmp_path):
+def test_localtime_option_reaches_the_consumer(make_app, tmp_path):
     app = make_app(None, "backend='memory'")
     logfile = tmp_path / "local.log"
     proc = app.start_consumer("--localtime", "-l", str(logfile))
@@ -212,9 +172,4 @@ def test_localtime_and_quiet_options_reach_the_consumer(make_app, tmp_path):
     assert "periodic tasks (local time)" in logfile.read_text()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
-    quiet = tmp_path / "quiet.log"
-    proc = app.start_consumer("-q", "-l", str(quiet))
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(15) == 0
-    assert quiet.read_text() == ""  # errors only, and there were none
+    # -q: see test_cli_logging.py.
