@@ -21,6 +21,7 @@ from huey_core.exceptions import CancelExecution
 from huey_core.protocols import Delivery
 
 from huey_core import Huey
+from huey_core import signals as S
 
 FIELDS = {
     "status", "id", "task", "retries", "retry_delay", "execute_time", "error", "traceback",
@@ -138,6 +139,14 @@ def test_every_status_with_its_fields(huey: Huey) -> None:
         if task.name == "vetoed":
             raise CancelExecution(retry=False)
 
+    @huey.task(timeout=0.05)
+    def overdue():
+        time.sleep(0.2)  # a thread cannot be interrupted: the late value becomes a timeout
+
+    # huey's signals fire in process next to the events (the emitter is one more receiver).
+    signals_seen: list[str] = []
+    huey.signal()(lambda signal, task, *extra: signals_seen.append(signal))
+
     listener = Listener(huey)  # sees every event emitted after listen() returned
     try:
         ok = add(1, 2)
@@ -197,9 +206,17 @@ def test_every_status_with_its_fields(huey: Huey) -> None:
         dead = listener.status("dead-lettered")
         assert dead["error"] is True and dead["reason"]
 
+        late = overdue()
+        drain(huey)
+        timed_out = listener.status("error", late.id)
+        assert timed_out["error"] is True and "TaskTimeout" in timed_out["traceback"]
+
         statuses = {e["status"] for e in listener.events}
         missing = ALL_STATUSES - {"interrupted", "recovered"} - statuses
         assert not missing, missing
+        # Every huey signal but interrupted (next test) fired; dead-lettered is ours, not huey's.
+        assert set(signals_seen) >= set(S.ALL_SIGNALS) - {S.SIGNAL_INTERRUPTED,
+                                                          S.SIGNAL_DEAD_LETTERED}
         assert all(FIELDS <= set(e) for e in listener.events)
     finally:
         listener.close()
@@ -207,6 +224,8 @@ def test_every_status_with_its_fields(huey: Huey) -> None:
 
 def test_consumer_emits_recovered_and_interrupted(huey: Huey) -> None:
     started, release = threading.Event(), threading.Event()
+    interrupted_signals: list[str] = []
+    huey.signal(S.SIGNAL_INTERRUPTED)(lambda signal, task: interrupted_signals.append(task.name))
 
     @huey.task()
     def slow():
@@ -229,6 +248,7 @@ def test_consumer_emits_recovered_and_interrupted(huey: Huey) -> None:
     try:
         interrupted = listener.status("interrupted")
         assert interrupted["task"] == "slow" and FIELDS <= set(interrupted)
+        assert interrupted_signals == ["slow"]
         assert huey.storage.queue.size() == 1  # released, to run again on the next consumer
     finally:
         release.set()  # let the abandoned task thread end before the backend closes
