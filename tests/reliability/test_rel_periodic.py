@@ -1,0 +1,43 @@
+"""Periodic tasks: three consumers with `-p` on one backend enqueue each periodic task once per
+minute between them.
+
+A test clock keeps it fast: the app module (imported by every consumer) makes the consumer's
+clock run 30 times faster from a shared epoch, so all three agree on the minute and a minute
+passes every 2 real seconds. The periodic task logs the minute it runs in.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+
+import pytest
+from reliability_support import logs, server_url, stop
+
+pytestmark = pytest.mark.slow
+
+SPEED = 30.0  # one minute every 2 s
+MINUTES = 5
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgresql"])
+def test_three_consumers_enqueue_each_periodic_task_once_per_minute(kind, make_app, tmp_path):
+    epoch = time.time()
+    app = make_app(server_url(kind, tmp_path), TEST_CLOCK_EPOCH=repr(epoch),
+                   TEST_CLOCK_SPEED=repr(SPEED))  # fmt: skip
+    app.load()
+    for _ in range(3):
+        app.start_consumer("-p", "-w", "2", "-s", "0.05")
+    time.sleep(MINUTES * 60 / SPEED + 0.5)
+    for proc in app.procs:
+        assert stop(proc) == 0, logs(app)
+    ticks = [line.split() for line in app.runs.read_text().splitlines() if line.startswith("tick")]
+    per_minute = collections.Counter(int(minute) for _, minute, _ in ticks)
+    assert per_minute, logs(app)
+    twice = {m: n for m, n in per_minute.items() if n > 1}
+    assert not twice, f"minutes enqueued more than once: {twice}"
+    first, last = min(per_minute), max(per_minute)
+    assert sorted(per_minute) == list(range(first, last + 1)), f"a minute was missed: {per_minute}"
+    assert len(per_minute) >= MINUTES - 1
+    # All three took part in the race; which one wins a minute does not matter.
+    assert "enqueued periodic task" in logs(app)
