@@ -144,6 +144,10 @@ class EventPublisher:
     MAX_PENDING = 10_000
     MAX_BATCH = 500
     WARN_EVERY = 60.0
+    # After waking for a first event the thread waits this long for more, so a busy producer's
+    # events go out a few per write instead of one write each (a write costs the backend far
+    # more than a few events in it do), at the price of that much delivery delay.
+    LINGER = 0.003
 
     def __init__(self, max_pending: int | None = None) -> None:
         self.max_pending = self.MAX_PENDING if max_pending is None else int(max_pending)
@@ -200,6 +204,9 @@ class EventPublisher:
                     self._idle = True
                     cond.wait()
                 self._idle = False
+            if self.LINGER > 0:
+                time.sleep(self.LINGER)
+            with cond:
                 batch = []
                 while self._pending and len(batch) < self.MAX_BATCH:
                     batch.append(self._pending.popleft())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sqlite3
 import threading
 import time
 import uuid
@@ -169,6 +170,46 @@ class _DB:
                 self._raise(exc)
         raise AssertionError("unreachable")
 
+    def run_sqlite(self, fn: Callable[[Any], T], read: bool = False) -> T:
+        """SQLite only: run `fn(cursor)` in one transaction on a raw sqlite3 connection.
+
+        The hot paths (enqueue, claim, ack, revocation reads, event batches) send fixed SQL
+        straight to the driver: SQLAlchemy's per-statement machinery costs several times what
+        SQLite itself spends on these one-row statements. Same contract as run(): BEGIN
+        IMMEDIATE for writes (under the process's writer lock), BEGIN DEFERRED for reads, and a
+        rerun after "database is locked".
+        """
+        self.ensure_schema()
+        writer = None if read else _sqlite_writer(self._writer_path or "")
+        begin = "BEGIN DEFERRED" if read else "BEGIN IMMEDIATE"
+        for attempt in range(3):
+            if writer is not None:
+                writer.acquire()
+            try:
+                raw = self.engine.raw_connection()
+                try:
+                    dbapi = raw.driver_connection
+                    cur = dbapi.cursor()
+                    cur.execute(begin)
+                    try:
+                        result = fn(cur)
+                        cur.execute("COMMIT")
+                    except BaseException:
+                        if dbapi.in_transaction:
+                            dbapi.rollback()
+                        raise
+                    return result
+                finally:
+                    raw.close()
+            except sqlite3.OperationalError as exc:
+                if not dialects.is_transient(exc) or attempt == 2:
+                    raise
+            finally:
+                if writer is not None:
+                    writer.release()
+            time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
+        raise AssertionError("unreachable")
+
     def _guard(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
@@ -272,11 +313,25 @@ class SQLQueue:
             )
         self._ack_stmt = delete(t).where(self._mine(), t.c.lease == bindparam("b_lease"))
         self._has_ready_stmt = select(t.c.id).where(self._mine(), t.c.lease.is_(None)).limit(1)
+        self._fast = db.kind == "sqlite"  # raw driver SQL (see _DB.run_sqlite)
+        q = t.name
+        self._sql_enqueue = f"INSERT INTO {q} (name, sort_key, data, deliveries) VALUES (?, ?, ?, 0)"
+        self._sql_claim = (
+            f"UPDATE {q} SET lease = ?, owner = ?, deadline = ?, deliveries = deliveries + 1 "
+            f"WHERE id = (SELECT id FROM {q} WHERE name = ? AND lease IS NULL "
+            "ORDER BY sort_key, id LIMIT 1) RETURNING data, deliveries"
+        )
+        self._sql_ack = f"DELETE FROM {q} WHERE name = ? AND lease = ?"
+        self._sql_has_ready = f"SELECT id FROM {q} WHERE name = ? AND lease IS NULL LIMIT 1"
 
     def enqueue(self, data: bytes, priority: int = 0) -> None:
         """Append a message. One short insert transaction (plus NOTIFY on PostgreSQL)."""
-        stmt, params = self._enqueue_stmt, {"b_sort_key": -int(priority), "b_data": data}
-        self._db.run(lambda conn: conn.execute(stmt, params))
+        if self._fast:
+            args = (self._db.name, -int(priority), data)
+            self._db.run_sqlite(lambda cur: cur.execute(self._sql_enqueue, args))
+        else:
+            stmt, params = self._enqueue_stmt, {"b_sort_key": -int(priority), "b_data": data}
+            self._db.run(lambda conn: conn.execute(stmt, params))
         self._db.waker.touch("q")
 
     def _claim(self, owner: str, lease_timeout: float) -> Delivery | None:
@@ -284,6 +339,14 @@ class SQLQueue:
         params = {"b_lease": lease, "b_owner": owner[:200],
                   "b_deadline": time.time() + lease_timeout}
         claim = self._claim_stmt
+        if self._fast:
+            args = (lease, owner[:200], params["b_deadline"], self._db.name)
+
+            def fast(cur: Any) -> Delivery | None:
+                row = cur.execute(self._sql_claim, args).fetchone()
+                return None if row is None else Delivery(bytes(row[0]), lease, row[1])
+
+            return self._db.run_sqlite(fast)
         if self._db.kind == "mysql":
             pick = self._pick_stmt
 
@@ -302,6 +365,11 @@ class SQLQueue:
         return self._db.run(tx)
 
     def _has_ready(self) -> bool:
+        if self._fast:
+            args = (self._db.name,)
+            return self._db.run_sqlite(
+                lambda cur: cur.execute(self._sql_has_ready, args).fetchone() is not None, read=True
+            )
         stmt = self._has_ready_stmt
         return self._db.run(lambda conn: conn.execute(stmt).first() is not None, read=True)
 
@@ -324,6 +392,10 @@ class SQLQueue:
 
     def ack(self, lease: str) -> None:
         """Delete the leased message. Unknown lease: no-op."""
+        if self._fast:
+            args = (self._db.name, lease)
+            self._db.run_sqlite(lambda cur: cur.execute(self._sql_ack, args))
+            return
         stmt, params = self._ack_stmt, {"b_lease": lease}
         self._db.run(lambda conn: conn.execute(stmt, params))
 
@@ -509,6 +581,11 @@ class SQLStore:
         self._peek_many_stmt = select(t.c.key, t.c.value).where(
             mine, t.c.key.in_(bindparam("b_keys", expanding=True)), live
         )
+        self._fast = db.kind == "sqlite"
+        self._sql_peek = (
+            f"SELECT key, value FROM {t.name} WHERE name = ? AND key IN ({{}}) "
+            "AND (expires_at IS NULL OR expires_at > ?)"
+        )
 
     def _key(self, key: str) -> Any:
         t = self._t
@@ -596,6 +673,8 @@ class SQLStore:
 
     def peek(self, key: str) -> bytes | None:
         self._check(key)
+        if self._fast:
+            return self.peek_many([key])[0]
         stmt, params = self._peek_stmt, {"b_key": key, "b_now": time.time()}
         value = self._db.run(lambda conn: conn.execute(stmt, params).scalar(), read=True)
         return None if value is None else bytes(value)
@@ -606,6 +685,12 @@ class SQLStore:
             return []
         for key in keys:
             self._check(key)
+        if self._fast:
+            sql = self._sql_peek.format(", ".join("?" * len(keys)))
+            args = (self._db.name, *keys, time.time())
+            rows = self._db.run_sqlite(lambda cur: cur.execute(sql, args).fetchall(), read=True)
+            found = {r[0]: bytes(r[1]) for r in rows}
+            return [found.get(key) for key in keys]
         stmt, params = self._peek_many_stmt, {"b_keys": list(keys), "b_now": time.time()}
         rows = self._db.run(lambda conn: conn.execute(stmt, params).all(), read=True)
         found = {r.key: bytes(r.value) for r in rows}
@@ -863,6 +948,12 @@ class SQLEvents:
         if not events:
             return
         now = time.time()
+        if self._db.kind == "sqlite":
+            args = [(self._db.name, now, event) for event in events]
+            sql = f"INSERT INTO {self._t.name} (name, created, data) VALUES (?, ?, ?)"
+            self._db.run_sqlite(lambda cur: cur.executemany(sql, args))
+            self._after_emit(len(events))
+            return
         rows = [{"name": self._db.name, "created": now, "data": event} for event in events]
 
         def tx(conn: Connection) -> None:
