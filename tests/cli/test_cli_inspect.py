@@ -273,3 +273,15 @@ def test_events_pretty(app):
 
 def test_events_rejects_an_unknown_status(app):
     one_line_error(run("events", app.import_path, "--status", "done"), "--status")
+
+
+def test_url_option_points_every_command_at_another_backend(app, tmp_path):
+    url = f"sqlite:///{tmp_path}/other.db"
+    result = run("enqueue", app.import_path, "add", "1", "2", "--url", url)
+    assert result.exit_code == 0, result.output
+    data = json.loads(run("info", app.import_path, "--url", url, "--json").output)
+    assert "other.db" in data["backend"] and data["queued"] == 1
+    assert run("flush", app.import_path, "--queue", "-y", "--url", url).exit_code == 0
+    assert json.loads(run("info", app.import_path, "--url", url, "--json").output)["queued"] == 0
+    bad = run("info", app.import_path, "--backend", "nosuch")
+    one_line_error(bad, "unknown backend 'nosuch'")
