@@ -241,9 +241,10 @@ def _events_while_emitting(app, *args: str):
 
 def test_events_prints_json_lines(app):
     result = _events_while_emitting(app, "--limit", "12")
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
     assert len(lines) == 12
+    assert "consumers elsewhere are not shown" in result.stderr  # the memory backend's limit
     events = [json.loads(line) for line in lines if line != "not json"]
     assert {e["status"] for e in events} <= {"enqueued", "started", "finished", "error"}
     assert all({"status", "id", "task", "timestamp", "consumer"} <= set(e) for e in events)
@@ -252,18 +253,18 @@ def test_events_prints_json_lines(app):
 def test_events_status_and_task_filters(app):
     result = _events_while_emitting(app, "--status", "FINISHED", "--status", "error",
                                     "--task", "add", "--limit", "3")
-    assert result.exit_code == 0, result.output
-    events = [json.loads(line) for line in result.output.splitlines()]
+    assert result.exit_code == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(events) == 3 and all(e["status"] == "finished" and e["task"] == "add" for e in events)
     result = _events_while_emitting(app, "--task", f"{app.module}.fail", "--limit", "2")
-    assert [json.loads(line)["status"] for line in result.output.splitlines()] == ["error"] * 2
+    assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["error"] * 2
 
 
 def test_events_pretty(app):
     result = _events_while_emitting(app, "--pretty", "--status", "finished", "--status", "error",
                                     "--limit", "4")
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
     assert len(lines) == 4
     finished = next(line for line in lines if "finished" in line)
     error = next(line for line in lines if " error " in line)
@@ -278,7 +279,7 @@ def test_events_rejects_an_unknown_status(app):
 def test_url_option_points_every_command_at_another_backend(app, tmp_path):
     url = f"sqlite:///{tmp_path}/other.db"
     result = run("enqueue", app.import_path, "add", "1", "2", "--url", url)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.stderr
     data = json.loads(run("info", app.import_path, "--url", url, "--json").output)
     assert "other.db" in data["backend"] and data["queued"] == 1
     assert run("flush", app.import_path, "--queue", "-y", "--url", url).exit_code == 0

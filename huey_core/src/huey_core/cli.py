@@ -666,6 +666,12 @@ def events(
     sees its own process). Passwords in URLs inside events are masked.
     """
     huey = _app(import_path, backend, url)
+    if getattr(huey.storage, "process_safe", True) is False:
+        click.echo(
+            f"huey events: note: {plugins.mask_url(huey.storage.describe())} keeps events in "
+            "this process; consumers elsewhere are not shown",
+            err=True,
+        )
     wanted_status = {s.lower() for s in statuses}
     subscription = huey.storage.events.listen()
     printed = 0
