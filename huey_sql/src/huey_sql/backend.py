@@ -79,6 +79,12 @@ class _DB:
         )
         self._password = self.url.password or ""
         self._ready = False
+        # PostgreSQL: single-statement operations run in autocommit (the statement is its own
+        # transaction), which saves the BEGIN and COMMIT round trips psycopg would add.
+        self._autocommit = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.kind == "postgresql" else None
+        )
         self._writer_path = self.url.database or "" if self.kind == "sqlite" else None
         self.waker = self._make_waker()
 
@@ -127,21 +133,25 @@ class _DB:
         self._ready = True
 
     def run(self, fn: Callable[[Connection], T], read: bool = False,
-            retry_integrity: bool = False) -> T:
+            retry_integrity: bool = False, single: bool = False) -> T:
         """Run `fn(conn)` in one transaction; rerun it after a deadlock or a lock timeout.
 
         Those errors roll the transaction back, so running it again is safe. Any other error
         propagates (with the password masked): the consumer backs off and calls again.
+        `single=True` promises that `fn` runs exactly one statement: on PostgreSQL it then runs
+        in autocommit, and a connection lost during it is not retried (it may have committed).
         """
         self.ensure_schema()
         writer = None if read or self._writer_path is None else _sqlite_writer(self._writer_path)
+        engine = self._autocommit if single and self._autocommit is not None else self.engine
+        autocommit = engine is not self.engine
         for attempt in range(20):
-            committing = False
+            committing = autocommit
             try:
                 if writer is not None:
                     writer.acquire()
                 try:
-                    with self.engine.connect() as conn:
+                    with engine.connect() as conn:
                         if read and self.kind == "sqlite":
                             conn = conn.execution_options(huey_sqlite_begin="DEFERRED")
                         with conn.begin():
@@ -331,7 +341,7 @@ class SQLQueue:
             self._db.run_sqlite(lambda cur: cur.execute(self._sql_enqueue, args))
         else:
             stmt, params = self._enqueue_stmt, {"b_sort_key": -int(priority), "b_data": data}
-            self._db.run(lambda conn: conn.execute(stmt, params))
+            self._db.run(lambda conn: conn.execute(stmt, params), single=True)
         self._db.waker.touch("q")
 
     def _claim(self, owner: str, lease_timeout: float) -> Delivery | None:
@@ -362,6 +372,8 @@ class SQLQueue:
                 row = conn.execute(claim, params).first()
                 return None if row is None else Delivery(bytes(row.data), lease, row.deliveries)
 
+            return self._db.run(tx, single=True)
+
         return self._db.run(tx)
 
     def _has_ready(self) -> bool:
@@ -371,7 +383,9 @@ class SQLQueue:
                 lambda cur: cur.execute(self._sql_has_ready, args).fetchone() is not None, read=True
             )
         stmt = self._has_ready_stmt
-        return self._db.run(lambda conn: conn.execute(stmt).first() is not None, read=True)
+        return self._db.run(
+            lambda conn: conn.execute(stmt).first() is not None, read=True, single=True
+        )
 
     def dequeue(self, owner: str, lease_timeout: float, wait: float = 0.0) -> Delivery | None:
         """Claim the next ready message (priority DESC, arrival) under a new lease.
@@ -397,7 +411,7 @@ class SQLQueue:
             self._db.run_sqlite(lambda cur: cur.execute(self._sql_ack, args))
             return
         stmt, params = self._ack_stmt, {"b_lease": lease}
-        self._db.run(lambda conn: conn.execute(stmt, params))
+        self._db.run(lambda conn: conn.execute(stmt, params), single=True)
 
     def release(self, lease: str) -> None:
         """Make the leased message ready again, keeping its place and delivery count."""
@@ -676,7 +690,9 @@ class SQLStore:
         if self._fast:
             return self.peek_many([key])[0]
         stmt, params = self._peek_stmt, {"b_key": key, "b_now": time.time()}
-        value = self._db.run(lambda conn: conn.execute(stmt, params).scalar(), read=True)
+        value = self._db.run(
+            lambda conn: conn.execute(stmt, params).scalar(), read=True, single=True
+        )
         return None if value is None else bytes(value)
 
     def peek_many(self, keys: list[str]) -> list[bytes | None]:
@@ -692,7 +708,7 @@ class SQLStore:
             found = {r[0]: bytes(r[1]) for r in rows}
             return [found.get(key) for key in keys]
         stmt, params = self._peek_many_stmt, {"b_keys": list(keys), "b_now": time.time()}
-        rows = self._db.run(lambda conn: conn.execute(stmt, params).all(), read=True)
+        rows = self._db.run(lambda conn: conn.execute(stmt, params).all(), read=True, single=True)
         found = {r.key: bytes(r.value) for r in rows}
         return [found.get(key) for key in keys]
 
