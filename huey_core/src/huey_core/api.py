@@ -1723,6 +1723,9 @@ class Huey:
         # registry name the message carries.
         about = task if task is not None else _Named(task_id, task_name)
         self.emit("dead-lettered", about, error=True, reason=reason, dead_letter_id=dl_id)
+        # Rare and important: send it now, not in the next batch, so the worker's next message
+        # (a task that kills its process, say) cannot take the event down with it.
+        self.flush_events()
         return dl_id
 
     def _peek_names(self, data: bytes) -> tuple[str | None, str | None]:
