@@ -124,7 +124,9 @@ def test_poison_is_dead_lettered_and_the_consumer_keeps_running(kind, make_app, 
     assert wait_for(
         lambda: len([e for e in events(app) if e["status"] == "dead-lettered"]) == len(letters),
         timeout=15,
-    ), events(app)
+    ), "missing events for: " + repr(sorted(
+        d["reason"][:40] for d in letters if d["id"] not in
+        {e.get("dead_letter_id") for e in events(app)}))  # fmt: skip
     dead_events = [e for e in events(app) if e["status"] == "dead-lettered"]
     assert {e["dead_letter_id"] for e in dead_events} == {letter["id"] for letter in letters}
     assert all(e["reason"] and e["error"] for e in dead_events)
