@@ -282,3 +282,19 @@ def test_a_failing_channel_never_breaks_or_blocks_tasks(huey: Huey) -> None:
     drain(huey)
     assert [r.get() for r in results] == [2 * i for i in range(20)]
     # Nobody listening on the real channel is fine too (the emit simply goes nowhere).
+
+
+def test_passwords_in_task_errors_are_masked_for_every_listener(huey: Huey) -> None:
+    @huey.task()
+    def connect():
+        raise ConnectionError("cannot reach postgresql://app:hunter2@db.internal/prod")
+
+    listener = Listener(huey)  # a Python subscriber: the raw stream, not `huey events`
+    try:
+        failed = connect()
+        drain(huey)
+        error = listener.status("error", failed.id)
+        assert "hunter2" not in error["traceback"] and "hunter2" not in error["message"]
+        assert "postgresql://app:***@db.internal/prod" in error["traceback"]
+    finally:
+        listener.close()

@@ -33,6 +33,8 @@ import time
 import weakref
 from typing import Any
 
+from huey_core.plugins import mask_url
+
 logger = logging.getLogger("huey.events")
 
 __all__ = [
@@ -91,6 +93,11 @@ def build_event(
         if value is not None or key not in event:
             event[key] = value
     event["error"] = bool(event["error"])
+    # An exception message may quote a URL with its password (a task's own database, a
+    # backend error); events leave the process, so mask it here, once, for every listener.
+    for key in ("traceback", "message", "reason"):
+        if isinstance(event.get(key), str) and "://" in event[key]:
+            event[key] = mask_url(event[key])
     return event
 
 
