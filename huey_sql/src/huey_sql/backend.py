@@ -42,6 +42,15 @@ _schema_lock = threading.Lock()
 _sqlite_writers: dict[str, threading.RLock] = {}
 
 
+def _terminated(exc: BaseException) -> bool:
+    """The server ended the session (shutdown, pg_terminate_backend) instead of answering.
+
+    PostgreSQL reports that only in place of running a statement, never after committing one,
+    so an autocommit statement that got it did not take effect and may run again.
+    """
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in ("57P01", "57P02", "57P03")
+
+
 def _sqlite_writer(path: str) -> threading.RLock:
     lock = _sqlite_writers.get(path)
     if lock is None:
@@ -168,7 +177,9 @@ class _DB:
                 # A connection that died before COMMIT (server restart) committed nothing, so
                 # one more try on a fresh connection is safe; a failure during COMMIT is
                 # ambiguous and goes to the caller.
-                if exc.connection_invalidated and not committing and attempt < 2:
+                if exc.connection_invalidated and attempt < 2 and (
+                    not committing or _terminated(exc)
+                ):
                     continue
                 # SQLite reports "locked" only after busy_timeout has passed: a few more tries,
                 # not twenty (the server dialects' deadlocks resolve in milliseconds).

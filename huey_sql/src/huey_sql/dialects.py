@@ -76,15 +76,63 @@ def make_engine(url: URL, pool_size: int, max_overflow: int, busy_timeout: float
         return engine
     # Server databases: a checkout pings first, so connections broken by a server restart are
     # replaced instead of failing the first query after it.
-    opts["pool_pre_ping"] = True
     if backend == "postgresql":
         opts["connect_args"] = {"connect_timeout": 5}
-    else:
-        opts["connect_args"] = {"connect_timeout": 5}
-        opts["pool_recycle"] = 3600  # below MySQL's default wait_timeout of 8 hours
-        # SKIP LOCKED claims with fewer gap locks, and a locking read sees the latest commit.
-        opts["isolation_level"] = "READ COMMITTED"
+        # Only connections idle for a while are pinged (see _ping_idle): a ping on every
+        # checkout would be one more round trip for each of the task path's statements.
+        engine = create_engine(url, **_merge(opts, engine_options))
+        if not engine_options.get("pool_pre_ping"):
+            _ping_idle(engine)
+        return engine
+    opts["pool_pre_ping"] = True  # MySQL/MariaDB
+    opts["connect_args"] = {"connect_timeout": 5}
+    opts["pool_recycle"] = 3600  # below MySQL's default wait_timeout of 8 hours
+    # SKIP LOCKED claims with fewer gap locks, and a locking read sees the latest commit.
+    opts["isolation_level"] = "READ COMMITTED"
     return create_engine(url, **_merge(opts, engine_options))
+
+
+IDLE_PING = 1.0  # seconds a pooled connection may rest before its next checkout pings it
+
+
+def _ping_idle(engine: Engine) -> None:
+    """Ping a connection at checkout when it may be broken, instead of at every checkout.
+
+    An idle healthy connection has nothing to read. When the server ends a connection (restart,
+    pg_terminate_backend, idle timeout) it sends an error and closes the socket, which makes
+    the socket readable: then, or after IDLE_PING seconds of rest, the checkout pings and a
+    dead connection is replaced before use, as with pool_pre_ping. A connection in steady use
+    skips the round trip. One that breaks while in use fails its statement, as before.
+    """
+    import select
+
+    from sqlalchemy import exc as sa_exc
+
+    def suspect(dbapi_conn: Any) -> bool:
+        try:
+            readable, _, broken = select.select([dbapi_conn.fileno()], [], [dbapi_conn.fileno()], 0)
+        except Exception:  # no socket to look at: ask the server
+            return True
+        return bool(readable or broken)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["huey_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("huey_idle_since")
+        if since is None:
+            return  # connected just now
+        if time.monotonic() - since < IDLE_PING and not suspect(dbapi_conn):
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception:
+            alive = False
+        if not alive:
+            record.info.pop("huey_idle_since", None)
+            raise sa_exc.DisconnectionError("connection lost while idle")
 
 
 def _merge(opts: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
