@@ -3,7 +3,8 @@ minute between them.
 
 A test clock keeps it fast: the app module (imported by every consumer) makes the consumer's
 clock run 40 times faster from a shared epoch, so all three agree on the minute and a minute
-passes every 2 real seconds. An `enqueued` signal handler logs the minute each tick is enqueued in, and the task logs that it ran.
+passes every 1.5 real seconds. An `enqueued` signal handler logs the minute each tick is
+enqueued in, and the task logs that it ran.
 """
 
 from __future__ import annotations
