@@ -46,8 +46,9 @@ def test_four_consumers_of_four_workers_run_each_task_exactly_once(kind, make_ap
     assert not missing, f"{len(missing)} tasks never ran, e.g. {missing[:10]}"
     assert not twice, f"{len(twice)} tasks ran more than once, e.g. {list(twice.items())[:10]}"
     assert len(runs) == total
-    # Every consumer took part (a queue that one process hogs would hide claim races).
+    # Several processes took part (a queue that one process hogs would hide claim races); on a
+    # loaded machine one consumer may start too late to get any work.
     pids = {line.split()[1] for line in app.runs.read_text().splitlines()}
-    assert len(pids) >= PROCESSES
+    assert len(pids) >= PROCESSES - 1
     print(f"{kind}: enqueued {total} in {t_enq:.1f} s, drained {t_drain:.1f} s later "
           f"({total / (t_enq + t_drain):.0f} tasks/s overall)")
