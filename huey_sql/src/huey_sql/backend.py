@@ -231,6 +231,59 @@ class _DB:
             time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
         raise AssertionError("unreachable")
 
+    @property
+    def fast(self) -> bool:
+        """True when run_fast() serves this dialect (SQLite and PostgreSQL)."""
+        return self.kind in ("sqlite", "postgresql")
+
+    def sql(self, text: str) -> str:
+        """Fixed SQL written with ? placeholders, in the driver's parameter style."""
+        return text.replace("?", "%s") if self.kind == "postgresql" else text
+
+    def run_fast(self, fn: Callable[[Any], T], read: bool = False) -> T:
+        """Run `fn(cursor)` on a raw driver connection: SQLite in a transaction (run_sqlite),
+        PostgreSQL in autocommit, so `fn` must then run exactly one statement (run_pg)."""
+        if self.kind == "sqlite":
+            return self.run_sqlite(fn, read)
+        return self.run_pg(fn)
+
+    def run_pg(self, fn: Callable[[Any], T]) -> T:
+        """PostgreSQL only: run `fn(cursor)`, one statement, in autocommit on a pooled psycopg
+        connection: one round trip, without SQLAlchemy's per-statement work.
+
+        The pool still checks connections out (and pings idle or suspect ones, see
+        dialects._ping_idle). A connection that breaks is invalidated; the statement runs again
+        only when the server reports that it ended the session instead of running it, or after
+        a deadlock or lock timeout (rolled back). Other errors propagate, password masked.
+        """
+        self.ensure_schema()
+        for attempt in range(3):
+            raw = None
+            try:
+                raw = self.engine.raw_connection()
+                dbapi = raw.driver_connection
+                dbapi.autocommit = True
+                try:
+                    return fn(dbapi.cursor())
+                finally:
+                    if not dbapi.closed:
+                        dbapi.autocommit = False  # the pool's other users expect transactions
+            except Exception as exc:
+                if raw is not None and (raw.driver_connection.closed
+                                        or getattr(raw.driver_connection, "broken", False)):
+                    raw.invalidate(exc)
+                orig = getattr(exc, "orig", exc)
+                retry = getattr(orig, "sqlstate", None) in ("57P01", "57P02", "57P03")
+                if attempt < 2 and (retry or dialects.is_transient(exc)):
+                    time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
+                    continue
+                self._raise(exc)
+                raise
+            finally:
+                if raw is not None:
+                    raw.close()
+        raise AssertionError("unreachable")
+
     def _guard(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
@@ -334,22 +387,33 @@ class SQLQueue:
             )
         self._ack_stmt = delete(t).where(self._mine(), t.c.lease == bindparam("b_lease"))
         self._has_ready_stmt = select(t.c.id).where(self._mine(), t.c.lease.is_(None)).limit(1)
-        self._fast = db.kind == "sqlite"  # raw driver SQL (see _DB.run_sqlite)
+        # SQLite and PostgreSQL: the same operations as fixed SQL sent to the driver (see
+        # _DB.run_fast); each is a single statement, so atomic on its own.
+        self._fast = db.fast
         q = t.name
-        self._sql_enqueue = f"INSERT INTO {q} (name, sort_key, data, deliveries) VALUES (?, ?, ?, 0)"
-        self._sql_claim = (
+        insert_sql = f"INSERT INTO {q} (name, sort_key, data, deliveries) VALUES (?, ?, ?, 0)"
+        if db.notifies:
+            insert_sql = (
+                f"WITH inserted AS ({insert_sql} RETURNING id) "
+                "SELECT pg_notify(?, '') FROM inserted"
+            )
+        self._sql_enqueue = db.sql(insert_sql)
+        skip_locked = " FOR UPDATE SKIP LOCKED" if db.kind == "postgresql" else ""
+        self._sql_claim = db.sql(
             f"UPDATE {q} SET lease = ?, owner = ?, deadline = ?, deliveries = deliveries + 1 "
             f"WHERE id = (SELECT id FROM {q} WHERE name = ? AND lease IS NULL "
-            "ORDER BY sort_key, id LIMIT 1) RETURNING data, deliveries"
+            f"ORDER BY sort_key, id LIMIT 1{skip_locked}) RETURNING data, deliveries"
         )
-        self._sql_ack = f"DELETE FROM {q} WHERE name = ? AND lease = ?"
-        self._sql_has_ready = f"SELECT id FROM {q} WHERE name = ? AND lease IS NULL LIMIT 1"
+        self._sql_ack = db.sql(f"DELETE FROM {q} WHERE name = ? AND lease = ?")
+        self._sql_has_ready = db.sql(f"SELECT id FROM {q} WHERE name = ? AND lease IS NULL LIMIT 1")
 
     def enqueue(self, data: bytes, priority: int = 0) -> None:
         """Append a message. One short insert transaction (plus NOTIFY on PostgreSQL)."""
         if self._fast:
-            args = (self._db.name, -int(priority), data)
-            self._db.run_sqlite(lambda cur: cur.execute(self._sql_enqueue, args))
+            args: tuple[Any, ...] = (self._db.name, -int(priority), data)
+            if self._db.notifies:
+                args += (self._db.channel("q"),)
+            self._db.run_fast(lambda cur: cur.execute(self._sql_enqueue, args))
         else:
             stmt, params = self._enqueue_stmt, {"b_sort_key": -int(priority), "b_data": data}
             self._db.run(lambda conn: conn.execute(stmt, params), single=True)
@@ -367,7 +431,7 @@ class SQLQueue:
                 row = cur.execute(self._sql_claim, args).fetchone()
                 return None if row is None else Delivery(bytes(row[0]), lease, row[1])
 
-            return self._db.run_sqlite(fast)
+            return self._db.run_fast(fast)
         if self._db.kind == "mysql":
             pick = self._pick_stmt
 
@@ -390,7 +454,7 @@ class SQLQueue:
     def _has_ready(self) -> bool:
         if self._fast:
             args = (self._db.name,)
-            return self._db.run_sqlite(
+            return self._db.run_fast(
                 lambda cur: cur.execute(self._sql_has_ready, args).fetchone() is not None, read=True
             )
         stmt = self._has_ready_stmt
@@ -419,7 +483,7 @@ class SQLQueue:
         """Delete the leased message. Unknown lease: no-op."""
         if self._fast:
             args = (self._db.name, lease)
-            self._db.run_sqlite(lambda cur: cur.execute(self._sql_ack, args))
+            self._db.run_fast(lambda cur: cur.execute(self._sql_ack, args))
             return
         stmt, params = self._ack_stmt, {"b_lease": lease}
         self._db.run(lambda conn: conn.execute(stmt, params), single=True)
@@ -606,8 +670,8 @@ class SQLStore:
         self._peek_many_stmt = select(t.c.key, t.c.value).where(
             mine, t.c.key.in_(bindparam("b_keys", expanding=True)), live
         )
-        self._fast = db.kind == "sqlite"
-        self._sql_peek = (
+        self._fast = db.fast
+        self._sql_peek = db.sql(
             f"SELECT key, value FROM {t.name} WHERE name = ? AND key IN ({{}}) "
             "AND (expires_at IS NULL OR expires_at > ?)"
         )
@@ -713,9 +777,9 @@ class SQLStore:
         for key in keys:
             self._check(key)
         if self._fast:
-            sql = self._sql_peek.format(", ".join("?" * len(keys)))
+            sql = self._sql_peek.format(", ".join([self._db.sql("?")] * len(keys)))
             args = (self._db.name, *keys, time.time())
-            rows = self._db.run_sqlite(lambda cur: cur.execute(sql, args).fetchall(), read=True)
+            rows = self._db.run_fast(lambda cur: cur.execute(sql, args).fetchall(), read=True)
             found = {r[0]: bytes(r[1]) for r in rows}
             return [found.get(key) for key in keys]
         stmt, params = self._peek_many_stmt, {"b_keys": list(keys), "b_now": time.time()}
