@@ -194,6 +194,12 @@ class DataStore(Protocol):
     def flush(self, prefix: str = "") -> None:
         """Remove every key starting with `prefix` (all keys when empty)."""
 
+    # Optional (the core uses it when present, through getattr; not part of isinstance checks):
+    #
+    # def peek_many(self, keys: list[str]) -> list[bytes | None]:
+    #     """The values of `keys` in the same order, None where missing or expired, duplicates
+    #     kept; one round trip. Fallback: one peek() per key (revocation checks use it)."""
+
 
 @runtime_checkable
 class Subscription(Protocol):
@@ -214,6 +220,16 @@ class EventEmitter(Protocol):
 
     def listen(self) -> Subscription:
         """Subscribe: events emitted after this call, in emit order per producer."""
+
+    # Optional (the core looks for them with getattr; not part of isinstance checks):
+    #
+    # def emit_many(self, events: list[bytes]) -> None:
+    #     """Publish `events` in list order as if emit() were called for each, in one round
+    #     trip. Fallback: one emit() per event. The core's event publisher thread uses it."""
+    #
+    # inline: bool = True
+    #     """emit() is a cheap in-process hand-off: the core calls it on the emitting thread
+    #     instead of queueing the event for its publisher thread."""
 
 
 @runtime_checkable

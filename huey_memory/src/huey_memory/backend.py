@@ -276,6 +276,10 @@ class MemoryEvents:
         for sub in subscribers:
             sub.deliver(event)
 
+    def emit_many(self, events: list[bytes]) -> None:
+        for event in events:
+            self.emit(event)
+
     def listen(self) -> MemorySubscription:
         sub = MemorySubscription(self)
         with self._lock:

@@ -7,6 +7,8 @@ import threading
 import time
 import uuid
 
+import pytest
+
 from huey_core.protocols import Backend, EventEmitter, Subscription
 from huey_core.testing.base import ConformanceBase, Connect
 
@@ -92,6 +94,20 @@ class EventEmitterConformance(ConformanceBase):
         event = json.dumps({"status": "error", "traceback": "line 1\nline 2\t'x' \"y\" ü"}).encode()
         backend.events.emit(event)
         assert collect(subscription, 1) == [event]
+
+    def test_optional_emit_many_keeps_order_and_mixes_with_emit(
+        self, backend: Backend, other: Backend
+    ) -> None:
+        emit_many = getattr(backend.events, "emit_many", None)
+        if emit_many is None:
+            pytest.skip("events.emit_many is optional: the core falls back to one emit() per event")
+        subscription = other.events.listen()
+        sent = [_event(i) for i in range(12)]
+        emit_many(sent[:5])
+        emit_many([])
+        backend.events.emit(sent[5])
+        emit_many(sent[6:])
+        assert collect(subscription, len(sent)) == sent
 
     def test_close_stops_a_blocked_iterator(self, backend: Backend) -> None:
         subscription = backend.events.listen()
