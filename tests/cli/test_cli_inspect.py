@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -122,7 +123,8 @@ def test_info_shows_every_part(app):
     for line in ("queued: 1", "scheduled: 1", "in flight: 1", "dead letters: 1", "results: 1",
                  "revoked: 1", "locks: nightly-report"):
         assert line in text, (line, text)
-    assert f"add {lease['id']} leased by {OWNER} (delivery 1, lease expires in" in text
+    assert lease["age"] is None  # no consumer heartbeat has recorded when it started
+    assert f"add {lease['id']} leased by {OWNER} (just started, delivery 1, lease expires in" in text
     assert "tick  * * * * *  next: " in text
     assert f"{app.module}.sleepy" in text
 
@@ -150,6 +152,42 @@ def test_info_watch_refreshes_until_interrupted(make_app, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_info_shows_how_long_a_task_has_been_running(app):
+    from huey_core.consumer import Consumer
+
+    module = app.load()
+    huey = module.huey
+    release = threading.Event()
+
+    @huey.task()
+    def hang():
+        release.wait(30)
+
+    hang()
+    # A short lease: the heartbeat (every lease_timeout / 3) records the start within 0.1 s.
+    consumer = Consumer(huey, workers=1, periodic=False, lease_timeout=0.3)
+    consumer.start()
+    try:
+        deadline = time.monotonic() + 10
+        lease = None
+        while time.monotonic() < deadline:
+            leases = json.loads(run("info", app.import_path, "--json").output)["leases"]
+            if leases and leases[0]["age"] is not None and leases[0]["age"] >= 0.3:
+                lease = leases[0]
+                break
+            time.sleep(0.05)
+        assert lease is not None, "huey info never showed the running task's age"
+        assert lease["task"] == "hang" and lease["owner"].endswith(":Worker-1")
+        assert lease["age"] < 30 and abs(lease["started"] + lease["age"] - time.time()) < 5
+        assert "hang" in run("info", app.import_path).output
+        assert huey.result_count() == 0  # the record is bookkeeping, not a result
+        text = run("info", app.import_path).output
+        assert re.search(r"hang \S+ leased by \S+:Worker-1 \(running \d+ s, delivery 1", text), text
+    finally:
+        release.set()
+        consumer.stop()
 
 
 # -- flush --------------------------------------------------------------------------------------

@@ -79,6 +79,7 @@ __all__ = [
 _DEAD_LETTER = "dead-letter:"
 _PERIODIC = "periodic:"
 _CHORD = "chord:"
+_INFLIGHT = "inflight:"  # consumers' records of when their running tasks started (huey info)
 # Exceptions that mean "try again later", not "the task failed": no error result is stored while
 # retries are pending.
 _RETRYING = (RetryTask, RateLimitExceeded, TaskLockedException)
@@ -1888,7 +1889,7 @@ class Huey:
         return {
             key: value
             for key, value in self.storage.store.items().items()
-            if not key.startswith((_DEAD_LETTER, _PERIODIC, _CHORD))
+            if not key.startswith((_DEAD_LETTER, _PERIODIC, _CHORD, _INFLIGHT))
         }
 
     def result_count(self) -> int:

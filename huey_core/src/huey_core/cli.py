@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from huey_core import plugins
-from huey_core.consumer import MODES, WORKER_TYPES, Consumer
+from huey_core.consumer import INFLIGHT_PREFIX, MODES, WORKER_TYPES, Consumer
 from huey_core.exceptions import ConfigurationError, HueyException
 
 LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s %(processName)s:%(threadName)s %(message)s"
@@ -405,18 +405,24 @@ def collect_info(huey: Any) -> dict[str, Any]:
     """Everything `huey info` shows, as JSON-ready data (no passwords, no payload bytes)."""
     storage = huey.storage
     now = time.time()
+    items = storage.store.items()
+    started = _running_since(items)
     in_flight = []
     for lease in storage.queue.leases():
         task_id, task_name = _peek_message(huey, lease.data)
+        since = started.get(lease.lease)
         in_flight.append({
             "task": task_name,
             "id": task_id,
             "owner": lease.owner,
             "deliveries": lease.deliveries,
+            "started": since,
+            # None until the consumer's next heartbeat (lease_timeout / 3) records the start.
+            "age": None if since is None else round(max(now - since, 0.0), 3),
             "deadline": lease.deadline,
             "expires_in": round(lease.deadline - now, 3),
         })
-    keys = _classify_keys(huey, storage.store.items())
+    keys = _classify_keys(huey, items)
     return {
         "name": huey.name,
         "backend": plugins.mask_url(storage.describe()),
@@ -445,9 +451,11 @@ def format_info(data: dict[str, Any]) -> str:
         f"in flight: {data['in_flight']}",
     ]
     for lease in data["leases"]:
+        age = "just started" if lease["age"] is None else f"running {_duration(lease['age'])}"
         lines.append(
             f"  {lease['task'] or '?'} {lease['id'] or '?'} leased by {lease['owner']} "
-            f"(delivery {lease['deliveries']}, lease expires in {lease['expires_in']:.0f} s)"
+            f"({age}, delivery {lease['deliveries']}, "
+            f"lease expires in {lease['expires_in']:.0f} s)"
         )
     lines += [
         f"dead letters: {data['dead_letters']}",
@@ -466,6 +474,29 @@ def format_info(data: dict[str, Any]) -> str:
         )
         lines.append(f"  {entry['task']}  {entry['schedule']}  next: {when}")
     return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _running_since(items: dict[str, bytes]) -> dict[str, float]:
+    """lease -> unix time its task started, from the consumers' `inflight:` records."""
+    since: dict[str, float] = {}
+    for key, raw in items.items():
+        if not key.startswith(INFLIGHT_PREFIX):
+            continue
+        try:
+            for lease, entry in json.loads(raw).items():
+                if isinstance(entry.get("since"), (int, float)):
+                    since[lease] = float(entry["since"])
+        except (ValueError, AttributeError, TypeError):
+            continue  # a record from another version; the age is just unknown
+    return since
 
 
 def _peek_message(huey: Any, data: bytes) -> tuple[str | None, str | None]:
@@ -499,7 +530,7 @@ def _classify_keys(huey: Any, items: dict[str, bytes]) -> dict[str, list[str]]:
             parts["locks"].append(key)
         elif key.startswith(rate):
             parts["rate_limits"].append(key)
-        elif key.startswith(("periodic:", "chord:")):
+        elif key.startswith(("periodic:", "chord:", INFLIGHT_PREFIX)):
             parts["internal"].append(key)
         else:
             parts["results"].append(key)

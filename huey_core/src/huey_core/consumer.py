@@ -18,6 +18,7 @@ them, backs off with the polling backoff and tries again.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import multiprocessing
 import os
@@ -28,6 +29,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from huey_core.events import consumer_identity
 from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
 
@@ -87,17 +89,25 @@ class Backoff:
         return self._current
 
 
+# Data-store keys under which each consumer process records when its running tasks started.
+INFLIGHT_PREFIX = "inflight:"
+
+
 class _Heartbeat:
     """One thread per consumer that keeps the leases of running tasks alive.
 
     Every `lease_timeout / 3` seconds it extends every registered lease; a lease the backend no
     longer knows (recovered by another consumer after a stall) is logged, because that task may
-    now run twice.
+    now run twice. On the same beat it records when each running task started under
+    `inflight:<host>:<pid>` in the data store (expiring with the lease), so `huey info` can show
+    how long a task has been running; nothing is written while no task runs.
     """
 
     def __init__(self, consumer: Consumer) -> None:
         self.consumer = consumer
         self._leases: dict[str, str] = {}  # lease -> worker name
+        self._since: dict[str, float] = {}  # lease -> unix time the worker took it
+        self._published = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.thread: threading.Thread | None = None
@@ -110,10 +120,12 @@ class _Heartbeat:
     def add(self, lease: str, worker: str) -> None:
         with self._lock:
             self._leases[lease] = worker
+            self._since[lease] = time.time()
 
     def discard(self, lease: str) -> None:
         with self._lock:
             self._leases.pop(lease, None)
+            self._since.pop(lease, None)
 
     def start(self) -> None:
         self._stop.clear()
@@ -149,6 +161,28 @@ class _Heartbeat:
                         "another consumer may run the task again",
                         worker,
                     )
+            self._publish_running()
+
+    def _publish_running(self) -> None:
+        """Write (or, once idle, delete) this process's in-flight record for `huey info`."""
+        with self._lock:
+            running = {
+                lease: {"worker": worker, "since": self._since.get(lease)}
+                for lease, worker in self._leases.items()
+            }
+        if not running and not self._published:
+            return
+        store = self.consumer.huey.storage.store
+        key = f"{INFLIGHT_PREFIX}{consumer_identity()}"
+        try:
+            if running:
+                ttl = self.consumer.lease_timeout + self.interval
+                store.put(key, json.dumps(running).encode(), ttl=ttl)
+            else:
+                store.delete(key)
+            self._published = bool(running)
+        except Exception:  # noqa: BLE001 - bookkeeping for operators; the next beat retries
+            logger.debug("could not record running tasks", exc_info=True)
 
 
 class _Worker:
