@@ -41,9 +41,10 @@ def test_banner_task_lines_and_error_tracebacks(make_app, tmp_path):
     done = [line for line in lines if ok_id in line and "finished in" in line]
     assert len(start) == 1 and " INFO " in start[0] and f"{app.module}.add" in start[0]
     assert len(done) == 1 and " INFO " in done[0] and re.search(r"finished in \d+\.\d+s", done[0])
-    # A failure: an ERROR line naming the task id, followed by the traceback.
+    # A failure: an ERROR line naming the task and its id, followed by the traceback.
     errors = [i for i, line in enumerate(lines) if " ERROR " in line and bad_id in line]
     assert len(errors) == 2
+    assert re.search(rf"{app.module}\.fail: {bad_id}.* failed after \d+\.\d+s", lines[errors[0]])
     assert lines[errors[0] + 1].startswith("Traceback (most recent call last):")
     assert "DEBUG" not in log  # INFO is the default level
 
@@ -52,7 +53,7 @@ def test_quiet_logs_only_errors_and_verbose_adds_debug(make_app, tmp_path):
     app = make_app(f"sqlite:///{tmp_path}/quiet.db")
     log, ok_id, bad_id = _run_tasks(app, "-q")
     assert ok_id not in log and " INFO " not in log and "consumer ready" not in log
-    assert f"task {bad_id} failed" in log and "Traceback" in log
+    assert f"{app.module}.fail: {bad_id}" in log and "failed after" in log and "Traceback" in log
 
     app = make_app(f"sqlite:///{tmp_path}/verbose.db")
     log, ok_id, _ = _run_tasks(app, "-v")

@@ -1513,7 +1513,7 @@ class Huey:
             )
             error_signal = (S.SIGNAL_ERROR, exception)
         except Exception as exc:
-            logger.exception("task %s failed", task.id)
+            logger.exception("%s failed after %0.3fs", task, time.monotonic() - start)
             exception = exc
             error_signal = (S.SIGNAL_ERROR, exc)
         else:
