@@ -1,4 +1,5 @@
-"""The `huey` command line: `huey consume`, `huey backends`, and commands plugins add.
+"""The `huey` command line: `consume`, and for operators `info`, `events`, `enqueue`, `flush`,
+`dead-letters`, `backends`, plus commands plugins add (docs/consumer.md, docs/events.md).
 
 `huey_consumer IMPORT_PATH` is the same as `huey consume IMPORT_PATH`, for huey users.
 
