@@ -207,6 +207,8 @@ class _Worker:
         self._phase = "idle"  # running (the task) or acking (the task is done)
         self._failures = 0  # consecutive backend errors
         self._process_failures = 0  # consecutive process() calls that raised
+        self._finished: Delivery | None = None  # done, to be acked by the next dequeue
+        self._ack_and_dequeue: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -241,11 +243,29 @@ class _Worker:
     def loop(self) -> None:
         consumer = self.consumer
         queue = consumer.huey.storage.queue
+        # Optional: ack the finished message and claim the next one in one round trip.
+        self._ack_and_dequeue = getattr(queue, "ack_and_dequeue", None)
+        try:
+            self._loop(queue)
+        finally:
+            self._flush_ack()
+
+    def _loop(self, queue: Any) -> None:
+        consumer = self.consumer
         while not consumer._stopping.is_set():
             wait = BLOCKING_WAIT if consumer.blocking else 0.0
+            finished, self._finished = self._finished, None
             try:
-                delivery = queue.dequeue(self.owner, consumer.lease_timeout, wait=wait)
+                if finished is not None:
+                    delivery = self._ack_and_dequeue(
+                        finished.lease, self.owner, consumer.lease_timeout, wait=wait
+                    )
+                    logger.debug("%s: acknowledged message %s", self.name, finished.lease)
+                else:
+                    delivery = queue.dequeue(self.owner, consumer.lease_timeout, wait=wait)
             except Exception as exc:  # noqa: BLE001 - server down: back off, never die
+                if finished is not None:
+                    self._ack(finished)  # the ack may not have happened: until it works
                 self._backend_error("dequeue", exc)
                 continue
             self._backend_ok()
@@ -262,6 +282,13 @@ class _Worker:
                 self._release(delivery)
                 break
             self.handle(delivery)
+
+    def _flush_ack(self) -> None:
+        """Acknowledge the finished message still waiting to ride on the next dequeue."""
+        finished, self._finished = self._finished, None
+        if finished is not None:
+            self._ack(finished)
+            logger.debug("%s: acknowledged message %s", self.name, finished.lease)
 
     def _sleep(self, delay: float) -> None:
         self.polls.append(("sleep", delay))
@@ -352,7 +379,11 @@ class _Worker:
             if abandoned:
                 return  # shutdown released the lease already; the message is back in the queue
             self.processed += 1
-            if ok:
+            if ok and self._ack_and_dequeue is not None and not consumer._stopping.is_set():
+                # Acknowledged by the next dequeue, which the loop calls right away (and
+                # _flush_ack when the loop ends): one round trip instead of two.
+                self._finished = delivery
+            elif ok:
                 self._ack(delivery)
                 logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
             else:

@@ -92,6 +92,19 @@ while true do
 end
 """
 
+# KEYS: ready data dlv leased owner signal prio   ARGV: lease_timeout owner nonce cap acked_lease
+# ack (as ACK) then dequeue (as DEQUEUE): a worker's two calls between tasks in one round trip
+ACK_DEQUEUE = """
+local acked = ARGV[5]
+if redis.call('ZREM', KEYS[4], acked) == 1 then
+  redis.call('HDEL', KEYS[5], acked)
+  local aid = string.match(acked, '^[^:]+')
+  redis.call('HDEL', KEYS[2], aid)
+  redis.call('HDEL', KEYS[7], aid)
+  redis.call('HDEL', KEYS[3], aid)
+end
+""" + DEQUEUE
+
 # KEYS: leased owner data prio dlv   ARGV: lease
 ACK = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -222,6 +235,7 @@ class RedisQueue:
         self._enqueue, self._dequeue, self._ack = s(ENQUEUE), s(DEQUEUE), s(ACK)
         self._release, self._extend, self._recover = s(RELEASE), s(EXTEND), s(RECOVER)
         self._peek, self._leases = s(PEEK), s(LEASES)
+        self._ack_dequeue = s(ACK_DEQUEUE)
 
     def enqueue(self, data: bytes, priority: int = 0) -> None:
         """Append a message (one script: id, payload, ready entry, wake-up token). Atomic."""
@@ -262,6 +276,23 @@ class RedisQueue:
             delivery = self._claim(owner, lease_timeout)
             if delivery is not None:
                 return delivery
+
+    def ack_and_dequeue(
+        self, lease: str, owner: str, lease_timeout: float, wait: float = 0.0
+    ) -> Delivery | None:
+        """ack(lease), then dequeue(owner, lease_timeout, wait): one script for both when a
+        message is ready (the ack is atomic on its own either way)."""
+        found = self._ack_dequeue(
+            keys=[self._ready, self._data, self._dlv, self._leased, self._owner, self._signal,
+                  self._prio],
+            args=[float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP, lease],
+        )
+        if found:
+            payload, new_lease, deliveries = found
+            return Delivery(bytes(payload), new_lease.decode(), int(deliveries))
+        if wait <= 0:
+            return None
+        return self.dequeue(owner, lease_timeout, wait)
 
     def ack(self, lease: str) -> None:
         """Delete the leased message. Idempotent: unknown or recovered leases are a no-op."""

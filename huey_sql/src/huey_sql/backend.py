@@ -405,6 +405,12 @@ class SQLQueue:
             f"ORDER BY sort_key, id LIMIT 1{skip_locked}) RETURNING data, deliveries"
         )
         self._sql_ack = db.sql(f"DELETE FROM {q} WHERE name = ? AND lease = ?")
+        # PostgreSQL acks and claims in one statement: the DELETE runs as a CTE on another row
+        # (a leased one) than the UPDATE claims (a ready one).
+        self._sql_ack_claim = (
+            db.sql(f"WITH acked AS (DELETE FROM {q} WHERE name = ? AND lease = ?) ")
+            + self._sql_claim if db.kind == "postgresql" else None
+        )
         self._sql_has_ready = db.sql(f"SELECT id FROM {q} WHERE name = ? AND lease IS NULL LIMIT 1")
 
     def enqueue(self, data: bytes, priority: int = 0) -> None:
@@ -461,6 +467,37 @@ class SQLQueue:
         return self._db.run(
             lambda conn: conn.execute(stmt).first() is not None, read=True, single=True
         )
+
+    def ack_and_dequeue(
+        self, lease: str, owner: str, lease_timeout: float, wait: float = 0.0
+    ) -> Delivery | None:
+        """ack(lease), then dequeue(owner, lease_timeout, wait).
+
+        SQLite: the delete and the claim in one write transaction; PostgreSQL: one statement.
+        Elsewhere: the two calls. The ack is done once this returns (or raises after it).
+        """
+        if not self._fast:
+            self.ack(lease)
+            return self.dequeue(owner, lease_timeout, wait)
+        new_lease = uuid.uuid4().hex
+        db = self._db
+        claim_args = (new_lease, owner[:200], time.time() + lease_timeout, db.name)
+        if db.kind == "postgresql":
+
+            def tx(cur: Any) -> Delivery | None:
+                row = cur.execute(self._sql_ack_claim, (db.name, lease, *claim_args)).fetchone()
+                return None if row is None else Delivery(bytes(row[0]), new_lease, row[1])
+        else:
+
+            def tx(cur: Any) -> Delivery | None:
+                cur.execute(self._sql_ack, (db.name, lease))
+                row = cur.execute(self._sql_claim, claim_args).fetchone()
+                return None if row is None else Delivery(bytes(row[0]), new_lease, row[1])
+
+        found = db.run_fast(tx)
+        if found is not None or wait <= 0 or not self.blocking:
+            return found
+        return self.dequeue(owner, lease_timeout, wait)
 
     def dequeue(self, owner: str, lease_timeout: float, wait: float = 0.0) -> Delivery | None:
         """Claim the next ready message (priority DESC, arrival) under a new lease.
