@@ -110,6 +110,14 @@ class Queue(Protocol):
     def flush(self) -> None:
         """Remove every message, ready or leased."""
 
+    # Optional (the consumer uses it when present, through getattr; not part of isinstance):
+    #
+    # def ack_and_dequeue(self, lease: str, owner: str, lease_timeout: float,
+    #                     wait: float = 0.0) -> Delivery | None:
+    #     """ack(lease) then dequeue(owner, lease_timeout, wait), in one round trip where the
+    #     backend can. The ack has happened when it returns; when it raises the caller acks
+    #     again. Fallback: ack() then dequeue()."""
+
 
 @runtime_checkable
 class Schedule(Protocol):

@@ -56,6 +56,24 @@ class QueueConformance(ConformanceBase):
         assert backend.queue.dequeue("worker-1", 30.0, wait=0.0) is None
         assert time.monotonic() - started < 1.0
 
+    def test_optional_ack_and_dequeue_acks_then_claims(self, backend: Backend) -> None:
+        ack_and_dequeue = getattr(backend.queue, "ack_and_dequeue", None)
+        if ack_and_dequeue is None:
+            pytest.skip("queue.ack_and_dequeue is optional: the consumer calls ack() then dequeue()")
+        queue = backend.queue
+        for payload in (b"one", b"two"):
+            queue.enqueue(payload)
+        first = queue.dequeue("w", 30)
+        assert first is not None and first.data == b"one"
+        second = ack_and_dequeue(first.lease, "w", 30)
+        assert second is not None and second.data == b"two" and second.lease != first.lease
+        assert [info.lease for info in queue.leases()] == [second.lease]  # the first is gone
+        assert ack_and_dequeue(second.lease, "w", 30) is None  # acked; nothing left to claim
+        assert queue.leases() == [] and queue.size() == 0
+        queue.enqueue(b"three")
+        third = ack_and_dequeue("unknown-lease", "w", 30)  # an unknown lease is a no-op ack
+        assert third is not None and third.data == b"three" and third.deliveries == 1
+
     def test_fifo_within_one_priority(self, backend: Backend) -> None:
         sent = [f"message-{i}".encode() for i in range(50)]
         for data in sent:
