@@ -1828,7 +1828,7 @@ class Huey:
         store = self.storage.store
         peek_many = getattr(store, "peek_many", None)  # optional: one round trip for all keys
         values = peek_many(keys) if peek_many is not None else [store.peek(key) for key in keys]
-        for key, raw in zip(keys, values):
+        for key, raw in zip(keys, values, strict=True):
             if raw is None:
                 continue
             try:
