@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "backends"))
+from huey_core.testing import in_ci  # noqa: E402
 from redis_support import (  # noqa: E402
     REDIS_URL,
     RedisServer,
@@ -38,11 +39,9 @@ from redis_support import (  # noqa: E402
 )
 from sql_support import MYSQL_URL, POSTGRES_URL, drop_prefix, require_database  # noqa: E402
 
-from huey_core.testing import in_ci  # noqa: E402
-
 KINDS = ("redis", "postgresql", "mysql", "sqlite")
 
-APP_SOURCE = '''
+APP_SOURCE = """
 import os
 import time
 
@@ -130,7 +129,7 @@ if _env.get("TEST_CLOCK_EPOCH"):
         # from the next boundary, so the clock read here names the minute.
         if task.name == "tick":
             _append(f"tick-enqueued {int(fake_time() // 60)} {os.getpid()}\\n")
-'''
+"""
 
 
 # -- servers ------------------------------------------------------------------------------------

@@ -50,5 +50,7 @@ def test_four_consumers_of_four_workers_run_each_task_exactly_once(kind, make_ap
     # loaded machine one consumer may start too late to get any work.
     pids = {line.split()[1] for line in app.runs.read_text().splitlines()}
     assert len(pids) >= PROCESSES - 1
-    print(f"{kind}: enqueued {total} in {t_enq:.1f} s, drained {t_drain:.1f} s later "
-          f"({total / (t_enq + t_drain):.0f} tasks/s overall)")
+    print(
+        f"{kind}: enqueued {total} in {t_enq:.1f} s, drained {t_drain:.1f} s later "
+        f"({total / (t_enq + t_drain):.0f} tasks/s overall)"
+    )

@@ -10,10 +10,8 @@ on the queue and `--purge` deletes them.
 from __future__ import annotations
 
 import json
-import pickle
 import subprocess
 import sys
-import time
 
 import pytest
 from reliability_support import logs, server_url, stop, wait_for

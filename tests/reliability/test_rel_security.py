@@ -276,7 +276,6 @@ def test_names_keys_and_payloads_are_data_never_sql(tmp_path):
 
 def test_redis_names_keys_and_payloads_are_data_never_commands():
     import redis as redis_lib
-
     from huey_redis.backend import RedisBackend
 
     url = require_redis()

@@ -83,5 +83,7 @@ def test_consumers_survive_a_server_restart_mid_drain(server, request, make_app)
     text = logs(app)
     assert "failed" in text and "answers again" in text  # they noticed, and recovered
     assert PASSWORD not in text
-    print(f"{server}: {done_at_restart} done at the restart; "
-          f"{sum(runs.values()) - TOTAL} ran twice (at-least-once)")
+    print(
+        f"{server}: {done_at_restart} done at the restart; "
+        f"{sum(runs.values()) - TOTAL} ran twice (at-least-once)"
+    )
