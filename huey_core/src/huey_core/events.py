@@ -155,6 +155,7 @@ class EventPublisher:
     # events go out a few per write instead of one write each (a write costs the backend far
     # more than a few events in it do), at the price of that much delivery delay.
     LINGER = 0.003
+    IDLE_EXIT = 30.0  # seconds without events after which the publisher thread ends
 
     def __init__(self, max_pending: int | None = None) -> None:
         self.max_pending = self.MAX_PENDING if max_pending is None else int(max_pending)
@@ -209,7 +210,12 @@ class EventPublisher:
             with cond:
                 while not self._pending:
                     self._idle = True
-                    cond.wait()
+                    if not cond.wait(self.IDLE_EXIT) and not self._pending:
+                        # Nothing to do for a while: end, and let submit() start a new thread
+                        # when events come again (many idle Huey objects keep no threads).
+                        self._idle = False
+                        self._thread = None
+                        return
                 self._idle = False
             if self.LINGER > 0:
                 time.sleep(self.LINGER)
@@ -254,9 +260,9 @@ class EventPublisher:
             target = self._submitted
             while self._done < target:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._thread is None or not self._thread.is_alive():
+                if remaining <= 0 or self._thread is None:
                     return False
-                self._cond.wait(remaining)
+                self._cond.wait(min(remaining, 0.1))
         return True
 
     @property
