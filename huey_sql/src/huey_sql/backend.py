@@ -1084,6 +1084,21 @@ class SQLEvents:
             self._db.run_sqlite(lambda cur: cur.executemany(sql, args))
             self._after_emit(len(events))
             return
+        if self._db.kind == "postgresql":
+            # One statement, one round trip: the batch travels as one bytea[] and is inserted
+            # in list order (ids follow ORDER BY), with one NOTIFY when notifications are on.
+            sql = (
+                f"INSERT INTO {self._t.name} (name, created, data) SELECT %s, %s, e.data "
+                "FROM unnest(%s::bytea[]) WITH ORDINALITY AS e(data, n) ORDER BY e.n"
+            )
+            args: tuple[Any, ...] = (self._db.name, now, list(events))
+            if self._db.notifies:
+                sql = (f"WITH ins AS ({sql} RETURNING 1) "
+                       "SELECT pg_notify(%s, '') FROM (SELECT 1 FROM ins LIMIT 1) AS one")
+                args += (self._db.channel("ev"),)
+            self._db.run_pg(lambda cur: cur.execute(sql, args))
+            self._after_emit(len(events))
+            return
         rows = [{"name": self._db.name, "created": now, "data": event} for event in events]
 
         def tx(conn: Connection) -> None:
