@@ -151,10 +151,12 @@ class EventPublisher:
     MAX_PENDING = 10_000
     MAX_BATCH = 500
     WARN_EVERY = 60.0
-    # After waking for a first event the thread waits this long for more, so a busy producer's
-    # events go out a few per write instead of one write each (a write costs the backend far
-    # more than a few events in it do), at the price of that much delivery delay.
-    LINGER = 0.003
+    # While events keep coming (the last batch went out less than BUSY seconds ago) the thread
+    # waits LINGER seconds after waking, so a busy producer's events go out many per write
+    # instead of one write each (a write costs the backend far more than the events in it). An
+    # event after a quiet spell goes out at once.
+    LINGER = 0.005
+    BUSY = 0.05
     IDLE_EXIT = 30.0  # seconds without events after which the publisher thread ends
 
     def __init__(self, max_pending: int | None = None) -> None:
@@ -206,6 +208,7 @@ class EventPublisher:
 
     def _run(self) -> None:
         cond = self._cond
+        last_send = 0.0
         while True:
             with cond:
                 while not self._pending:
@@ -217,13 +220,14 @@ class EventPublisher:
                         self._thread = None
                         return
                 self._idle = False
-            if self.LINGER > 0:
+            if self.LINGER > 0 and time.monotonic() - last_send < self.BUSY:
                 time.sleep(self.LINGER)
             with cond:
                 batch = []
                 while self._pending and len(batch) < self.MAX_BATCH:
                     batch.append(self._pending.popleft())
             self._send(batch)
+            last_send = time.monotonic()
             with cond:
                 self._done += len(batch)
                 cond.notify_all()
