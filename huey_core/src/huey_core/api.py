@@ -19,6 +19,7 @@ Keys this module keeps in the backend's DataStore (all strings):
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import ctypes
 import datetime
@@ -699,7 +700,7 @@ class chord:
 # --------------------------------------------------------------------------------------- locks
 
 
-class TaskLock:
+class TaskLock(contextlib.ContextDecorator):
     """`huey.lock_task(name)`: a context manager and decorator; TaskLockedException when held."""
 
     def __init__(self, huey: Huey, name: str, ttl: float | None = None) -> None:
@@ -713,14 +714,6 @@ class TaskLock:
         return self._huey.storage.store.exists(self._key)
 
     locked = is_locked
-
-    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return fn(*args, **kwargs)
-
-        return inner
 
     def __enter__(self) -> TaskLock:
         self.acquire()
@@ -740,7 +733,7 @@ class TaskLock:
     release = clear
 
 
-class RateLimit:
+class RateLimit(contextlib.ContextDecorator):
     """`huey.rate_limit(name, limit, per)`: at most `limit` entries per `per`-second window.
 
     A fixed window counted with one atomic `incr` per entry on a key that expires with the
@@ -776,14 +769,6 @@ class RateLimit:
 
     def reset(self) -> None:
         self._huey.storage.store.flush(self._prefix)
-
-    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return fn(*args, **kwargs)
-
-        return inner
 
     def __enter__(self) -> RateLimit:
         self.acquire()
