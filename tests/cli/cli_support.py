@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
+from huey_core.testing import require_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -62,22 +61,12 @@ def tick():
 
 
 def require_redis() -> str:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
-    except OSError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis is not running on 127.0.0.1:6379 (CI=true: these tests must run)")
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    require_port("Redis", 6379)
     return REDIS_URL
 
 
 def require_postgres() -> str:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
-    except OSError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (CI=true: these tests must run)")
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    require_port("PostgreSQL", 5432)
     return POSTGRES_URL
 
 

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 import uuid
 
 import pytest
+from huey_core.consumer import Consumer
+from huey_core.testing import require_port
 
 from huey_core import Huey, crontab
-from huey_core.consumer import Consumer
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
 def redis_name():
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
-    except OSError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis is not running on 127.0.0.1:6379 (CI=true: these tests must run)")
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    require_port("Redis", 6379)
     name = f"consumer-{uuid.uuid4().hex[:10]}"
     yield name
     cleanup = Huey(name, url=REDIS_URL)

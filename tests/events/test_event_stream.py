@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ from huey_core.consumer import Consumer
 from huey_core.events import decode_event
 from huey_core.exceptions import CancelExecution
 from huey_core.protocols import Delivery
+from huey_core.testing import require_port
 
 from huey_core import Huey
 from huey_core import signals as S
@@ -34,12 +34,7 @@ ALL_STATUSES = {
 
 
 def _server(port: int, what: str) -> None:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except OSError:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{what} is not running on 127.0.0.1:{port} (CI=true: these tests must run)")
-        pytest.skip(f"{what} is not running on 127.0.0.1:{port}")
+    require_port(what, port)
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])

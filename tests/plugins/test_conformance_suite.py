@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from huey_core.testing import BackendConformance, QueueConformance, require_server
+from huey_core.testing import BackendConformance, QueueConformance, require_port, require_server
 
 
 def test_redefining_a_standard_test_fails_at_class_creation() -> None:
@@ -163,6 +163,17 @@ def test_require_server_fails_when_down_in_ci(monkeypatch: pytest.MonkeyPatch) -
 
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         require_server("redis at 127.0.0.1:1", down)
+
+
+def test_require_port_fails_in_ci_and_skips_elsewhere_when_nothing_listens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="Redis at 127.0.0.1:1 is not available"):
+        require_port("Redis", 1)  # nothing listens on port 1
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="Redis at 127.0.0.1:1"):
+        require_port("Redis", 1)
 
 
 def test_suite_module_layout_is_importable_piece_by_piece() -> None:

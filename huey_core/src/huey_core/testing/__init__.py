@@ -47,7 +47,7 @@ from huey_core.testing.base import BackendFactory, ConformanceBase, Connect, dra
 from huey_core.testing.events import EventEmitterConformance, collect
 from huey_core.testing.queue import QueueConformance
 from huey_core.testing.schedule import ScheduleConformance
-from huey_core.testing.servers import in_ci, require_server
+from huey_core.testing.servers import in_ci, require_port, require_server
 from huey_core.testing.store import DataStoreConformance
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "collect",
     "drain",
     "in_ci",
+    "require_port",
     "require_server",
     "run_threads",
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
 
-__all__ = ["in_ci", "require_server"]
+__all__ = ["in_ci", "require_port", "require_server"]
 
 T = TypeVar("T")
 
@@ -41,3 +42,12 @@ def require_server(kind: str, check: Callable[[], T]) -> T:
     if in_ci():
         pytest.fail(f"{reason} (CI=true, so a missing server fails instead of skipping)")
     pytest.skip(reason)
+
+
+def require_port(kind: str, port: int, host: str = "127.0.0.1") -> None:
+    """require_server() for a server known only by its TCP port: something must accept there."""
+
+    def connect() -> None:
+        socket.create_connection((host, port), timeout=2).close()
+
+    require_server(f"{kind} at {host}:{port}", connect)
