@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
+from huey_core import testing
 
 REDIS_URL = os.environ.get("HUEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -28,21 +28,21 @@ def unique_name(prefix: str = "t") -> str:
 
 def unavailable(reason: str) -> None:
     """Skip locally; fail under CI, where a missing server is a broken environment."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the Redis tests must run)")
-    pytest.skip(reason)
+    testing.require_server(reason, lambda: False)
 
 
-def require_server(url: str = REDIS_URL) -> None:
+def require_server(url: str = REDIS_URL) -> str:
     import redis
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        unavailable(f"no Redis at {url}: {exc}")
-    finally:
-        client.close()
+    def ping() -> bool:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+
+    testing.require_server(f"Redis at {url}", ping)
+    return url
 
 
 def require_binaries() -> None:

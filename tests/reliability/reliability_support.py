@@ -28,7 +28,6 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "backends"))
-from huey_core.testing import in_ci  # noqa: E402
 from redis_support import (  # noqa: E402
     REDIS_URL,
     RedisServer,
@@ -36,6 +35,8 @@ from redis_support import (  # noqa: E402
     free_ports,
     port_free,
     require_binaries,
+    require_server,
+    unavailable,
 )
 from sql_support import MYSQL_URL, POSTGRES_URL, drop_prefix, require_database  # noqa: E402
 
@@ -135,24 +136,8 @@ if _env.get("TEST_CLOCK_EPOCH"):
 # -- servers ------------------------------------------------------------------------------------
 
 
-def unavailable(reason: str) -> None:
-    """Skip locally; fail under CI=true, where a missing server is a broken environment."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: the reliability tests must run)")
-    pytest.skip(reason)
-
-
 def require_redis(url: str = REDIS_URL) -> str:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        unavailable(f"no Redis at {url}: {exc}")
-    finally:
-        client.close()
-    return url
+    return require_server(url)
 
 
 def server_url(kind: str, directory: Path) -> str:
