@@ -1026,27 +1026,22 @@ class Huey:
     ) -> Callable[[Callable[..., Any]], TaskWrapper]:
         """A task the consumer enqueues whenever `validate_datetime(now)` (a crontab) is true."""
 
-        def decorator(func: Callable[..., Any]) -> TaskWrapper:
-            def method_validate(task: Task, timestamp: datetime.datetime) -> bool:
-                return bool(validate_datetime(timestamp))
+        def method_validate(task: Task, timestamp: datetime.datetime) -> bool:
+            return bool(validate_datetime(timestamp))
 
-            return TaskWrapper(
-                self,
-                func.func if isinstance(func, TaskWrapper) else func,
-                context=context,
-                name=name,
-                default_retries=retries,
-                default_retry_delay=retry_delay,
-                default_retry_backoff=retry_backoff,
-                default_priority=priority,
-                default_expires=expires,
-                default_timeout=timeout,
-                validate_datetime=method_validate,
-                task_base=PeriodicTask,
-                **kwargs,
-            )
-
-        return decorator
+        return self.task(
+            retries=retries,
+            retry_delay=retry_delay,
+            retry_backoff=retry_backoff,
+            priority=priority,
+            context=context,
+            name=name,
+            expires=expires,
+            timeout=timeout,
+            validate_datetime=method_validate,
+            task_base=PeriodicTask,
+            **kwargs,
+        )
 
     def context_task(self, obj: Any, as_argument: bool = False, **kwargs: Any) -> Callable[..., TaskWrapper]:
         """A task that runs inside `with obj:` (passing the context value first if as_argument)."""
