@@ -13,7 +13,7 @@ import collections
 import time
 
 import pytest
-from reliability_support import logs, server_url, stop
+from reliability_support import logs, server_url, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +29,10 @@ def test_three_consumers_enqueue_each_periodic_task_once_per_minute(kind, make_a
     app.load()
     for _ in range(3):
         app.start_consumer("-p", "-w", "2", "-s", "0.05")
+    # Count minutes from the first enqueue: on a loaded machine three consumers can take seconds
+    # to import and connect, which would otherwise eat the minutes the test watches.
+    assert wait_for(lambda: "tick-enqueued" in (app.runs.read_text() if app.runs.exists() else ""),
+                    timeout=60), logs(app)  # fmt: skip
     time.sleep(MINUTES * 60 / SPEED + 0.5)
     for proc in app.procs:
         assert stop(proc) == 0, logs(app)
