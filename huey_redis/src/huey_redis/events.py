@@ -90,10 +90,31 @@ class RedisEvents:
             for event in events:
                 self.emit(event)
             return
-        pipe = self._b.client.pipeline(transaction=False)
-        for event in events:
-            pipe.publish(self.channel, event)
-        pipe.execute()
+        try:
+            self._publish_packed(events)
+        except (ConnectionError, TimeoutError):
+            # a dead pooled connection: the pipeline reconnects and retries with backoff
+            # (events already published may then go out twice, as with any retried pipeline)
+            pipe = self._b.client.pipeline(transaction=False)
+            for event in events:
+                pipe.publish(self.channel, event)
+            pipe.execute()
+
+    def _publish_packed(self, events: list[bytes]) -> None:
+        """The batch as one write of pre-packed PUBLISH commands on a pooled connection: what a
+        pipeline sends, without its per-command bookkeeping (a third of the CPU per event)."""
+        pool = self._b.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            channel = self.channel
+            conn.send_packed_command(conn.pack_commands([("PUBLISH", channel, e) for e in events]))
+            for _ in events:
+                conn.read_response()
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: never hand this connection out again
+            raise
+        finally:
+            pool.release(conn)
 
     def listen(self) -> RedisSubscription:
         """A subscription that sees every event published after this call returns."""
