@@ -101,9 +101,13 @@ def build_event(
     return event
 
 
+# One encoder for every event: json.dumps with options builds a new JSONEncoder on each call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def encode_event(event: dict[str, Any]) -> bytes:
     """Compact JSON; values JSON cannot hold (datetimes, exceptions) become strings."""
-    return json.dumps(event, separators=(",", ":"), default=str).encode()
+    return _ENCODE(event).encode()
 
 
 def decode_event(data: bytes | str) -> dict[str, Any]:
