@@ -18,6 +18,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import ConnectionError, TimeoutError
+
 if TYPE_CHECKING:
     from huey_redis.backend import RedisBackend
 
@@ -216,7 +218,15 @@ class RedisStore:
         """The values of `keys` in order (None where missing), in one MGET."""
         if not keys:
             return []
-        values = self._b.client.mget([self._k(key) for key in keys])
+        names = [self._k(key) for key in keys]
+        values = None
+        if not self._b.cluster:  # the hot path: the revocation check before every task
+            try:
+                values = self._b.direct("MGET", *names)
+            except (ConnectionError, TimeoutError):
+                pass  # the client below reconnects and retries
+        if values is None:
+            values = self._b.client.mget(names)
         return [None if value is None else bytes(value) for value in values]
 
     def pop(self, key: str) -> bytes | None:
