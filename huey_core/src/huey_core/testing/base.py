@@ -177,3 +177,32 @@ class ConformanceBase:
     def expire(self) -> None:
         """Sleep until anything created with `short_ttl` has expired."""
         time.sleep(self.short_ttl + self.expiry_slack)
+
+    def dequeue_woken_by(self, backend: Backend, wake: Callable[[], Any]) -> Delivery | None:
+        """A 5 s blocking dequeue while `wake()` runs after 0.2 s; asserts it woke promptly."""
+        timer = threading.Timer(0.2, wake)
+        started = time.monotonic()
+        timer.start()
+        try:
+            delivery = backend.queue.dequeue("worker-1", 30.0, wait=5.0)
+        finally:
+            timer.cancel()
+        elapsed = time.monotonic() - started
+        assert elapsed < self.wake_within, f"woke after {elapsed:.2f} s of a 5 s wait"
+        return delivery
+
+    def run_model(self, machine: Any) -> None:
+        """Run a hypothesis state machine with the suite's settings (no deadline, no database)."""
+        import hypothesis
+        from hypothesis import stateful
+
+        stateful.run_state_machine_as_test(
+            machine,
+            settings=hypothesis.settings(
+                max_examples=self.model_examples,
+                stateful_step_count=25,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(hypothesis.HealthCheck),
+            ),
+        )

@@ -141,16 +141,8 @@ class QueueConformance(ConformanceBase):
         self, backend: Backend, other: Backend
     ) -> None:
         _skip_unless_blocking(backend)
-        timer = threading.Timer(0.2, other.queue.enqueue, args=(b"wake",))
-        started = time.monotonic()
-        timer.start()
-        try:
-            delivery = backend.queue.dequeue("worker-1", 30.0, wait=5.0)
-        finally:
-            timer.cancel()
-        elapsed = time.monotonic() - started
+        delivery = self.dequeue_woken_by(backend, lambda: other.queue.enqueue(b"wake"))
         assert delivery is not None and delivery.data == b"wake"
-        assert elapsed < self.wake_within, f"woke after {elapsed:.2f} s of a 5 s wait"
 
     def test_blocking_dequeue_returns_none_when_wait_expires(self, backend: Backend) -> None:
         _skip_unless_blocking(backend)
@@ -467,7 +459,7 @@ class QueueConformance(ConformanceBase):
 
     def test_queue_matches_a_reference_model(self, backend: Backend) -> None:
         """Random enqueue/dequeue/ack/release/extend sequences against a plain-Python model."""
-        hypothesis = pytest.importorskip("hypothesis", reason="needs huey-core[testing]")
+        pytest.importorskip("hypothesis", reason="needs huey-core[testing]")
         from hypothesis import stateful
         from hypothesis import strategies as st
 
@@ -561,13 +553,4 @@ class QueueConformance(ConformanceBase):
                     assert info.data == self.held[lease].data
                     assert info.deliveries == self.held[lease].deliveries
 
-        stateful.run_state_machine_as_test(
-            QueueModel,
-            settings=hypothesis.settings(
-                max_examples=self.model_examples,
-                stateful_step_count=25,
-                deadline=None,
-                database=None,
-                suppress_health_check=list(hypothesis.HealthCheck),
-            ),
-        )
+        self.run_model(QueueModel)

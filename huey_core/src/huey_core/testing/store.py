@@ -296,7 +296,7 @@ class DataStoreConformance(ConformanceBase):
 
     def test_store_matches_a_reference_model(self, backend: Backend) -> None:
         """Random put/put_if_empty/pop/delete/incr/flush sequences against a plain dict."""
-        hypothesis = pytest.importorskip("hypothesis", reason="needs huey-core[testing]")
+        pytest.importorskip("hypothesis", reason="needs huey-core[testing]")
         from hypothesis import stateful
         from hypothesis import strategies as st
 
@@ -354,13 +354,4 @@ class DataStoreConformance(ConformanceBase):
                     assert store.peek(key) == self.data.get(key)
                     assert store.exists(key) is (key in self.data)
 
-        stateful.run_state_machine_as_test(
-            StoreModel,
-            settings=hypothesis.settings(
-                max_examples=self.model_examples,
-                stateful_step_count=25,
-                deadline=None,
-                database=None,
-                suppress_health_check=list(hypothesis.HealthCheck),
-            ),
-        )
+        self.run_model(StoreModel)
