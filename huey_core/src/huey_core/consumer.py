@@ -208,7 +208,6 @@ class _Worker:
         self._failures = 0  # consecutive backend errors
         self._process_failures = 0  # consecutive process() calls that raised
         self._finished: Delivery | None = None  # done, to be acked by the next dequeue
-        self._ack_and_dequeue: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -243,8 +242,6 @@ class _Worker:
     def loop(self) -> None:
         consumer = self.consumer
         queue = consumer.huey.storage.queue
-        # Optional: ack the finished message and claim the next one in one round trip.
-        self._ack_and_dequeue = getattr(queue, "ack_and_dequeue", None)
         try:
             self._loop(queue)
         finally:
@@ -257,16 +254,17 @@ class _Worker:
             finished, self._finished = self._finished, None
             try:
                 if finished is not None:
-                    delivery = self._ack_and_dequeue(
+                    # Ack the finished message and claim the next one in one round trip.
+                    delivery = queue.ack_and_dequeue(
                         finished.lease, self.owner, consumer.lease_timeout, wait=wait
                     )
                     logger.debug("%s: acknowledged message %s", self.name, finished.lease)
                 else:
                     delivery = queue.dequeue(self.owner, consumer.lease_timeout, wait=wait)
             except Exception as exc:  # noqa: BLE001 - server down: back off, never die
+                self._backend_error("ack-and-dequeue" if finished else "dequeue", exc)
                 if finished is not None:
                     self._ack(finished)  # the ack may not have happened: until it works
-                self._backend_error("dequeue", exc)
                 continue
             self._backend_ok()
             if delivery is None:
@@ -379,7 +377,7 @@ class _Worker:
             if abandoned:
                 return  # shutdown released the lease already; the message is back in the queue
             self.processed += 1
-            if ok and self._ack_and_dequeue is not None and not consumer._stopping.is_set():
+            if ok and not consumer._stopping.is_set():
                 # Acknowledged by the next dequeue, which the loop calls right away (and
                 # _flush_ack when the loop ends): one round trip instead of two.
                 self._finished = delivery
@@ -406,7 +404,7 @@ class _Worker:
                 # Not cut short by a graceful stop: that waits for acks (up to its timeout).
                 self._backend_error("ack", exc, until=self.consumer._hard_stop)
                 with self._lock:
-                    gave_up = self._abandoned
+                    gave_up = self._abandoned or self.consumer._acks_given_up.is_set()
                 if gave_up or self.consumer._hard_stop.is_set():
                     return
                 continue
@@ -654,6 +652,9 @@ class Consumer:
         self._stopping = threading.Event()  # workers take no new work
         self._hard_stop = threading.Event()  # stop at once; release what is in flight
         self._stopped = threading.Event()
+        # Set once a graceful stop has waited long enough: acks that keep failing are dropped
+        # (the lease expires and the task runs again: at-least-once).
+        self._acks_given_up = threading.Event()
         self._heartbeat = _Heartbeat(self)
         self._scheduler = _Scheduler(self)
         self._workers: list[_Worker] = []
@@ -818,6 +819,7 @@ class Consumer:
         reason = "shutdown timeout reached" if graceful and not self._hard_stop.is_set() else (
             "immediate shutdown"
         )
+        self._acks_given_up.set()
         abandoned = [w for w in self._workers if w.busy and w.abandon(reason)]
         if abandoned:
             self._notify_interrupted(abandoned, reason)

@@ -1,15 +1,23 @@
-"""The four storage protocols every backend implements, and the backend that bundles them.
+"""The four storage protocols every backend implements, and base classes that derive the rest.
 
 Bytes in, bytes out: serialization lives in the core, so a backend only stores and moves opaque
 payloads. Each method's docstring is its contract: what is atomic, what happens when the queue is
 empty or the key is missing, and whether the call may block. `huey_core.testing` checks every one
 of these statements against a real server.
 
+Everything the core calls is declared here, optional fast paths and capability flags included.
+A backend author subclasses the `Base*` classes and writes the methods marked *required*; the
+others have defaults in the base class, derived from the required ones, that a backend overrides
+only to be faster (one round trip instead of several) or to wait natively instead of polling.
+docs/backends.md has the table.
+
 Times are unix timestamps (float seconds, `time.time()`); durations are float seconds.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -17,14 +25,29 @@ from typing import Protocol, runtime_checkable
 __all__ = [
     "Backend",
     "BaseBackend",
+    "BaseDataStore",
+    "BaseEventEmitter",
+    "BaseQueue",
+    "BaseSchedule",
+    "BaseSubscription",
     "DataStore",
     "Delivery",
     "EventEmitter",
     "LeaseInfo",
+    "PollingSubscription",
     "Queue",
     "Schedule",
     "Subscription",
+    "ALL",
+    "EVENT_RETENTION",
+    "POLL_INTERVAL",
+    "SUBSCRIPTION_CLOSE_WITHIN",
 ]
+
+ALL = 2**31 - 1  # "every item" for peek(n): what the derived sizes ask for
+POLL_INTERVAL = 0.05  # seconds between checks of the derived polling wait() and listen()
+SUBSCRIPTION_CLOSE_WITHIN = 1.0  # seconds: a blocked subscription ends this soon after close()
+EVENT_RETENTION = 10.0  # seconds a stored event must stay readable, at least, for slow pollers
 
 
 @dataclass(frozen=True)
@@ -50,6 +73,9 @@ class LeaseInfo:
     deadline: float  # unix time after which recover() may hand the message to someone else
     deliveries: int
     data: bytes
+
+
+# ----------------------------------------------------------------------------------- protocols
 
 
 @runtime_checkable
@@ -78,6 +104,15 @@ class Queue(Protocol):
         recovered yet still belongs to its owner: ack() deletes the message (the task did finish).
         """
 
+    def ack_and_dequeue(
+        self, lease: str, owner: str, lease_timeout: float, wait: float = 0.0
+    ) -> Delivery | None:
+        """ack(lease), then dequeue(owner, lease_timeout, wait): one round trip where it can.
+
+        The ack has happened when it returns; when it raises, the caller acks again (ack is
+        idempotent). Derived: ack() then dequeue().
+        """
+
     def release(self, lease: str) -> None:
         """Give a leased message back to the queue, ready now, keeping its delivery count.
 
@@ -94,12 +129,13 @@ class Queue(Protocol):
     def recover(self) -> int:
         """Make every message whose lease deadline has passed ready again; return how many.
 
-        Atomic per message: a message is either still leased or back in the queue, never lost and
-        never doubled. Safe to call from any number of consumers at once.
+        A lease whose deadline is still ahead is left alone, however close it is. Atomic per
+        message: a message is either still leased or back in the queue, never lost and never
+        doubled. Safe to call from any number of consumers at once.
         """
 
     def size(self) -> int:
-        """Number of ready (unleased) messages. 0 when empty."""
+        """Number of ready (unleased) messages. 0 when empty. Derived: len(peek(ALL))."""
 
     def peek(self, n: int = 100) -> list[bytes]:
         """Up to `n` ready messages in the order dequeue would return them, without claiming."""
@@ -109,14 +145,6 @@ class Queue(Protocol):
 
     def flush(self) -> None:
         """Remove every message, ready or leased."""
-
-    # Optional (the consumer uses it when present, through getattr; not part of isinstance):
-    #
-    # def ack_and_dequeue(self, lease: str, owner: str, lease_timeout: float,
-    #                     wait: float = 0.0) -> Delivery | None:
-    #     """ack(lease) then dequeue(owner, lease_timeout, wait), in one round trip where the
-    #     backend can. The ack has happened when it returns; when it raises the caller acks
-    #     again. Fallback: ack() then dequeue()."""
 
 
 @runtime_checkable
@@ -137,11 +165,12 @@ class Schedule(Protocol):
         """Remove and return up to `limit` messages due at `now`, oldest first.
 
         For callers that enqueue them themselves (huey's `read_schedule`); the consumer uses
-        move_due(), which cannot lose a message between the two steps.
+        move_due(), which cannot lose a message between the two steps. Of concurrent callers,
+        each message goes to one.
         """
 
     def size(self) -> int:
-        """Number of messages in the schedule. 0 when empty."""
+        """Number of messages in the schedule. 0 when empty. Derived: len(peek(ALL))."""
 
     def peek(self, n: int = 100) -> list[tuple[float, bytes]]:
         """Up to `n` (timestamp, message) pairs, earliest first, without removing them."""
@@ -155,7 +184,7 @@ class DataStore(Protocol):
     """Results and key/value data (locks, revocations, counters, dedup keys, dead letters).
 
     `ttl` is in seconds; None means the key never expires. An expired key behaves in every method
-    exactly like a missing one.
+    exactly like a missing one, including size() and items().
     """
 
     def put(self, key: str, value: bytes, ttl: float | None = None) -> None:
@@ -164,14 +193,21 @@ class DataStore(Protocol):
     def peek(self, key: str) -> bytes | None:
         """The value under `key`, or None when missing. Never blocks."""
 
+    def peek_many(self, keys: list[str]) -> list[bytes | None]:
+        """The values of `keys` in the same order, None where missing; duplicates kept.
+
+        One round trip where the backend can (revocation checks use it before every task).
+        Derived: one peek() per key.
+        """
+
     def pop(self, key: str) -> bytes | None:
         """Remove and return the value under `key` atomically (one caller wins); None if missing."""
 
     def delete(self, key: str) -> bool:
-        """Remove `key`; True when it existed."""
+        """Remove `key`; True when it held a live value. Derived: pop(key) is not None."""
 
     def exists(self, key: str) -> bool:
-        """True when `key` holds a live value."""
+        """True when `key` holds a live value. Derived: peek(key) is not None."""
 
     def put_if_empty(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         """Store `value` only when `key` is missing; True when this call stored it.
@@ -183,61 +219,76 @@ class DataStore(Protocol):
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         """Add `amount` to the integer under `key` (missing counts as 0); return the new value.
 
-        Atomic. `ttl` is applied when the call creates the key.
+        Atomic. `ttl` is applied when the call creates the key. The value is stored as its
+        decimal digits in ASCII, so peek() returns b"3" after three incr() calls.
         """
 
     def wait(self, key: str, timeout: float) -> bool:
         """Block until `key` holds a value or `timeout` seconds pass; True when it does.
 
-        Backends that can be told about writes wait natively; others poll. Returns at once when the
-        key already exists.
+        Returns at once when the key already exists. Backends that can be told about writes
+        wait natively. Derived: exists() every POLL_INTERVAL seconds.
         """
 
     def size(self) -> int:
-        """Number of live keys."""
+        """Number of live keys. Derived: len(items())."""
 
     def items(self, prefix: str = "") -> dict[str, bytes]:
         """Every live key starting with `prefix` and its value."""
 
     def flush(self, prefix: str = "") -> None:
-        """Remove every key starting with `prefix` (all keys when empty)."""
+        """Remove every key starting with `prefix` (all keys when empty).
 
-    # Optional (the core uses it when present, through getattr; not part of isinstance checks):
-    #
-    # def peek_many(self, keys: list[str]) -> list[bytes | None]:
-    #     """The values of `keys` in the same order, None where missing or expired, duplicates
-    #     kept; one round trip. Fallback: one peek() per key (revocation checks use it)."""
+        Derived: delete() each key items(prefix) returns.
+        """
 
 
 @runtime_checkable
 class Subscription(Protocol):
-    """What EventEmitter.listen() returns: iterate for events, close() from any thread to stop."""
+    """What EventEmitter.listen() returns: iterate for events, close() from any thread to stop.
+
+    It is an iterator (iter() returns itself), so a loop that breaks and loops again carries on
+    where it stopped. After close() a blocked iteration ends within SUBSCRIPTION_CLOSE_WITHIN
+    seconds; events not yet read are dropped.
+    """
 
     def __iter__(self) -> Iterator[bytes]: ...
 
+    def __next__(self) -> bytes: ...
+
     def close(self) -> None:
-        """Stop the iteration; a blocked iterator returns within about a second."""
+        """Stop the iteration. Idempotent; may be called from any thread."""
 
 
 @runtime_checkable
 class EventEmitter(Protocol):
-    """The live event stream: one JSON object (as bytes) per event."""
+    """The live event stream: one JSON object (as bytes) per event.
+
+    Events are for live listeners, not a log: a backend that stores them keeps each one readable
+    for at least EVENT_RETENTION seconds (so a polling listener misses none) and may trim them
+    any time after that.
+    """
+
+    # True when emit() is a cheap in-process hand-off: the core then calls it on the emitting
+    # thread instead of queueing the event for its publisher thread. False for anything that
+    # does I/O.
+    inline: bool
 
     def emit(self, event: bytes) -> None:
         """Publish an event to current listeners. Never raises because nobody listens."""
 
-    def listen(self) -> Subscription:
-        """Subscribe: events emitted after this call, in emit order per producer."""
+    def emit_many(self, events: list[bytes]) -> None:
+        """Publish `events` in list order as if emit() were called for each.
 
-    # Optional (the core looks for them with getattr; not part of isinstance checks):
-    #
-    # def emit_many(self, events: list[bytes]) -> None:
-    #     """Publish `events` in list order as if emit() were called for each, in one round
-    #     trip. Fallback: one emit() per event. The core's event publisher thread uses it."""
-    #
-    # inline: bool = True
-    #     """emit() is a cheap in-process hand-off: the core calls it on the emitting thread
-    #     instead of queueing the event for its publisher thread."""
+        One round trip where the backend can (the core's publisher thread sends batches).
+        Derived: one emit() per event.
+        """
+
+    def listen(self) -> Subscription:
+        """Subscribe: events emitted after this call, in emit order per producer.
+
+        Derived for backends that store events: a PollingSubscription over read_after().
+        """
 
 
 @runtime_checkable
@@ -245,7 +296,8 @@ class Backend(Protocol):
     """What a backend factory returns: the four stores of one huey instance.
 
     A factory is any callable `factory(name: str, url: str | None, **options) -> Backend`, where
-    `name` is the huey instance name that namespaces everything it stores.
+    `name` is the huey instance name that namespaces everything it stores. A factory is only
+    handed URLs whose scheme it registered (or None, when it should use its default location).
     """
 
     name: str
@@ -253,6 +305,9 @@ class Backend(Protocol):
     schedule: Schedule
     store: DataStore
     events: EventEmitter
+    # False when the data lives inside this process (the memory backend): forked worker
+    # processes would each get a private copy, so the consumer refuses `-k process`.
+    process_safe: bool
 
     def after_fork(self) -> None:
         """Drop connections inherited from a parent process (called in forked worker processes)."""
@@ -264,8 +319,216 @@ class Backend(Protocol):
         """A one-line description for logs and banners; never contains a password."""
 
 
+# ----------------------------------------------------------------------------------- base classes
+
+
+class BaseQueue:
+    """Derives `size` and `ack_and_dequeue`; a subclass writes the other nine methods."""
+
+    blocking = False  # dequeue(wait=...) returns at once, so the consumer polls with backoff
+    priority = False  # override with True when enqueue honours priority
+
+    def enqueue(self, data: bytes, priority: int = 0) -> None:  # required
+        raise NotImplementedError
+
+    def dequeue(self, owner: str, lease_timeout: float, wait: float = 0.0) -> Delivery | None:
+        raise NotImplementedError  # required
+
+    def ack(self, lease: str) -> None:  # required
+        raise NotImplementedError
+
+    def release(self, lease: str) -> None:  # required
+        raise NotImplementedError
+
+    def extend(self, lease: str, lease_timeout: float) -> bool:  # required
+        raise NotImplementedError
+
+    def recover(self) -> int:  # required
+        raise NotImplementedError
+
+    def peek(self, n: int = 100) -> list[bytes]:  # required
+        raise NotImplementedError
+
+    def leases(self) -> list[LeaseInfo]:  # required
+        raise NotImplementedError
+
+    def flush(self) -> None:  # required
+        raise NotImplementedError
+
+    def ack_and_dequeue(
+        self, lease: str, owner: str, lease_timeout: float, wait: float = 0.0
+    ) -> Delivery | None:
+        self.ack(lease)
+        return self.dequeue(owner, lease_timeout, wait)
+
+    def size(self) -> int:
+        return len(self.peek(ALL))
+
+
+class BaseSchedule:
+    """Derives `size`; a subclass writes add, move_due, pop_due, peek and flush."""
+
+    def add(self, data: bytes, timestamp: float, priority: int = 0) -> None:  # required
+        raise NotImplementedError
+
+    def move_due(self, now: float, limit: int = 1000) -> int:  # required
+        raise NotImplementedError
+
+    def pop_due(self, now: float, limit: int = 1000) -> list[bytes]:  # required
+        raise NotImplementedError
+
+    def peek(self, n: int = 100) -> list[tuple[float, bytes]]:  # required
+        raise NotImplementedError
+
+    def flush(self) -> None:  # required
+        raise NotImplementedError
+
+    def size(self) -> int:
+        return len(self.peek(ALL))
+
+
+class BaseDataStore:
+    """Derives peek_many, delete, exists, a polling wait, size and flush.
+
+    A subclass writes put, peek, pop, put_if_empty, incr and items.
+    """
+
+    poll_interval = POLL_INTERVAL  # seconds between checks of the derived wait()
+
+    def put(self, key: str, value: bytes, ttl: float | None = None) -> None:  # required
+        raise NotImplementedError
+
+    def peek(self, key: str) -> bytes | None:  # required
+        raise NotImplementedError
+
+    def pop(self, key: str) -> bytes | None:  # required
+        raise NotImplementedError
+
+    def put_if_empty(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        raise NotImplementedError  # required
+
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:  # required
+        raise NotImplementedError
+
+    def items(self, prefix: str = "") -> dict[str, bytes]:  # required
+        raise NotImplementedError
+
+    def peek_many(self, keys: list[str]) -> list[bytes | None]:
+        return [self.peek(key) for key in keys]
+
+    def delete(self, key: str) -> bool:
+        return self.pop(key) is not None
+
+    def exists(self, key: str) -> bool:
+        return self.peek(key) is not None
+
+    def wait(self, key: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.exists(key):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(self.poll_interval, remaining))
+
+    def size(self) -> int:
+        return len(self.items())
+
+    def flush(self, prefix: str = "") -> None:
+        for key in self.items(prefix):
+            self.delete(key)
+
+
+class BaseSubscription:
+    """Makes a Subscription out of a generator: a subclass writes events() and close()."""
+
+    _generator: Iterator[bytes] | None = None
+
+    def events(self) -> Iterator[bytes]:  # required: a generator that ends once closed
+        raise NotImplementedError
+
+    def close(self) -> None:  # required
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._generator is None:
+            self._generator = self.events()
+        return next(self._generator)
+
+
+class PollingSubscription:
+    """A Subscription that reads stored events with `read_after(cursor)` until closed.
+
+    It starts at the cursor `read_after(None)` returns (the newest stored event), so it delivers
+    exactly the events stored after listen(). Between empty reads it waits `poll_interval`
+    seconds, or until close().
+    """
+
+    def __init__(self, emitter: BaseEventEmitter, poll_interval: float = POLL_INTERVAL) -> None:
+        self._emitter = emitter
+        self._poll = min(poll_interval, SUBSCRIPTION_CLOSE_WITHIN)
+        self._closed = threading.Event()
+        self._cursor, _ = emitter.read_after(None)
+        self._buffer: list[bytes] = []
+
+    def __iter__(self) -> PollingSubscription:
+        return self
+
+    def __next__(self) -> bytes:
+        while not self._buffer:
+            if self._closed.is_set():
+                raise StopIteration
+            self._cursor, events = self._emitter.read_after(self._cursor)
+            if events:
+                self._buffer = list(reversed(events))
+            else:
+                self._closed.wait(self._poll)  # returns early when close() is called
+        if self._closed.is_set():
+            raise StopIteration
+        return self._buffer.pop()
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class BaseEventEmitter:
+    """Derives emit_many, and listen() for backends that store events.
+
+    A backend that stores events (a table, a file, a stream) writes emit() and read_after(), and
+    gets a polling listen(). A backend with native pub/sub writes emit() and listen() instead.
+    """
+
+    inline = False  # emit() does I/O: the core calls it from its publisher thread
+    poll_interval = POLL_INTERVAL  # seconds between reads of the derived listen()
+
+    def emit(self, event: bytes) -> None:  # required
+        raise NotImplementedError
+
+    def read_after(self, cursor: object | None) -> tuple[object, list[bytes]]:
+        """Events stored after `cursor`, oldest first, and the cursor of the last one returned.
+
+        `cursor` is opaque to the core (an id, an offset). With None it returns no events and
+        the cursor of the newest stored event, where a new subscription starts. Required only
+        when listen() is not overridden.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement listen() or read_after()"
+        )
+
+    def emit_many(self, events: list[bytes]) -> None:
+        for event in events:
+            self.emit(event)
+
+    def listen(self) -> Subscription:
+        return PollingSubscription(self, self.poll_interval)
+
+
 class BaseBackend:
-    """Optional base class with the derived defaults; a backend may implement Backend directly."""
+    """Derives after_fork, close and describe; a subclass sets the four stores in __init__."""
 
     name: str
     queue: Queue
@@ -273,6 +536,7 @@ class BaseBackend:
     store: DataStore
     events: EventEmitter
     url: str | None = None
+    process_safe = True  # the data lives outside this process: forked workers share it
 
     def after_fork(self) -> None:
         """Most clients are fork-safe on their own; backends with pools override this."""

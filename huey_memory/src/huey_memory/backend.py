@@ -14,10 +14,19 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from huey_core.protocols import BaseBackend, Delivery, LeaseInfo
+from huey_core.protocols import (
+    BaseBackend,
+    BaseDataStore,
+    BaseEventEmitter,
+    BaseQueue,
+    BaseSchedule,
+    BaseSubscription,
+    Delivery,
+    LeaseInfo,
+)
 
 
-class MemoryQueue:
+class MemoryQueue(BaseQueue):
     blocking = True  # dequeue(wait=...) sleeps on a condition variable until enqueue wakes it
     priority = True
 
@@ -108,7 +117,7 @@ class MemoryQueue:
             self._leases.clear()
 
 
-class MemorySchedule:
+class MemorySchedule(BaseSchedule):
     def __init__(self, cond: threading.Condition, queue: MemoryQueue) -> None:
         self._cond = cond
         self._queue = queue
@@ -149,7 +158,7 @@ class MemorySchedule:
             self._items.clear()
 
 
-class MemoryStore:
+class MemoryStore(BaseDataStore):
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._data: dict[str, tuple[bytes, float | None]] = {}  # key -> value, expires at
@@ -239,7 +248,7 @@ class MemoryStore:
                 del self._data[key]
 
 
-class MemorySubscription:
+class MemorySubscription(BaseSubscription):
     def __init__(self, emitter: MemoryEvents) -> None:
         self._emitter = emitter
         self._inbox: stdqueue.SimpleQueue[bytes | None] = stdqueue.SimpleQueue()
@@ -248,7 +257,7 @@ class MemorySubscription:
     def deliver(self, event: bytes) -> None:
         self._inbox.put(event)
 
-    def __iter__(self) -> Iterator[bytes]:
+    def events(self) -> Iterator[bytes]:
         while not self._closed:
             event = self._inbox.get()
             if event is None:
@@ -261,7 +270,7 @@ class MemorySubscription:
         self._inbox.put(None)  # wakes a blocked iterator at once
 
 
-class MemoryEvents:
+class MemoryEvents(BaseEventEmitter):
     # emit() is an in-process hand-off: the core calls it directly rather than from its event
     # publisher thread, so listeners have every event as soon as the emitting call returns.
     inline = True

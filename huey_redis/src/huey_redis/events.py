@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from huey_core.protocols import BaseEventEmitter, BaseSubscription
 from redis.exceptions import ConnectionError, TimeoutError
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ log = logging.getLogger("huey.redis")
 POLL = 0.25
 
 
-class RedisSubscription:
+class RedisSubscription(BaseSubscription):
     """Iterate for event payloads; close() from any thread stops the iterator within ~POLL s.
 
     The SUBSCRIBE is confirmed by the server before listen() returns, so every event published
@@ -42,7 +43,7 @@ class RedisSubscription:
         self._pubsub.close()
         raise TimeoutError(f"no confirmation for SUBSCRIBE {channel}")
 
-    def __iter__(self) -> Iterator[bytes]:
+    def events(self) -> Iterator[bytes]:
         with self._lock:
             if self._closed:
                 return
@@ -71,7 +72,7 @@ class RedisSubscription:
                 self._pubsub.close()
 
 
-class RedisEvents:
+class RedisEvents(BaseEventEmitter):
     """PUBLISH/SUBSCRIBE on one channel per huey instance."""
 
     def __init__(self, backend: RedisBackend) -> None:

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from huey_core.protocols import Delivery, LeaseInfo
+from huey_core.protocols import BaseQueue, BaseSchedule, Delivery, LeaseInfo
 from redis.exceptions import NoScriptError
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ def _unpack_member(member: bytes) -> bytes:
     return payload
 
 
-class RedisQueue:
+class RedisQueue(BaseQueue):
     """Ready messages in a sorted set, leased messages in another, payloads in a hash."""
 
     blocking = True  # dequeue(wait=...) blocks in BLPOP on a wake-up list fed by every enqueue
@@ -382,7 +382,7 @@ class RedisQueue:
         )
 
 
-class RedisSchedule:
+class RedisSchedule(BaseSchedule):
     """Scheduled messages in one sorted set scored by timestamp; moved by one script."""
 
     def __init__(self, backend: RedisBackend, queue: RedisQueue) -> None:

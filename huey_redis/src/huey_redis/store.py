@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from huey_core.protocols import BaseDataStore
 from redis.exceptions import ConnectionError, TimeoutError
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ def _ttl_ms(ttl: float | None) -> str:
     return "" if ttl is None else str(max(1, int(round(ttl * 1000))))
 
 
-class RedisStore:
+class RedisStore(BaseDataStore):
     """Key/value data: results, locks, counters, dedup keys, dead letters."""
 
     def __init__(self, backend: RedisBackend, default_ttl: float | None = None) -> None:

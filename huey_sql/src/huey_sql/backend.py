@@ -20,7 +20,16 @@ from typing import Any, TypeVar
 
 from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
-from huey_core.protocols import BaseBackend, Delivery, LeaseInfo
+from huey_core.protocols import (
+    BaseBackend,
+    BaseDataStore,
+    BaseEventEmitter,
+    BaseQueue,
+    BaseSchedule,
+    BaseSubscription,
+    Delivery,
+    LeaseInfo,
+)
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -329,7 +338,7 @@ class _DB:
         return column.like(escaped + "%", escape="!")
 
 
-class SQLQueue:
+class SQLQueue(BaseQueue):
     """The ready queue with leases. Ready = lease IS NULL; ack deletes by lease token."""
 
     priority = True
@@ -608,7 +617,7 @@ class SQLQueue:
         self._db.run(lambda conn: conn.execute(delete(t).where(self._mine())))
 
 
-class SQLSchedule:
+class SQLSchedule(BaseSchedule):
     """Messages waiting for a time, indexed by (name, ts)."""
 
     def __init__(self, db: _DB, queue: SQLQueue) -> None:
@@ -692,7 +701,7 @@ class SQLSchedule:
         self._db.run(lambda conn: conn.execute(delete(self._t).where(self._mine())))
 
 
-class SQLStore:
+class SQLStore(BaseDataStore):
     """Key/value rows with an optional expiry; expired rows read as missing, cleaned lazily."""
 
     CLEANUP_EVERY = 60.0  # seconds between sweeps of expired rows, per process
@@ -965,7 +974,7 @@ class SQLStore:
         self._db.run(lambda conn: conn.execute(stmt))
 
 
-class SQLSubscription:
+class SQLSubscription(BaseSubscription):
     """Reads the events table by id; PostgreSQL wakes it with NOTIFY, elsewhere it polls.
 
     Ids are assigned at insert but rows become visible at commit, so on PostgreSQL and MySQL a
@@ -1027,7 +1036,7 @@ class SQLSubscription:
             out.append(bytes(row.data))
         return out
 
-    def __iter__(self) -> Iterator[bytes]:
+    def events(self) -> Iterator[bytes]:
         waker = self._db.waker
         while not self._closed.is_set():
             token = waker.token(self._db.channel("ev"))
@@ -1049,7 +1058,7 @@ class SQLSubscription:
         self._db.waker.touch("ev")
 
 
-class SQLEvents:
+class SQLEvents(BaseEventEmitter):
     """Events in a table, so they cross processes; retention bounded by count and age."""
 
     TRIM_EVERY = 500  # emits between trims, per process

@@ -24,7 +24,16 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from huey_core.protocols import BaseBackend, Delivery, LeaseInfo
+from huey_core.protocols import (
+    BaseBackend,
+    BaseDataStore,
+    BaseEventEmitter,
+    BaseQueue,
+    BaseSchedule,
+    BaseSubscription,
+    Delivery,
+    LeaseInfo,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS lite_queue (
@@ -119,7 +128,7 @@ class _Transaction:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-class LiteQueue:
+class LiteQueue(BaseQueue):
     blocking = False  # SQLite cannot wake a waiter in another process: dequeue returns at once
     priority = True  # ORDER BY priority DESC, id
 
@@ -216,7 +225,7 @@ class LiteQueue:
         self._conns.get().execute("DELETE FROM lite_queue WHERE name = ?", (self.name,))
 
 
-class LiteSchedule:
+class LiteSchedule(BaseSchedule):
     def __init__(self, name: str, conns: _Connections) -> None:
         self.name = name
         self._conns = conns
@@ -280,7 +289,7 @@ _LIVE = "(expires IS NULL OR expires > ?)"
 _PREFIX = "substr(key, 1, length(?)) = ?"
 
 
-class LiteStore:
+class LiteStore(BaseDataStore):
     def __init__(self, name: str, conns: _Connections, poll_interval: float) -> None:
         self.name = name
         self._conns = conns
@@ -383,7 +392,7 @@ class LiteStore:
         )
 
 
-class LiteSubscription:
+class LiteSubscription(BaseSubscription):
     """Polls the events table for rows newer than the last one seen; close() stops it."""
 
     def __init__(self, name: str, conns: _Connections, poll_interval: float) -> None:
@@ -398,7 +407,7 @@ class LiteSubscription:
             .fetchone()[0]
         )
 
-    def __iter__(self) -> Iterator[bytes]:
+    def events(self) -> Iterator[bytes]:
         while not self._closed.is_set():
             rows = (
                 self._conns.get()
@@ -420,7 +429,7 @@ class LiteSubscription:
         self._closed.set()
 
 
-class LiteEvents:
+class LiteEvents(BaseEventEmitter):
     def __init__(self, name: str, conns: _Connections, poll_interval: float) -> None:
         self.name = name
         self._conns = conns
