@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test dev bench clean
+.PHONY: demo test lint dev bench clean
 
 $(BIN)/huey: huey_core/pyproject.toml huey_memory/pyproject.toml huey_redis/pyproject.toml huey_sql/pyproject.toml requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,13 @@ demo: dev
 
 test: dev
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Lint and types are part of green: .ci/run runs this before the tests.
+lint: dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict huey_core/src/huey_core
+	$(BIN)/mypy huey_memory/src huey_redis/src huey_sql/src
 
 clean:
 	rm -rf $(VENV) build dist */build */dist

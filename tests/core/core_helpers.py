@@ -30,7 +30,7 @@ def cleanup() -> None:
     """Remove what the tests stored (only their own uniquely named instances) and close."""
     while created:
         huey = created.pop()
-        if huey._storage is None or TEST_BACKEND == "memory":
+        if not huey.storage_built or TEST_BACKEND == "memory":
             continue
         try:
             huey.storage.queue.flush()

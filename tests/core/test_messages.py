@@ -174,7 +174,7 @@ def test_signed_huey_dead_letters_tampered_and_unsigned_messages() -> None:
     job()
     (good,) = producer.storage.queue.peek()
     tampered = good.replace(b"job", b"jox")
-    unsigned = Serializer().serialize(producer._message(job.s()))
+    unsigned = Serializer().serialize(producer.codec.to_message(job.s()))
     for payload, reason in ((tampered, "tampered"), (unsigned, "not signed")):
         events = _dead_letter_scenario(producer, payload)
         assert ran == []

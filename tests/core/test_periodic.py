@@ -9,7 +9,7 @@ import time
 import pytest
 from core_helpers import drain, make_huey
 
-from huey_core import Huey, PeriodicTask, crontab
+from huey_core import Huey, PeriodicTask, clock, crontab
 
 # 2024-01-07 was a Sunday.
 SUNDAY = datetime.datetime(2024, 1, 7, 12, 0)
@@ -163,8 +163,8 @@ def test_local_time_crontab_follows_the_local_zone() -> None:
             def at_utc_hour():
                 pass
 
-        now_local = local._get_timestamp()
-        now_utc = utc._get_timestamp()
+        now_local = clock.now(local.utc)
+        now_utc = clock.now(utc.utc)
         assert (now_local - now_utc).total_seconds() == pytest.approx(5.5 * 3600, abs=5)
         assert len(utc.enqueue_periodic()) == 1
         # 05:30 ahead, the local hour is never the UTC hour.

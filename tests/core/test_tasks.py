@@ -413,7 +413,7 @@ def test_group_and_chord(huey: Huey) -> None:
 
 
 def test_chord_callback_gets_skipped_members(huey: Huey) -> None:
-    from huey_core.api import SKIPPED
+    from huey_core.serializer import SKIPPED
 
     @huey.task()
     def ident(x):
@@ -868,8 +868,7 @@ def test_interrupted_task_is_not_acknowledged(huey: Huey) -> None:
 
     result = stopped()
     delivery = huey.storage.queue.dequeue("w", 30)
-    with pytest.raises(KeyboardInterrupt):
-        huey.process(delivery)
+    assert huey.process(delivery) is False  # not done: the caller must not acknowledge it
     huey.storage.queue.release(delivery.lease)  # what a consumer's shutdown does
     assert fired == [result.id] and len(huey) == 1
 
@@ -919,6 +918,6 @@ def test_huey_storage_class_names() -> None:
     memory = MemoryHuey("m")
     assert type(memory.storage).__name__ == "MemoryBackend"
     redis = RedisHuey("r", host="10.0.0.9", port=6380, db=2, password="p@ss")
-    assert redis._backend_spec[:2] == ("redis", "redis://:p%40ss@10.0.0.9:6380/2")
-    assert RedisHuey("r2", url="redis://h:1/0")._backend_spec[:2] == ("redis", "redis://h:1/0")
-    assert SqliteHuey("s", filename="/tmp/app.db")._backend_spec[:2] == ("sql", "sqlite:////tmp/app.db")
+    assert redis.backend_spec[:2] == ("redis", "redis://:p%40ss@10.0.0.9:6380/2")
+    assert RedisHuey("r2", url="redis://h:1/0").backend_spec[:2] == ("redis", "redis://h:1/0")
+    assert SqliteHuey("s", filename="/tmp/app.db").backend_spec[:2] == ("sql", "sqlite:////tmp/app.db")

@@ -17,6 +17,7 @@ from huey_lite import plugin
 from huey_lite.backend import LiteBackend
 
 from huey_core import plugins
+from huey_core.exceptions import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SRC = ROOT / "examples" / "example_backend" / "src"
@@ -42,7 +43,7 @@ def test_example_plugin_registers_the_lite_backend(tmp_path: Path) -> None:
         assert (tmp_path / "app.db").exists()
     finally:
         backend.close()
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigurationError, match="backend 'lite' refused its options"):
         plugins.create_backend("app", url=f"lite:///{tmp_path / 'app.db'}", pol_interval=0.01)
 
 

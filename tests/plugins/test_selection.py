@@ -78,10 +78,20 @@ def test_url_for_another_backend_is_refused() -> None:
     assert "hunter2" not in message
 
 
-def test_unregistered_dialect_variant_passes_to_the_backend() -> None:
-    # The sql backend's driver may accept dialects it did not register as schemes.
-    info, url = resolve(backend="sql", url="sqlite+pysqlite:///huey.db")
-    assert (info.name, url) == ("sql", "sqlite+pysqlite:///huey.db")
+def test_a_backend_is_never_handed_a_scheme_it_did_not_register() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        resolve(backend="sql", url="sqlite+weird://user:hunter2@host/huey.db")
+    message = str(caught.value)
+    assert "backend 'sql'" in message and "sqlite://" in message
+    assert "scheme 'sqlite+weird'" in message and "hunter2" not in message
+
+
+def test_a_url_of_another_backend_names_its_owner() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        resolve(backend="memory", url="sqlite:///x.db")
+    message = str(caught.value)
+    assert "backend 'memory'" in message and "memory://" in message
+    assert "scheme 'sqlite'" in message and "that is a 'sql' URL" in message
 
 
 def test_unknown_backend_names_installed_ones_and_suggests() -> None:
@@ -135,7 +145,7 @@ def test_create_backend_builds_the_chosen_backend() -> None:
 
 
 def test_create_backend_passes_options_to_the_factory() -> None:
-    with pytest.raises(TypeError, match="no options"):
+    with pytest.raises(ConfigurationError, match="backend 'memory' refused its options: .*no options"):
         create_backend("app", backend="memory", pool_size=3)
 
 

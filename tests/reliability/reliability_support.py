@@ -103,7 +103,7 @@ def die():
 if _env.get("TEST_CLOCK_EPOCH"):
     # A test clock for the consumer: one real second is SPEED seconds, from a shared epoch, so
     # every consumer process agrees on the minute and a minute passes in 60/SPEED real seconds.
-    import huey_core.consumer as _consumer
+    import huey_core.scheduler as _scheduler
 
     _EPOCH = float(_env["TEST_CLOCK_EPOCH"])
     _SPEED = float(_env["TEST_CLOCK_SPEED"])
@@ -118,7 +118,7 @@ if _env.get("TEST_CLOCK_EPOCH"):
         def time(self):
             return fake_time()
 
-    _consumer.time = _Clock()
+    _scheduler.time = _Clock()
 
     @huey.periodic_task(crontab(minute="*"))
     def tick():

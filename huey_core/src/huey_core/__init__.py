@@ -6,23 +6,8 @@ ports by changing its imports and the storage class.
 
 from __future__ import annotations
 
-from huey_core.api import (
-    ChordResult,
-    Huey,
-    MemoryHuey,
-    PeriodicTask,
-    PriorityRedisHuey,
-    RateLimit,
-    RedisHuey,
-    Result,
-    ResultGroup,
-    SqliteHuey,
-    Task,
-    TaskLock,
-    TaskWrapper,
-    chord,
-    group,
-)
+from huey_core.api import Huey
+from huey_core.compat import MemoryHuey, PriorityRedisHuey, RedisHuey, SqliteHuey
 from huey_core.crontab import crontab
 from huey_core.exceptions import (
     CancelExecution,
@@ -38,7 +23,10 @@ from huey_core.exceptions import (
     UnknownBackend,
 )
 from huey_core.hookspecs import hookimpl
+from huey_core.locks import RateLimit, TaskLock
+from huey_core.results import ChordResult, Result, ResultGroup, chord, group
 from huey_core.serializer import JSONSerializer, PickleSerializer, Serializer, SignedSerializer
+from huey_core.task import PeriodicTask, Task, TaskWrapper
 
 __version__ = "0.1.0"
 

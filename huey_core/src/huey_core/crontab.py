@@ -21,9 +21,10 @@ from __future__ import annotations
 import datetime
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Crontab", "crontab"]
+__all__ = ["Crontab", "crontab", "next_match"]
 
 _PIECE = re.compile(r"^(?:(?P<star>\*)|(?P<lo>\d+)(?:-(?P<hi>\d+))?)(?:/(?P<step>\d+))?$")
 
@@ -39,9 +40,6 @@ _FIELDS: dict[str, tuple[int, int]] = {
 
 def parse_field(field: str, spec: Any) -> frozenset[int]:
     """The set of values `spec` selects for `field`; ValueError naming the bad piece."""
-    lo_ok, hi_ok = _FIELDS[field]
-    # day_of_week: ranges and steps walk the week 0..6; 7 is only an alias of 0 (Sunday).
-    cycle_hi = 6 if field == "day_of_week" else hi_ok
     if isinstance(spec, bool) or not isinstance(spec, (int, str)):
         raise ValueError(f"crontab {field}={spec!r}: expected an int or a string like '*/5'")
     text = str(spec).replace(" ", "")
@@ -49,37 +47,42 @@ def parse_field(field: str, spec: Any) -> frozenset[int]:
         raise ValueError(f"crontab {field}: empty specification")
     values: set[int] = set()
     for piece in text.split(","):
-        match = _PIECE.match(piece)
-        if not match:
-            raise ValueError(f"crontab {field}={spec!r}: cannot parse {piece!r}")
-        step = int(match["step"]) if match["step"] is not None else 1
-        if step < 1:
-            raise ValueError(f"crontab {field}={spec!r}: step must be at least 1 in {piece!r}")
-        if match["star"]:
-            span = list(range(lo_ok, cycle_hi + 1))
-        else:
-            start = int(match["lo"])
-            if match["hi"] is not None:
-                end = int(match["hi"])
-            elif match["step"] is not None:
-                end = cycle_hi  # "a/n": from a to the end of the field
-            else:
-                end = start
-            for value in (start, end):
-                if not lo_ok <= value <= hi_ok:
-                    raise ValueError(
-                        f"crontab {field}={spec!r}: {value} is outside {lo_ok}-{hi_ok}"
-                    )
-            if field == "day_of_week" and start == 7:
-                start = 0 if end != 7 else 7  # "7-3" is Sunday..Wednesday; "7" alone stays 7
-            if start <= end:
-                span = list(range(start, end + 1))
-            else:  # wraps around: 22-2 is 22, 23, 0, 1, 2
-                span = list(range(start, cycle_hi + 1)) + list(range(lo_ok, end + 1))
-        values.update(span[::step])
+        values.update(_parse_piece(field, spec, piece))
     if field == "day_of_week":
         values = {v % 7 for v in values}
     return frozenset(values)
+
+
+def _parse_piece(field: str, spec: Any, piece: str) -> list[int]:
+    """The values one comma-separated piece of a field selects."""
+    lo_ok, hi_ok = _FIELDS[field]
+    # day_of_week: ranges and steps walk the week 0..6; 7 is only an alias of 0 (Sunday).
+    cycle_hi = 6 if field == "day_of_week" else hi_ok
+    match = _PIECE.match(piece)
+    if not match:
+        raise ValueError(f"crontab {field}={spec!r}: cannot parse {piece!r}")
+    step = int(match["step"]) if match["step"] is not None else 1
+    if step < 1:
+        raise ValueError(f"crontab {field}={spec!r}: step must be at least 1 in {piece!r}")
+    if match["star"]:
+        return list(range(lo_ok, cycle_hi + 1))[::step]
+    start = int(match["lo"])
+    if match["hi"] is not None:
+        end = int(match["hi"])
+    elif match["step"] is not None:
+        end = cycle_hi  # "a/n": from a to the end of the field
+    else:
+        end = start
+    for value in (start, end):
+        if not lo_ok <= value <= hi_ok:
+            raise ValueError(f"crontab {field}={spec!r}: {value} is outside {lo_ok}-{hi_ok}")
+    if field == "day_of_week" and start == 7:
+        start = 0 if end != 7 else 7  # "7-3" is Sunday..Wednesday; "7" alone stays 7
+    if start <= end:
+        span = list(range(start, end + 1))
+    else:  # wraps around: 22-2 is 22, 23, 0, 1, 2
+        span = list(range(start, cycle_hi + 1)) + list(range(lo_ok, end + 1))
+    return span[::step]
 
 
 class Crontab:
@@ -116,9 +119,33 @@ class Crontab:
             and weekday in self.days_of_week
         )
 
+    @property
+    def text(self) -> str:
+        """The five fields as cron writes them, e.g. "*/5 * * * *"."""
+        return " ".join(str(self.spec[f]) for f in _FIELDS)
+
     def __repr__(self) -> str:
-        fields = " ".join(str(self.spec[f]) for f in _FIELDS)
-        return f"crontab({fields})"
+        return f"crontab({self.text})"
+
+
+def next_match(
+    check: Callable[[datetime.datetime], bool],
+    after: datetime.datetime,
+    horizon_minutes: int = 7 * 24 * 60,
+) -> datetime.datetime | None:
+    """The first whole minute after `after` that `check` accepts, within the horizon; or None.
+
+    A check that raises is treated as never matching.
+    """
+    moment = after.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
+    for _ in range(horizon_minutes):
+        try:
+            if check(moment):
+                return moment
+        except Exception:  # noqa: BLE001 - a custom validate function that fails
+            return None
+        moment += datetime.timedelta(minutes=1)
+    return None
 
 
 def crontab(

@@ -2,8 +2,9 @@
 
 Fields of every event:
 
-    status        enqueued, scheduled, revoked, started, finished, error, retrying, expired,
-                  locked, interrupted, canceled, rate-limited, dead-lettered, recovered
+    status        one of EventStatus: enqueued, scheduled, revoked, started, finished, error,
+                  retrying, expired, locked, interrupted, canceled, rate-limited,
+                  dead-lettered, recovered
     id            task id, or null when the message could not be decoded
     task          task name, or null
     retries       retries left (int) or null
@@ -24,6 +25,7 @@ from __future__ import annotations
 import atexit
 import collections
 import datetime
+import enum
 import json
 import logging
 import os
@@ -31,26 +33,110 @@ import socket
 import threading
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from huey_core import signals as S
+from huey_core.clock import to_unix
 from huey_core.plugins import mask_url
+
+if TYPE_CHECKING:
+    from huey_core.protocols import EventEmitter
 
 logger = logging.getLogger("huey.events")
 
 __all__ = [
     "EventPublisher",
+    "EventStatus",
+    "Named",
     "build_event",
     "consumer_identity",
     "decode_event",
     "encode_event",
-    "eta_timestamp",
+    "status_of",
 ]
+
+
+class EventStatus(str, enum.Enum):
+    """Every event status, defined once (the values are what events carry)."""
+
+    ENQUEUED = "enqueued"
+    SCHEDULED = "scheduled"
+    REVOKED = "revoked"
+    STARTED = "started"
+    FINISHED = "finished"
+    ERROR = "error"
+    RETRYING = "retrying"
+    EXPIRED = "expired"
+    LOCKED = "locked"
+    INTERRUPTED = "interrupted"
+    CANCELED = "canceled"
+    RATE_LIMITED = "rate-limited"
+    DEAD_LETTERED = "dead-lettered"
+    RECOVERED = "recovered"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# The event each signal is reported with (huey's signal names differ for three of them).
+_STATUS_OF_SIGNAL = {
+    S.SIGNAL_CANCELED: EventStatus.CANCELED,
+    S.SIGNAL_COMPLETE: EventStatus.FINISHED,
+    S.SIGNAL_ERROR: EventStatus.ERROR,
+    S.SIGNAL_EXECUTING: EventStatus.STARTED,
+    S.SIGNAL_EXPIRED: EventStatus.EXPIRED,
+    S.SIGNAL_LOCKED: EventStatus.LOCKED,
+    S.SIGNAL_RETRYING: EventStatus.RETRYING,
+    S.SIGNAL_REVOKED: EventStatus.REVOKED,
+    S.SIGNAL_SCHEDULED: EventStatus.SCHEDULED,
+    S.SIGNAL_INTERRUPTED: EventStatus.INTERRUPTED,
+    S.SIGNAL_ENQUEUED: EventStatus.ENQUEUED,
+    S.SIGNAL_TIMEOUT: EventStatus.ERROR,
+    S.SIGNAL_RATE_LIMITED: EventStatus.RATE_LIMITED,
+    S.SIGNAL_DEAD_LETTERED: EventStatus.DEAD_LETTERED,
+}
+
+
+def status_of(signal: str) -> EventStatus:
+    """The event status that reports `signal`."""
+    return _STATUS_OF_SIGNAL[signal]
+
+
+class Subject(Protocol):
+    """What an event says about its task (a Task has all of it)."""
+
+    @property
+    def id(self) -> str | None: ...
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def retries(self) -> int | None: ...
+
+    @property
+    def retry_delay(self) -> float | None: ...
+
+    @property
+    def eta(self) -> datetime.datetime | None: ...
+
+
+class Named:
+    """The Subject of an event about a message that could not be decoded into a Task."""
+
+    retries = None
+    retry_delay = None
+    eta = None
+
+    def __init__(self, id: str | None, name: str | None) -> None:
+        self.id, self.name = id, name
+
 
 _IDENTITY: tuple[int, str] | None = None
 
 
 def consumer_identity() -> str:
-    """"<host>:<pid>", recomputed after a fork."""
+    """ "<host>:<pid>", recomputed after a fork."""
     global _IDENTITY
     pid = os.getpid()
     if _IDENTITY is None or _IDENTITY[0] != pid:
@@ -58,18 +144,9 @@ def consumer_identity() -> str:
     return _IDENTITY[1]
 
 
-def eta_timestamp(eta: datetime.datetime | None, utc: bool) -> float | None:
-    """Unix time of a naive eta in UTC (utc=True) or local time; aware datetimes convert as is."""
-    if eta is None:
-        return None
-    if eta.tzinfo is None and utc:
-        eta = eta.replace(tzinfo=datetime.timezone.utc)
-    return eta.timestamp()  # a naive datetime is taken as local time here
-
-
 def build_event(
-    status: str,
-    task: Any = None,
+    status: EventStatus | str,
+    task: Subject | None = None,
     *,
     utc: bool = True,
     huey: str | None = None,
@@ -77,12 +154,12 @@ def build_event(
 ) -> dict[str, Any]:
     """The event dict for `status` about `task` (a huey_core.api.Task or None)."""
     event: dict[str, Any] = {
-        "status": status,
-        "id": getattr(task, "id", None),
-        "task": getattr(task, "name", None),
-        "retries": getattr(task, "retries", None),
-        "retry_delay": getattr(task, "retry_delay", None),
-        "execute_time": eta_timestamp(getattr(task, "eta", None), utc),
+        "status": str(status),
+        "id": None if task is None else task.id,
+        "task": None if task is None else task.name,
+        "retries": None if task is None else task.retries,
+        "retry_delay": None if task is None else task.retry_delay,
+        "execute_time": None if task is None else to_unix(task.eta, utc),
         "error": False,
         "traceback": None,
         "timestamp": time.time(),
@@ -112,35 +189,31 @@ def encode_event(event: dict[str, Any]) -> bytes:
 
 def decode_event(data: bytes | str) -> dict[str, Any]:
     """The event dict back from what an EventEmitter subscription yields."""
-    return json.loads(data)
+    event: dict[str, Any] = json.loads(data)
+    return event
 
 
-def emit_event(emitter: Any, event: dict[str, Any]) -> bool:
+def emit_event(emitter: EventEmitter, event: dict[str, Any]) -> bool:
     """Publish `event`; log and return False on any failure (events never break a task)."""
     try:
         emitter.emit(encode_event(event))
         return True
     except Exception:
-        logger.warning("could not emit %s event for task %s", event.get("status"), event.get("id"), exc_info=True)
+        logger.warning(
+            "could not emit %s event for task %s",
+            event.get("status"),
+            event.get("id"),
+            exc_info=True,
+        )
         return False
-
-
-def emit_batch(emitter: Any, events: list[bytes]) -> None:
-    """Send `events` in order: one `emit_many()` call when the emitter has it, else emit() each."""
-    emit_many = getattr(emitter, "emit_many", None)
-    if emit_many is not None:
-        emit_many(events)
-    else:
-        for event in events:
-            emitter.emit(event)
 
 
 class EventPublisher:
     """Publishes events from one background thread, so a task never waits for an event write.
 
     `submit()` only appends to a bounded in-memory queue and returns; the publisher thread sends
-    what has accumulated in batches (`emit_many()` when the emitter has it: one INSERT or one
-    pipeline per batch), in submission order, so every producer's events keep their order. A
+    what has accumulated in batches (`emit_many()`: one INSERT or one pipeline per batch where
+    the backend can), in submission order, so every producer's events keep their order. A
     listener in another process sees an event as soon as its batch is written, which with an
     idle publisher is at once. When the queue is full (the backend is slower than the producers
     for a long while, or down) new events are dropped and counted, with a warning at most every
@@ -172,14 +245,14 @@ class EventPublisher:
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._cond = threading.Condition(threading.Lock())
-        self._pending: collections.deque[tuple[Any, dict[str, Any]]] = collections.deque()
+        self._pending: collections.deque[tuple[EventEmitter, dict[str, Any]]] = collections.deque()
         self._submitted = 0  # sequence numbers: flush() waits until _done reaches _submitted
         self._done = 0
         self._thread: threading.Thread | None = None
         self._idle = False  # the thread is waiting for work (submit notifies only then)
         self._last_warning = 0.0
 
-    def submit(self, emitter: Any, event: dict[str, Any]) -> bool:
+    def submit(self, emitter: EventEmitter, event: dict[str, Any]) -> bool:
         """Queue `event` for `emitter`; False when it was dropped (queue full). Never blocks."""
         if self._pid != os.getpid():  # forked without the at-fork hook (e.g. os.fork in C code)
             self._reset()
@@ -201,7 +274,9 @@ class EventPublisher:
         if warn:
             logger.warning(
                 "event queue full (%d pending): dropped %d event(s) so far; the event backend "
-                "is slower than the task rate or unreachable", self.max_pending, self.dropped,
+                "is slower than the task rate or unreachable",
+                self.max_pending,
+                self.dropped,
             )
         return False
 
@@ -227,7 +302,7 @@ class EventPublisher:
             if self.LINGER > 0 and time.monotonic() - last_send < self.BUSY:
                 time.sleep(self.LINGER)
             with cond:
-                batch = []
+                batch: list[tuple[EventEmitter, dict[str, Any]]] = []
                 while self._pending and len(batch) < self.MAX_BATCH:
                     batch.append(self._pending.popleft())
             self._send(batch)
@@ -237,7 +312,7 @@ class EventPublisher:
                 cond.notify_all()
 
     @staticmethod
-    def _send(batch: list[tuple[Any, dict[str, Any]]]) -> None:
+    def _send(batch: list[tuple[EventEmitter, dict[str, Any]]]) -> None:
         # Consecutive events for the same emitter go out together (usually the whole batch).
         start = 0
         while start < len(batch):
@@ -247,11 +322,14 @@ class EventPublisher:
                 end += 1
             chunk = batch[start:end]
             try:
-                emit_batch(emitter, [encode_event(event) for _, event in chunk])
+                emitter.emit_many([encode_event(event) for _, event in chunk])
             except Exception:
                 logger.warning(
-                    "could not emit %d event(s) (first: %s for task %s)", len(chunk),
-                    chunk[0][1].get("status"), chunk[0][1].get("id"), exc_info=True,
+                    "could not emit %d event(s) (first: %s for task %s)",
+                    len(chunk),
+                    chunk[0][1].get("status"),
+                    chunk[0][1].get("id"),
+                    exc_info=True,
                 )
             start = end
 

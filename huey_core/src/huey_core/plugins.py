@@ -20,6 +20,14 @@ import pluggy
 
 from huey_core import hookspecs
 from huey_core.exceptions import ConfigurationError, UnknownBackend
+from huey_core.protocols import Backend, DataStore, EventEmitter, Queue, Schedule
+
+_PARTS: tuple[tuple[str, type], ...] = (
+    ("queue", Queue),
+    ("schedule", Schedule),
+    ("store", DataStore),
+    ("events", EventEmitter),
+)
 
 DEFAULT_BACKEND = "sql"
 DEFAULT_URL = "sqlite:///huey.db"
@@ -172,6 +180,20 @@ def _unknown(name: str, known: dict[str, BackendInfo]) -> UnknownBackend:
     return UnknownBackend(f"unknown backend {name!r}; installed backends: {names}.{suggestion}")
 
 
+def _check_scheme(info: BackendInfo, url: str, known: dict[str, BackendInfo]) -> None:
+    """A backend is only handed URLs of the schemes it registered."""
+    scheme = scheme_of(url)
+    if scheme in info.schemes:
+        return
+    owner = next((i.name for i in known.values() if scheme and scheme in i.schemes), None)
+    hint = f"; that is a {owner!r} URL" if owner else ""
+    raise ConfigurationError(
+        f"backend {info.name!r} takes URLs with schemes "
+        f"{', '.join(f'{s}://' for s in info.schemes) or '(none)'}, not {mask_url(url)!r} "
+        f"(scheme {scheme or 'none'!r}){hint}"
+    )
+
+
 def resolve(backend: str | None = None, url: str | None = None) -> tuple[BackendInfo, str | None]:
     """Pick the backend: explicit name/url, then HUEY_BACKEND/HUEY_URL, then sqlite default.
 
@@ -189,15 +211,8 @@ def resolve(backend: str | None = None, url: str | None = None) -> tuple[Backend
         if backend not in known:
             raise _unknown(backend, known)
         info = known[backend]
-        scheme = scheme_of(url) if url else ""
-        # A scheme the backend did not register may still be one its driver accepts (an
-        # SQLAlchemy dialect variant, say); only a scheme owned by ANOTHER backend is a mistake.
-        owner = next((i.name for i in known.values() if scheme and scheme in i.schemes), None)
-        if owner is not None and owner != backend:
-            raise ConfigurationError(
-                f"URL {mask_url(url)!r} is for the {owner!r} backend, not {backend!r}; "
-                f"drop --backend or pass a {backend} URL ({', '.join(info.schemes) or 'none'})"
-            )
+        if url:
+            _check_scheme(info, url, known)
         return info, url
     if url:
         scheme = scheme_of(url)
@@ -223,8 +238,48 @@ def resolve(backend: str | None = None, url: str | None = None) -> tuple[Backend
 
 def create_backend(
     name: str, backend: str | None = None, url: str | None = None, **options: Any
-) -> Any:
+) -> Backend:
     """Build the Backend for huey instance `name` from the selection rules above."""
     info, url = resolve(backend, url)
     factory = info.load()
-    return factory(name, url, **options)
+    try:
+        built = factory(name, url, **options)
+    except (TypeError, ValueError) as exc:  # an unknown option, a value of the wrong kind
+        text = mask_url(" ".join(str(exc).split()))
+        raise ConfigurationError(f"backend {info.name!r} refused its options: {text}") from exc
+    check_backend(built, info.name)
+    return built  # type: ignore[no-any-return]
+
+
+def check_backend(backend: object, name: str = "") -> None:
+    """ConfigurationError naming what is missing when `backend` does not meet the protocols.
+
+    Methods the base classes of huey_core.protocols derive count as missing too: a backend that
+    does not subclass them must write them itself.
+    """
+    label = name or type(backend).__name__
+    problems = [] if isinstance(backend, Backend) else [f"the backend ({type(backend).__name__})"]
+    if not problems:
+        for part, protocol in _PARTS:
+            member = getattr(backend, part)
+            if not isinstance(member, protocol):
+                problems.append(f"{part} ({type(member).__name__}): {_missing(member, protocol)}")
+    if problems:
+        raise ConfigurationError(
+            f"backend {label!r} does not implement the storage protocols: "
+            f"{'; '.join(problems)}. Subclass the Base* classes of huey_core.protocols"
+        )
+
+
+def _missing(obj: object, protocol: type) -> str:
+    members = sorted(getattr(protocol, "__protocol_attrs__", ()) or _protocol_members(protocol))
+    absent = [m for m in members if not hasattr(obj, m)]
+    return "lacks " + ", ".join(absent) if absent else "does not match"
+
+
+def _protocol_members(protocol: type) -> set[str]:
+    return {
+        m
+        for m in (*protocol.__dict__, *getattr(protocol, "__annotations__", {}))
+        if not m.startswith("_")
+    }

@@ -515,9 +515,7 @@ class BaseEventEmitter:
         the cursor of the newest stored event, where a new subscription starts. Required only
         when listen() is not overridden.
         """
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement listen() or read_after()"
-        )
+        raise NotImplementedError(f"{type(self).__name__} must implement listen() or read_after()")
 
     def emit_many(self, events: list[bytes]) -> None:
         for event in events:

@@ -14,24 +14,7 @@ huey's two-method interface, `serialize(obj) -> bytes` and `deserialize(data) ->
 Every `deserialize` raises `PoisonMessage` and nothing else for bad bytes (garbage, truncated
 data, wrong signature), so the caller can dead-letter the message instead of crashing.
 
-Task message format (see `huey_core.api.Huey.serialize_task`), a dict:
-
-    v                 1 (format version)
-    id                str, the task id (also the result key)
-    name              str, "<module>.<task name>": the key in the task registry
-    args              tuple of positional arguments
-    kwargs            dict of keyword arguments
-    eta               naive datetime (UTC when huey.utc, else local time) or None
-    retries           int, retries left
-    retry_delay       float seconds between retries (0: retry at once)
-    retry_backoff     float multiplier applied to retry_delay after each retry (0/1: none)
-    priority          int or None (higher runs first)
-    expires           seconds, timedelta or datetime as given by the caller, or None
-    expires_resolved  naive datetime after which the task is skipped, or None
-    timeout           float seconds or None
-    on_complete       nested message run with this task's return value appended, or None
-    on_error          nested message run with the exception appended, or None
-    chord             [chord id, size, member index, callback message] or None
+The task message format is described in `huey_core.message`.
 """
 
 from __future__ import annotations
@@ -43,11 +26,19 @@ import hashlib
 import hmac
 import json
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 from huey_core.exceptions import PoisonMessage, TaskException
 
-__all__ = ["SKIPPED", "Error", "JSONSerializer", "PickleSerializer", "Serializer", "SignedSerializer"]
+__all__ = [
+    "SKIPPED",
+    "Error",
+    "JSONSerializer",
+    "PickleSerializer",
+    "Serializer",
+    "SignedSerializer",
+]
 
 
 class Error:
@@ -104,6 +95,12 @@ PickleSerializer = Serializer
 _TAG = "__huey__"
 
 
+def _exception_args(exc: BaseException) -> list[Any]:
+    """[type name, args] with every argument JSON can hold as is, the others as repr."""
+    args = [a if isinstance(a, (str, int, float, bool)) or a is None else repr(a) for a in exc.args]
+    return [type(exc).__name__, args]
+
+
 def _exception_from(name: str, args: list[Any]) -> BaseException:
     cls = getattr(builtins, name, None)
     if isinstance(cls, type) and issubclass(cls, Exception):
@@ -129,30 +126,38 @@ class JSONSerializer(Serializer):
             return obj
         if isinstance(obj, list):
             return [self._encode(v) for v in obj]
-        if isinstance(obj, tuple):
-            return {_TAG: ["tuple", [self._encode(v) for v in obj]]}
-        if isinstance(obj, dict):
-            if all(isinstance(k, str) for k in obj) and _TAG not in obj:
-                return {k: self._encode(v) for k, v in obj.items()}
-            return {_TAG: ["dict", [[self._encode(k), self._encode(v)] for k, v in obj.items()]]}
-        if isinstance(obj, datetime.datetime):
-            return {_TAG: ["datetime", obj.isoformat()]}
-        if isinstance(obj, datetime.date):
-            return {_TAG: ["date", obj.isoformat()]}
-        if isinstance(obj, datetime.timedelta):
-            return {_TAG: ["timedelta", obj.total_seconds()]}
-        if isinstance(obj, (bytes, bytearray)):
-            return {_TAG: ["bytes", base64.b64encode(bytes(obj)).decode("ascii")]}
-        if isinstance(obj, (set, frozenset)):
-            return {_TAG: ["set", [self._encode(v) for v in obj]]}
-        if isinstance(obj, Error):
-            return {_TAG: ["error", self._encode(obj.metadata)]}
-        if obj is SKIPPED:
-            return {_TAG: ["skipped", None]}
-        if isinstance(obj, BaseException):
-            args = [a if isinstance(a, (str, int, float, bool)) or a is None else repr(a) for a in obj.args]
-            return {_TAG: ["exception", [type(obj).__name__, args]]}
+        if isinstance(obj, dict) and all(isinstance(k, str) for k in obj) and _TAG not in obj:
+            return {k: self._encode(v) for k, v in obj.items()}
+        for kind, test, encode in self._ENCODERS:
+            if test(obj):
+                return {_TAG: [kind, encode(self, obj)]}
         raise TypeError(f"JSONSerializer cannot encode {type(obj).__name__}: {obj!r}")
+
+    # (tag, is-it, how) in the order they are tried: a datetime is also a date.
+    _ENCODERS: tuple[tuple[str, Callable[[Any], bool], Callable[[Any, Any], Any]], ...] = (
+        ("tuple", lambda o: isinstance(o, tuple), lambda s, o: [s._encode(v) for v in o]),
+        (
+            "dict",
+            lambda o: isinstance(o, dict),
+            lambda s, o: [[s._encode(k), s._encode(v)] for k, v in o.items()],
+        ),
+        ("datetime", lambda o: isinstance(o, datetime.datetime), lambda s, o: o.isoformat()),
+        ("date", lambda o: isinstance(o, datetime.date), lambda s, o: o.isoformat()),
+        ("timedelta", lambda o: isinstance(o, datetime.timedelta), lambda s, o: o.total_seconds()),
+        (
+            "bytes",
+            lambda o: isinstance(o, (bytes, bytearray)),
+            lambda s, o: base64.b64encode(bytes(o)).decode("ascii"),
+        ),
+        (
+            "set",
+            lambda o: isinstance(o, (set, frozenset)),
+            lambda s, o: [s._encode(v) for v in o],
+        ),
+        ("error", lambda o: isinstance(o, Error), lambda s, o: s._encode(o.metadata)),
+        ("skipped", lambda o: o is SKIPPED, lambda s, o: None),
+        ("exception", lambda o: isinstance(o, BaseException), lambda s, o: _exception_args(o)),
+    )
 
     def _decode(self, obj: Any) -> Any:
         if isinstance(obj, list):
@@ -161,29 +166,24 @@ class JSONSerializer(Serializer):
             return obj
         if len(obj) == 1 and _TAG in obj:
             kind, value = obj[_TAG]
-            if kind == "tuple":
-                return tuple(self._decode(v) for v in value)
-            if kind == "dict":
-                return {self._decode(k): self._decode(v) for k, v in value}
-            if kind == "datetime":
-                return datetime.datetime.fromisoformat(value)
-            if kind == "date":
-                return datetime.date.fromisoformat(value)
-            if kind == "timedelta":
-                return datetime.timedelta(seconds=value)
-            if kind == "bytes":
-                return base64.b64decode(value.encode("ascii"), validate=True)
-            if kind == "set":
-                return {self._decode(v) for v in value}
-            if kind == "error":
-                return Error(self._decode(value))
-            if kind == "skipped":
-                return SKIPPED
-            if kind == "exception":
-                name, args = value
-                return _exception_from(str(name), list(args))
-            raise ValueError(f"unknown tag {kind!r}")
+            decode = self._DECODERS.get(kind)
+            if decode is None:
+                raise ValueError(f"unknown tag {kind!r}")
+            return decode(self, value)
         return {k: self._decode(v) for k, v in obj.items()}
+
+    _DECODERS: dict[str, Callable[[Any, Any], Any]] = {
+        "tuple": lambda s, v: tuple(s._decode(x) for x in v),
+        "dict": lambda s, v: {s._decode(k): s._decode(x) for k, x in v},
+        "datetime": lambda s, v: datetime.datetime.fromisoformat(v),
+        "date": lambda s, v: datetime.date.fromisoformat(v),
+        "timedelta": lambda s, v: datetime.timedelta(seconds=v),
+        "bytes": lambda s, v: base64.b64decode(v.encode("ascii"), validate=True),
+        "set": lambda s, v: {s._decode(x) for x in v},
+        "error": lambda s, v: Error(s._decode(v)),
+        "skipped": lambda s, v: SKIPPED,
+        "exception": lambda s, v: _exception_from(str(v[0]), list(v[1])),
+    }
 
     def serialize(self, data: Any) -> bytes:
         return json.dumps(self._encode(data), separators=(",", ":"), **self.dumps_options).encode()

@@ -75,5 +75,7 @@ class Signal:
                 receiver(signal, task, *args)
             except Exception:
                 logger.exception(
-                    "signal receiver %s failed for %r", getattr(receiver, "__name__", receiver), signal
+                    "signal receiver %s failed for %r",
+                    getattr(receiver, "__name__", receiver),
+                    signal,
                 )

@@ -1,0 +1,74 @@
+"""The `huey` command line: `consume`, and for operators `info`, `events`, `enqueue`, `flush`,
+`dead-letters`, `backends`, plus commands plugins add (docs/consumer.md, docs/events.md).
+
+`huey_consumer IMPORT_PATH` is the same as `huey consume IMPORT_PATH`, for huey users.
+
+Every error a user can cause (a bad option, an import path that does not resolve, an unknown
+backend) prints one line on stderr and exits with code 2: no usage block, no traceback.
+
+    base.py      one-line errors, loading the app, the shared options
+    consume.py   huey consume / huey_consumer
+    info.py      huey info
+    operate.py   huey backends, events, enqueue, flush, dead-letters
+"""
+
+from __future__ import annotations
+
+import click
+
+from huey_core import plugins
+from huey_core.cli.base import HueyCommand, HueyGroup, UserError, load_huey
+from huey_core.cli.consume import (
+    LOG_FORMAT,
+    LOGFILE_BACKUPS,
+    LOGFILE_BYTES,
+    consume,
+    consumer_command,
+    run_consumer,
+    setup_logging,
+)
+from huey_core.cli.info import collect_info, format_info, info
+from huey_core.cli.operate import backends, dead_letters, enqueue, events, flush, format_event
+
+__all__ = [
+    "LOGFILE_BACKUPS",
+    "LOGFILE_BYTES",
+    "LOG_FORMAT",
+    "HueyCommand",
+    "HueyGroup",
+    "UserError",
+    "cli",
+    "collect_info",
+    "consumer_command",
+    "consumer_main",
+    "format_event",
+    "format_info",
+    "load_huey",
+    "main",
+    "run_consumer",
+    "setup_logging",
+]
+
+
+@click.group(cls=HueyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """huey toolkit: run consumers and inspect queues."""
+
+
+for _command in (consume, backends, info, dead_letters, events, enqueue, flush):
+    cli.add_command(_command)
+plugins.add_commands(cli)
+
+
+def main() -> None:
+    """Entry point of the `huey` command."""
+    cli.main(prog_name="huey")
+
+
+def consumer_main() -> None:
+    """Entry point of `huey_consumer`, the same as `huey consume`."""
+    consumer_command.main(prog_name="huey_consumer")
+
+
+if __name__ == "__main__":
+    main()

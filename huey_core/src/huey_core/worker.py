@@ -1,0 +1,354 @@
+"""The worker loop: claim a message under a lease, process it, acknowledge it.
+
+A worker claims one message at a time (`queue.dequeue`), hands it to `huey.process()` and
+acknowledges the lease afterwards, so a message is deleted only once its task has ended. The ack
+of a finished message rides on the next claim (`queue.ack_and_dequeue`: one round trip where the
+backend can). While the task runs, the consumer's heartbeat extends the lease.
+
+Backend errors (server down, connection reset) never end a worker: it logs them, backs off with
+the polling backoff and tries again. A message whose processing failed half-way (a result that
+could not be stored, say) is released so it runs again; the delivery count dead-letters it if
+that keeps happening.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from huey_core.exceptions import ConfigurationError
+from huey_core.plugins import mask_url
+from huey_core.protocols import Delivery, Queue
+
+if TYPE_CHECKING:
+    from huey_core.consumer import Consumer
+
+__all__ = ["BLOCKING_WAIT", "Backoff", "Worker", "describe_error"]
+
+logger = logging.getLogger("huey.consumer")
+
+BLOCKING_WAIT = 1.0  # seconds per blocking dequeue: short, so a shutdown is noticed promptly
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the log: exception type and message, with any URL password masked."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {mask_url(text)}"
+
+
+class Backoff:
+    """The polling delay: `initial`, then times `factor` per empty poll, capped at `maximum`.
+
+    `next()` returns the delay to sleep now and grows the next one; `reset()` (after a message
+    arrives) starts again at `initial`. The same sequence paces retries after backend errors.
+    """
+
+    def __init__(self, initial: float = 0.1, factor: float = 1.15, maximum: float = 10.0) -> None:
+        if initial <= 0:
+            raise ConfigurationError(f"the polling delay must be > 0, got {initial}")
+        if factor <= 1:
+            raise ConfigurationError(f"the backoff factor must be greater than 1, got {factor}")
+        if maximum < initial:
+            raise ConfigurationError(
+                f"the maximum delay ({maximum}) must be at least the initial delay ({initial})"
+            )
+        self.initial = initial
+        self.factor = factor
+        self.maximum = maximum
+        self._current = initial
+
+    def next(self) -> float:
+        delay = self._current
+        self._current = min(self._current * self.factor, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self._current = self.initial
+
+    @property
+    def current(self) -> float:
+        """The delay the next `next()` call will return."""
+        return self._current
+
+
+class Worker:
+    """One worker thread: dequeue, process, acknowledge, until the consumer stops taking work."""
+
+    def __init__(self, consumer: Consumer, index: int) -> None:
+        self.consumer = consumer
+        self.index = index
+        self.name = f"Worker-{index}"
+        self.owner = ""  # set in start(): the pid differs in a forked child
+        self.thread: threading.Thread | None = None
+        self.backoff = Backoff(consumer.initial_delay, consumer.backoff, consumer.max_delay)
+        # Every polling sleep and every message received, in order: ("sleep", delay) and
+        # ("hit", 0.0). Bounded, so a long-running consumer does not grow it.
+        self.polls: deque[tuple[str, float]] = deque(maxlen=1000)
+        self.processed = 0
+        self.backend_errors = 0
+        self._lock = threading.Lock()  # decides between ack (worker) and release (shutdown)
+        self._current: Delivery | None = None
+        self._current_since = 0.0
+        self._abandoned = False
+        self._phase = "idle"  # running (the task) or acking (the task is done)
+        self._failures = 0  # consecutive backend errors
+        self._process_failures = 0  # consecutive process() calls that raised
+        self._finished: Delivery | None = None  # done, to be acked by the next dequeue
+
+    @property
+    def queue(self) -> Queue:
+        return self.consumer.huey.storage.queue
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{self.name}"
+        self.thread = threading.Thread(target=self.run, name=f"huey-{self.name}", daemon=True)
+        self.thread.start()
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self._current is not None and not self._abandoned
+
+    def is_alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def run(self) -> None:
+        huey = self.consumer.huey
+        try:
+            huey.run_startup_hooks()
+        except Exception:
+            logger.exception("%s: a startup hook failed; the worker runs anyway", self.name)
+        try:
+            self.loop()
+        finally:
+            if not self.consumer.hard_stop.is_set():
+                try:
+                    huey.run_shutdown_hooks()
+                except Exception:
+                    logger.exception("%s: a shutdown hook failed", self.name)
+
+    def loop(self) -> None:
+        try:
+            while not self.consumer.stopping.is_set():
+                delivery = self._claim()
+                if delivery is None:
+                    continue
+                if self.consumer.stopping.is_set():
+                    # Stop arrived while we were claiming: hand it straight back, untouched.
+                    self._release(delivery)
+                    break
+                self.handle(delivery)
+        finally:
+            self._flush_ack()
+
+    def _claim(self) -> Delivery | None:
+        """The next message (acking the finished one on the way), or None after a wait."""
+        consumer = self.consumer
+        wait = BLOCKING_WAIT if consumer.blocking else 0.0
+        finished, self._finished = self._finished, None
+        try:
+            if finished is not None:
+                delivery = self.queue.ack_and_dequeue(
+                    finished.lease, self.owner, consumer.lease_timeout, wait=wait
+                )
+                logger.debug("%s: acknowledged message %s", self.name, finished.lease)
+            else:
+                delivery = self.queue.dequeue(self.owner, consumer.lease_timeout, wait=wait)
+        except Exception as exc:  # noqa: BLE001 - server down: back off, never die
+            self._backend_error("ack-and-dequeue" if finished else "dequeue", exc)
+            if finished is not None:
+                self._ack(finished)  # the ack may not have happened: until it works
+            return None
+        self._backend_ok()
+        if delivery is None:
+            if consumer.blocking:
+                self.backoff.reset()
+            else:
+                self._sleep(self.backoff.next())
+            return None
+        self.backoff.reset()
+        self.polls.append(("hit", 0.0))
+        return delivery
+
+    def _flush_ack(self) -> None:
+        """Acknowledge the finished message still waiting to ride on the next dequeue."""
+        finished, self._finished = self._finished, None
+        if finished is not None:
+            self._ack(finished)
+            logger.debug("%s: acknowledged message %s", self.name, finished.lease)
+
+    def _sleep(self, delay: float) -> None:
+        self.polls.append(("sleep", delay))
+        self.consumer.stopping.wait(delay)
+
+    def _backend_error(
+        self, operation: str, exc: BaseException, until: threading.Event | None = None
+    ) -> None:
+        """Log a failed backend call and wait one backoff step (cut short when `until` is set)."""
+        self.backend_errors += 1
+        self._failures += 1
+        delay = self.backoff.next()
+        # While a server is down every poll fails: warn on the first failure and every tenth,
+        # so the log says what is going on without a line per retry.
+        level = logging.WARNING if self._failures % 10 == 1 else logging.DEBUG
+        logger.log(
+            level,
+            "%s: %s failed on %s (%s); retrying in %.2f s (failure %d in a row)",
+            self.name,
+            operation,
+            self.consumer.backend_description,
+            describe_error(exc),
+            delay,
+            self._failures,
+        )
+        (self.consumer.stopping if until is None else until).wait(delay)
+
+    def _backend_ok(self) -> None:
+        if self._failures:
+            logger.info(
+                "%s: the backend answers again after %d failure(s)", self.name, self._failures
+            )
+            self._failures = 0
+
+    # -- one message ---------------------------------------------------------------------------
+
+    def handle(self, delivery: Delivery) -> None:
+        """Process one message and acknowledge it; the lease stays extended until the ack."""
+        consumer = self.consumer
+        with self._lock:
+            self._current = delivery
+            self._current_since = time.monotonic()
+            self._phase = "running"
+            self._abandoned = False
+        consumer.heartbeat.add(delivery.lease, self.name)
+        logger.debug(
+            "%s: leased message %s (delivery %d)", self.name, delivery.lease, delivery.deliveries
+        )
+        try:
+            done = self._process(delivery)
+            with self._lock:
+                abandoned = self._abandoned
+                self._phase = "acking"
+            if not abandoned:  # else shutdown released the lease: the message is queued again
+                self._settle(delivery, done)
+        finally:
+            consumer.heartbeat.discard(delivery.lease)
+            with self._lock:
+                self._current = None
+
+    def _process(self, delivery: Delivery) -> bool:
+        """huey.process(); True when the message is done (ack), False to release it."""
+        try:
+            done = self.consumer.huey.process(delivery, worker=self.owner)
+        except Exception as exc:
+            # process() handles everything a task or a message does; this is a backend failure
+            # half-way (e.g. storing the result). Give the message back so it runs again.
+            self._process_failures += 1
+            self._log_process_failure(exc)
+            return False
+        self._process_failures = 0
+        if not done:
+            # An exit signal cut the task short: not done, so no ack. Release it to run again;
+            # the delivery count dead-letters a task that does this every time.
+            logger.warning(
+                "%s: its task was interrupted before it finished; releasing it to the queue",
+                self.name,
+            )
+        return done
+
+    def _log_process_failure(self, exc: Exception) -> None:
+        if self._process_failures % 10 == 1:  # the traceback once, then every tenth time
+            logger.exception(
+                "%s: processing a message failed outside the task (failure %d in a row); "
+                "releasing it to the queue",
+                self.name,
+                self._process_failures,
+            )
+        else:
+            logger.warning(
+                "%s: processing a message failed again (%s; failure %d in a row); releasing it "
+                "to the queue",
+                self.name,
+                describe_error(exc),
+                self._process_failures,
+            )
+
+    def _settle(self, delivery: Delivery, done: bool) -> None:
+        self.processed += 1
+        if not done:
+            self._release(delivery)
+            # Whatever failed (most likely the backend) may fail again at once: no spinning.
+            self.consumer.stopping.wait(self.backoff.next())
+        elif not self.consumer.stopping.is_set():
+            # Acknowledged by the next dequeue, which the loop calls right away (and
+            # _flush_ack when the loop ends): one round trip instead of two.
+            self._finished = delivery
+        else:
+            self._ack(delivery)
+            logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
+
+    def _ack(self, delivery: Delivery) -> None:
+        """Acknowledge until it works, or until shutdown gives up on it (the lease then expires
+        and the task runs again: at-least-once)."""
+        consumer = self.consumer
+        while True:
+            try:
+                self.queue.ack(delivery.lease)
+            except Exception as exc:  # noqa: BLE001
+                # Not cut short by a graceful stop: that waits for acks (up to its timeout).
+                self._backend_error("ack", exc, until=consumer.hard_stop)
+                with self._lock:
+                    gave_up = self._abandoned or consumer.acks_given_up.is_set()
+                if gave_up or consumer.hard_stop.is_set():
+                    return
+                continue
+            self._backend_ok()
+            return
+
+    def _release(self, delivery: Delivery) -> None:
+        try:
+            self.queue.release(delivery.lease)
+        except Exception as exc:  # noqa: BLE001 - the lease expires and recover() requeues it
+            logger.warning(
+                "%s: could not release a message (%s); it returns when its lease expires",
+                self.name,
+                describe_error(exc),
+            )
+
+    def abandon(self, reason: str) -> bool:
+        """Shutdown gives up on this worker's message. True when a running task was released.
+
+        A running task's message goes back to the queue at once. A finished task whose ack keeps
+        failing is left alone: its lease expires and the task may run again.
+        """
+        with self._lock:
+            delivery = self._current
+            if delivery is None or self._abandoned:
+                return False
+            self._abandoned = True
+            phase = self._phase
+        self.consumer.heartbeat.discard(delivery.lease)
+        if phase != "running":
+            logger.warning(
+                "%s: %s before its finished task could be acknowledged; it may run again "
+                "once its lease expires",
+                self.name,
+                reason,
+            )
+            return False
+        self._release(delivery)
+        running = time.monotonic() - self._current_since
+        logger.warning(
+            "%s: %s after %.1f s; its task was released back to the queue and will run again",
+            self.name,
+            reason,
+            running,
+        )
+        return True
