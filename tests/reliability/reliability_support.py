@@ -26,9 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "backends"))
-from redis_support import (  # noqa: E402
+from huey_redis.testing import (
     REDIS_URL,
     RedisServer,
     delete_instance_keys,
@@ -38,6 +36,8 @@ from redis_support import (  # noqa: E402
     require_server,
     unavailable,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "backends"))
 from sql_support import MYSQL_URL, POSTGRES_URL, drop_prefix, require_database  # noqa: E402
 
 KINDS = ("redis", "postgresql", "mysql", "sqlite")

@@ -34,8 +34,10 @@ class MemoryQueue(BaseQueue):
         self._cond = cond
         self._seq = itertools.count()
         self._ready: list[tuple[int, int, str]] = []  # (-priority, seq, message id)
-        self._messages: dict[str, tuple[bytes, int, int, int]] = {}  # id -> data, prio, seq, deliveries
-        self._leases: dict[str, tuple[str, str, float]] = {}  # lease -> message id, owner, deadline
+        # message id -> data, priority, seq, deliveries
+        self._messages: dict[str, tuple[bytes, int, int, int]] = {}
+        # lease -> message id, owner, deadline
+        self._leases: dict[str, tuple[str, str, float]] = {}
 
     def _push(self, data: bytes, priority: int) -> None:
         msg_id = uuid.uuid4().hex
@@ -95,10 +97,6 @@ class MemoryQueue(BaseQueue):
                 self._requeue(self._leases.pop(lease)[0])
             return len(expired)
 
-    def size(self) -> int:
-        with self._cond:
-            return len(self._ready)
-
     def peek(self, n: int = 100) -> list[bytes]:
         with self._cond:
             return [self._messages[m][0] for _, _, m in heapq.nsmallest(n, self._ready)]
@@ -129,7 +127,7 @@ class MemorySchedule(BaseSchedule):
             heapq.heappush(self._items, (timestamp, next(self._seq), data, priority))
 
     def _take_due(self, now: float, limit: int) -> list[tuple[float, int, bytes, int]]:
-        due = []
+        due: list[tuple[float, int, bytes, int]] = []
         while self._items and self._items[0][0] <= now and len(due) < limit:
             due.append(heapq.heappop(self._items))
         return due
@@ -144,10 +142,6 @@ class MemorySchedule(BaseSchedule):
     def pop_due(self, now: float, limit: int = 1000) -> list[bytes]:
         with self._cond:
             return [item[2] for item in self._take_due(now, limit)]
-
-    def size(self) -> int:
-        with self._cond:
-            return len(self._items)
 
     def peek(self, n: int = 100) -> list[tuple[float, bytes]]:
         with self._cond:
@@ -172,22 +166,17 @@ class MemoryStore(BaseDataStore):
             return None
         return item[0]
 
-    @staticmethod
-    def _expiry(ttl: float | None) -> float | None:
-        return None if ttl is None else time.time() + ttl
+    def _write(self, key: str, value: bytes, expires: float | None) -> None:
+        self._data[key] = (value, expires)
+        self._cond.notify_all()  # wakes wait() on this key, whichever call wrote it
 
     def put(self, key: str, value: bytes, ttl: float | None = None) -> None:
         with self._cond:
-            self._data[key] = (value, self._expiry(ttl))
-            self._cond.notify_all()
+            self._write(key, value, None if ttl is None else time.time() + ttl)
 
     def peek(self, key: str) -> bytes | None:
         with self._cond:
             return self._live(key)
-
-    def peek_many(self, keys: list[str]) -> list[bytes | None]:
-        with self._cond:
-            return [self._live(key) for key in keys]
 
     def pop(self, key: str) -> bytes | None:
         with self._cond:
@@ -195,57 +184,31 @@ class MemoryStore(BaseDataStore):
             self._data.pop(key, None)
             return value
 
-    def delete(self, key: str) -> bool:
-        with self._cond:
-            existed = self._live(key) is not None
-            self._data.pop(key, None)
-            return existed
-
-    def exists(self, key: str) -> bool:
-        with self._cond:
-            return self._live(key) is not None
-
     def put_if_empty(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         with self._cond:
             if self._live(key) is not None:
                 return False
-            self._data[key] = (value, self._expiry(ttl))
-            self._cond.notify_all()
+            self._write(key, value, None if ttl is None else time.time() + ttl)
             return True
 
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         with self._cond:
             current = self._live(key)
             if current is None:
-                value, expires = amount, self._expiry(ttl)
+                value, expires = amount, None if ttl is None else time.time() + ttl
             else:
                 value, expires = int(current) + amount, self._data[key][1]
-            self._data[key] = (str(value).encode(), expires)
-            self._cond.notify_all()  # wait() on a counter key must wake like on put()
+            self._write(key, str(value).encode(), expires)
             return value
 
     def wait(self, key: str, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self._live(key) is not None, timeout=timeout)
 
-    def size(self) -> int:
-        with self._cond:
-            return sum(1 for key in list(self._data) if self._live(key) is not None)
-
     def items(self, prefix: str = "") -> dict[str, bytes]:
         with self._cond:
-            found = {}
-            for key in list(self._data):
-                if key.startswith(prefix):
-                    value = self._live(key)
-                    if value is not None:
-                        found[key] = value
-            return found
-
-    def flush(self, prefix: str = "") -> None:
-        with self._cond:
-            for key in [k for k in self._data if k.startswith(prefix)]:
-                del self._data[key]
+            found = {key: self._live(key) for key in list(self._data) if key.startswith(prefix)}
+            return {key: value for key, value in found.items() if value is not None}
 
 
 class MemorySubscription(BaseSubscription):
@@ -284,10 +247,6 @@ class MemoryEvents(BaseEventEmitter):
             subscribers = list(self._subscribers)
         for sub in subscribers:
             sub.deliver(event)
-
-    def emit_many(self, events: list[bytes]) -> None:
-        for event in events:
-            self.emit(event)
 
     def listen(self) -> MemorySubscription:
         sub = MemorySubscription(self)

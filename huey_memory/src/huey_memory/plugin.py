@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from huey_core import hookimpl
+
+if TYPE_CHECKING:
+    from huey_core.hookspecs import RegisterBackend
 
 
 @hookimpl
-def huey_register_backends(register):  # type: ignore[no-untyped-def]
+def huey_register_backends(register: RegisterBackend) -> None:
     register("memory", ["memory"], "huey_memory.backend:MemoryBackend", "in-process, for tests")

@@ -62,6 +62,7 @@ class RedisBackend(BaseBackend):
     """
 
     process_safe = True  # state lives in Redis: forked or separate processes all share it
+    url: str  # never None here: DEFAULT_URL stands in for a missing URL
 
     def __init__(self, name: str, url: str | None = None, **options: Any) -> None:
         if not name:

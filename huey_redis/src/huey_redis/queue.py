@@ -95,7 +95,7 @@ end
 
 # KEYS: ready data dlv leased owner signal prio   ARGV: lease_timeout owner nonce cap acked_lease
 # ack (as ACK) then dequeue (as DEQUEUE): a worker's two calls between tasks in one round trip
-ACK_DEQUEUE = """
+_ACK_FIRST = """
 local acked = ARGV[5]
 if redis.call('ZREM', KEYS[4], acked) == 1 then
   redis.call('HDEL', KEYS[5], acked)
@@ -104,7 +104,8 @@ if redis.call('ZREM', KEYS[4], acked) == 1 then
   redis.call('HDEL', KEYS[7], aid)
   redis.call('HDEL', KEYS[3], aid)
 end
-""" + DEQUEUE
+"""
+ACK_DEQUEUE = _ACK_FIRST + DEQUEUE
 
 # KEYS: leased owner data prio dlv   ARGV: lease
 ACK = """
@@ -220,6 +221,14 @@ def _unpack_member(member: bytes) -> bytes:
     return payload
 
 
+def _delivery(found: Any) -> Delivery | None:
+    """A Delivery from the claim scripts' reply: [payload, lease, deliveries], or nil."""
+    if not found:
+        return None
+    payload, lease, deliveries = found
+    return Delivery(bytes(payload), lease.decode(), int(deliveries))
+
+
 class RedisQueue(BaseQueue):
     """Ready messages in a sorted set, leased messages in another, payloads in a hash."""
 
@@ -232,6 +241,8 @@ class RedisQueue(BaseQueue):
         self._seq, self._ready, self._data = k("seq"), k("ready"), k("data")
         self._prio, self._dlv, self._leased = k("prio"), k("dlv"), k("leased")
         self._owner, self._signal = k("owner"), k("signal")
+        # the KEYS of DEQUEUE, and the first six of ACK_DEQUEUE
+        self._claim_keys = [k(n) for n in ("ready", "data", "dlv", "leased", "owner", "signal")]
         s = _scripts(backend)
         self._enqueue, self._dequeue, self._ack = s(ENQUEUE), s(DEQUEUE), s(ACK)
         self._release, self._extend, self._recover = s(RELEASE), s(EXTEND), s(RECOVER)
@@ -246,14 +257,12 @@ class RedisQueue(BaseQueue):
         )
 
     def _claim(self, owner: str, lease_timeout: float) -> Delivery | None:
-        found = self._dequeue(
-            keys=[self._ready, self._data, self._dlv, self._leased, self._owner, self._signal],
-            args=[float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP],
+        return _delivery(
+            self._dequeue(
+                keys=self._claim_keys,
+                args=[float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP],
+            )
         )
-        if not found:
-            return None
-        payload, lease, deliveries = found
-        return Delivery(bytes(payload), lease.decode(), int(deliveries))
 
     def dequeue(self, owner: str, lease_timeout: float, wait: float = 0.0) -> Delivery | None:
         """Claim the highest-priority oldest message for `owner` (one script). Atomic.
@@ -287,35 +296,29 @@ class RedisQueue(BaseQueue):
         wake-ups changes; a crash in between loses nothing (the claim either ran or not)."""
         pipe = self._b.client.pipeline(transaction=False)
         pipe.blpop([self._signal], timeout=timeout)
-        pipe.evalsha(
-            self._dequeue.sha, 6, self._ready, self._data, self._dlv, self._leased,
-            self._owner, self._signal, float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP,
-        )
+        keys = self._claim_keys
+        args = [float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP]
+        pipe.evalsha(self._dequeue.sha, len(keys), *keys, *args)
         found = pipe.execute(raise_on_error=False)[1]
         if isinstance(found, NoScriptError):  # server restarted: EVAL caches the script again
             return self._claim(owner, lease_timeout)
         if isinstance(found, Exception):
             raise found
-        if not found:
-            return None
-        payload, lease, deliveries = found
-        return Delivery(bytes(payload), lease.decode(), int(deliveries))
+        return _delivery(found)
 
     def ack_and_dequeue(
         self, lease: str, owner: str, lease_timeout: float, wait: float = 0.0
     ) -> Delivery | None:
         """ack(lease), then dequeue(owner, lease_timeout, wait): one script for both when a
         message is ready (the ack is atomic on its own either way)."""
-        found = self._ack_dequeue(
-            keys=[self._ready, self._data, self._dlv, self._leased, self._owner, self._signal,
-                  self._prio],
-            args=[float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP, lease],
+        delivery = _delivery(
+            self._ack_dequeue(
+                keys=[*self._claim_keys, self._prio],
+                args=[float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP, lease],
+            )
         )
-        if found:
-            payload, new_lease, deliveries = found
-            return Delivery(bytes(payload), new_lease.decode(), int(deliveries))
-        if wait <= 0:
-            return None
+        if delivery is not None or wait <= 0:
+            return delivery
         return self.dequeue(owner, lease_timeout, wait)
 
     def ack(self, lease: str) -> None:

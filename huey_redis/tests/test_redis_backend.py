@@ -7,7 +7,7 @@ import time
 
 import pytest
 from huey_core.testing import BackendConformance
-from redis_support import (
+from huey_redis.testing import (
     REDIS_URL,
     RedisServer,
     make_factory,
@@ -24,13 +24,7 @@ class TestRedisBackend(BackendConformance):
         yield from make_factory(REDIS_URL)
 
 
-# -- Redis specifics ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def factory():
-    require_server()
-    yield from make_factory(REDIS_URL)
+# -- Redis specifics (fixtures in conftest.py) --------------------------------------------------
 
 
 def test_every_key_shares_the_instance_hash_tag(factory):
@@ -223,7 +217,7 @@ def test_unix_socket_url_with_password_and_db(tmp_path):
     from huey_redis.backend import RedisBackend
 
     require_binaries()
-    server = RedisServer(0, tmp_path, "--requirepass", "sock-pw")
+    server = RedisServer(0, tmp_path, password="sock-pw")
     server.start()
     try:
         backend = RedisBackend("unix", f"unix://:sock-pw@{server.socket_path}?db=2")

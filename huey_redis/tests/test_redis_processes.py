@@ -5,17 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 
-import pytest
-from redis_support import REDIS_URL, make_factory, require_server
-
 MESSAGES = 10_000
 PROCESSES = 4
-
-
-@pytest.fixture
-def factory():
-    require_server()
-    yield from make_factory(REDIS_URL)
 
 
 def _drain(backend, worker: int, out) -> None:

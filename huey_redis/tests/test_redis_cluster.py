@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import pytest
 from huey_core.testing import BackendConformance
-from redis_support import free_ports, make_factory, start_cluster
-
-
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory):
-    servers = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
-    yield f"redis://127.0.0.1:{servers[0].port}/0"
-    for server in servers:
-        server.stop()
+from huey_redis.testing import free_ports, make_factory
 
 
 class TestRedisClusterBackend(BackendConformance):

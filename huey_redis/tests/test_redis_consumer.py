@@ -1,28 +1,16 @@
-"""The consumer on the loopback Redis: what several consumers sharing a server rely on."""
+"""The consumer on the loopback Redis: what several consumers sharing a server rely on.
+
+`redis_name` (conftest.py) is a unique instance name whose keys are deleted afterwards."""
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
 
-import pytest
 from huey_core.consumer import Consumer
-from huey_core.testing import require_port
+from huey_redis.testing import REDIS_URL
 
 from huey_core import Huey, crontab
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-def redis_name():
-    require_port("Redis", 6379)
-    name = f"consumer-{uuid.uuid4().hex[:10]}"
-    yield name
-    cleanup = Huey(name, url=REDIS_URL)
-    cleanup.flush()
-    cleanup.storage.close()
 
 
 def test_three_periodic_consumers_enqueue_each_task_once_per_minute(redis_name):
