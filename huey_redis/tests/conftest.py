@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from huey_redis.backend import RedisBackend
 from huey_redis.testing import (
     REDIS_URL,

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+
 from huey_core.testing import BackendConformance
 from huey_redis.testing import (
     REDIS_URL,
@@ -231,8 +232,9 @@ def test_unix_socket_url_with_password_and_db(tmp_path):
 
 
 def test_rediss_url_selects_tls_connections():
-    from huey_redis.backend import RedisBackend
     from redis.connection import SSLConnection
+
+    from huey_redis.backend import RedisBackend
 
     backend = RedisBackend("tls", "rediss://:pw@redis.example.invalid:6380/1")  # never connects
     assert backend.client.connection_pool.connection_class is SSLConnection

@@ -4,6 +4,7 @@ instance in one slot, so the same Lua scripts run there unchanged."""
 from __future__ import annotations
 
 import pytest
+
 from huey_core.testing import BackendConformance
 from huey_redis.testing import free_ports, make_factory
 
@@ -38,6 +39,7 @@ def test_a_cluster_backend_builds_while_the_cluster_is_down():
     """redis-py contacts the nodes when it builds a Cluster client; the backend defers that, so a
     consumer can start first, and its calls fail like any unreachable server's."""
     import redis
+
     from huey_redis.backend import RedisBackend
 
     backend = RedisBackend(

@@ -7,10 +7,9 @@ from __future__ import annotations
 import threading
 import time
 
+from huey_core import Huey, crontab
 from huey_core.consumer import Consumer
 from huey_redis.testing import REDIS_URL
-
-from huey_core import Huey, crontab
 
 
 def test_three_periodic_consumers_enqueue_each_task_once_per_minute(redis_name):

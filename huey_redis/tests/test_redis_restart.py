@@ -9,6 +9,7 @@ import time
 
 import pytest
 import redis
+
 from huey_core.protocols import SUBSCRIPTION_CLOSE_WITHIN
 from huey_redis.backend import RedisBackend
 

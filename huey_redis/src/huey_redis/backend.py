@@ -13,9 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from huey_core.exceptions import ConfigurationError
-from huey_core.plugins import mask_url
-from huey_core.protocols import BaseBackend
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import (
     ConnectionError,
@@ -26,6 +23,9 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
+from huey_core.exceptions import ConfigurationError
+from huey_core.plugins import mask_url
+from huey_core.protocols import BaseBackend
 from huey_redis.events import RedisEvents
 from huey_redis.queue import RedisQueue, RedisSchedule
 from huey_redis.store import RedisStore

@@ -8,10 +8,11 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from huey_core.protocols import BaseEventEmitter, BaseSubscription
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 from redis.retry import Retry
+
+from huey_core.protocols import BaseEventEmitter, BaseSubscription
 
 if TYPE_CHECKING:
     from huey_redis.backend import RedisBackend

@@ -26,8 +26,9 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from huey_core.protocols import BaseQueue, BaseSchedule, Delivery, LeaseInfo
 from redis.exceptions import NoScriptError
+
+from huey_core.protocols import BaseQueue, BaseSchedule, Delivery, LeaseInfo
 
 if TYPE_CHECKING:
     from huey_redis.backend import RedisBackend

@@ -18,8 +18,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from huey_core.protocols import BaseDataStore
 from redis.exceptions import ConnectionError, TimeoutError
+
+from huey_core.protocols import BaseDataStore
 
 if TYPE_CHECKING:
     from huey_redis.backend import RedisBackend

@@ -20,9 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from huey_core.plugins import mask_url
-
 from huey_core import testing as core_testing
+from huey_core.plugins import mask_url
 from huey_redis.backend import RedisBackend
 
 __all__ = [
