@@ -1,47 +1,94 @@
-"""Fixtures for CLI tests; the helpers they use live in cli_support.py."""
+"""Fixtures for the CLI tests: an app module on disk (huey_core.testing.apps) run by real
+`huey` subprocesses, and the loopback servers they share."""
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
-from cli_support import App, require_redis
+
+from huey_core.testing import require_port
+from huey_core.testing.apps import App
+
+APP_SOURCE = """
+import os
+import time
+
+from huey_core import Huey, crontab
+
+huey = Huey(os.environ["TEST_HUEY_NAME"], {BACKEND})
+MARKERS = os.environ.get("TEST_MARKERS", ".")
+
+
+def _touch(name):
+    with open(os.path.join(MARKERS, name), "w") as f:
+        f.write(str(os.getpid()))
+
+
+@huey.task()
+def add(a, b):
+    return a + b
+
+
+@huey.task()
+def sleepy(seconds, marker):
+    _touch(marker + ".started")
+    time.sleep(seconds)
+    _touch(marker + ".done")
+    return os.getpid()
+
+
+@huey.task(retries=1)
+def fail(message):
+    raise ValueError(message)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def tick():
+    pass
+"""
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    """make_app(url) -> App; consumers it started are killed and its storage flushed afterwards."""
+def redis_url() -> str:
+    require_port("Redis", 6379)
+    return "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    require_port("PostgreSQL", 5432)
+    return "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
+    """make_app(url, backend_kwargs) -> App whose module builds `Huey(name, <backend_kwargs>)`.
+
+    The URL reaches the app as HUEY_URL. Consumers it started are killed, and what it stored is
+    flushed, afterwards.
+    """
     apps: list[App] = []
 
     def make(url: str | None = None, backend_kwargs: str = "") -> App:
         directory = tmp_path / f"app{len(apps)}"
         directory.mkdir()
-        app = App(directory, url, backend_kwargs)
-        app._procs = []
+        env = {"HUEY_URL": url} if url else {}
+        app = App(directory, APP_SOURCE.replace("{BACKEND}", backend_kwargs), "cli", **env)
+        app.on_close.append(lambda: app.loaded and app.huey.flush())
         apps.append(app)
         return app
 
     yield make
     for app in apps:
-        for proc in app._procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-            proc.log.close()  # type: ignore[attr-defined]
-        if app._loaded is not None:
-            try:
-                app._loaded.huey.flush()
-                app._loaded.huey.storage.close()
-            except Exception:  # noqa: BLE001 - cleanup of a test that already failed
-                pass
-            sys.modules.pop(app.module, None)
+        app.close()
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def shared_url(request, tmp_path) -> str:
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL several processes share: SQLite in tmp_path, or the loopback Redis."""
     if request.param == "redis":
-        return require_redis()
+        require_port("Redis", 6379)
+        return "redis://127.0.0.1:6379/0"
     return f"sqlite:///{tmp_path}/huey.db"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from huey_core.cli import cli, consumer_command
 
 BIN = Path(sys.executable).parent
@@ -124,21 +125,21 @@ def test_bad_import_path_in_a_real_process(tmp_path):
 
 def test_unknown_backend_names_the_installed_ones_and_a_guess(make_app):
     app = make_app(None, "backend='memory'")
-    out = app.huey("consume", app.import_path, "--backend", "rediss")
+    out = app.cli("consume", app.import_path, "--backend", "rediss")
     line = assert_one_line_error(out, "unknown backend 'rediss'", "memory", "redis", "sql")
     assert "Did you mean 'redis'?" in line
 
 
 def test_unknown_url_scheme_is_one_line(make_app):
     app = make_app(None, "backend='memory'")
-    out = app.huey("consume", app.import_path, "--url", "mongodb://u:topsecret@db/x")
+    out = app.cli("consume", app.import_path, "--url", "mongodb://u:topsecret@db/x")
     line = assert_one_line_error(out, "mongodb")
     assert "topsecret" not in line
 
 
 def test_process_workers_on_the_memory_backend_are_refused(make_app):
     app = make_app(None, "backend='memory'")
-    out = app.huey("consume", app.import_path, "-k", "process")
+    out = app.cli("consume", app.import_path, "-k", "process")
     assert_one_line_error(out, "--worker-type thread")
 
 
@@ -215,7 +216,7 @@ def test_dead_letters_list_requeue_and_purge(memory_app):
 
 def test_inspection_command_with_the_server_down_is_one_line(make_app):
     app = make_app(None, "url='redis://:hunter2@127.0.0.1:1/0'")
-    out = app.huey("info", app.import_path)
+    out = app.cli("info", app.import_path)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr and "hunter2" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "ConnectionError" in out.stderr

@@ -7,7 +7,8 @@ import signal
 import time
 
 import pytest
-from cli_support import read_log, require_redis, wait_for
+
+from huey_core.testing.apps import read_log, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -73,8 +74,8 @@ def test_process_workers(make_app, shared_url):
     assert module.huey.storage.queue.leases() == []
 
 
-def test_process_worker_finishes_its_task_on_sigterm(make_app):
-    app = make_app(require_redis())
+def test_process_worker_finishes_its_task_on_sigterm(make_app, redis_url):
+    app = make_app(redis_url)
     module = app.load()
     result = module.sleepy(1.0, "pjob")
     proc = app.start_consumer("-n", "-k", "process", "-w", "1", "-s", "0.2")
@@ -85,8 +86,8 @@ def test_process_worker_finishes_its_task_on_sigterm(make_app):
     assert result.get(blocking=True, timeout=5) != proc.pid
 
 
-def test_killed_worker_process_is_replaced(make_app):
-    app = make_app(require_redis())
+def test_killed_worker_process_is_replaced(make_app, redis_url):
+    app = make_app(redis_url)
     module = app.load()
     proc = app.start_consumer("-n", "-k", "process", "-w", "1", "-s", "0.2")
     first = module.add(1, 2)

@@ -14,7 +14,9 @@ import time
 import uuid
 
 import pytest
-from cli_support import read_log, require_postgres, require_redis
+
+from huey_core.testing import require_port
+from huey_core.testing.apps import read_log
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +32,12 @@ SECRET_IN_TASK_ERROR = "postgresql://bob:hunter2@db.example/x"
 def backend_url(request, tmp_path) -> tuple[str, str | None]:
     """(url, password in it or None) for a backend several processes share."""
     if request.param == "redis":
-        return require_redis(), None
+        require_port("Redis", 6379)
+        return "redis://127.0.0.1:6379/0", None
     if request.param == "postgresql":
         # Trust authentication ignores the password, so a URL can carry one we then look for.
-        url = require_postgres().replace("postgres@", "postgres:s3cretpw@")
+        require_port("PostgreSQL", 5432)
+        url = "postgresql+psycopg://postgres:s3cretpw@127.0.0.1:5432/test"
         return url, "s3cretpw"
     return f"sqlite:///{tmp_path}/events.db", None
 
@@ -125,7 +129,7 @@ def test_events_of_a_consumer_in_another_process(make_app, backend_url):
     # Passwords: neither the backend's nor one inside a task's error message is shown.
     output = "\n".join(raw.lines + pretty.lines)
     assert "hunter2" not in output and "bob:***@" in output
-    info = app.huey("info", app.import_path)
+    info = app.cli("info", app.import_path)
     assert info.returncode == 0, info.stderr
     if password:
         assert password not in output and password not in info.stdout + info.stderr

@@ -17,6 +17,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+
 from huey_core.cli import cli
 from huey_core.protocols import Delivery
 

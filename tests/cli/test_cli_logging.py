@@ -9,8 +9,9 @@ import re
 import signal
 
 import pytest
-from cli_support import wait_for
+
 from huey_core.cli import LOGFILE_BACKUPS, LOGFILE_BYTES, setup_logging
+from huey_core.testing.apps import wait_for
 
 pytestmark = pytest.mark.slow
 
