@@ -9,7 +9,7 @@ $(BIN)/huey: huey_core/pyproject.toml huey_memory/pyproject.toml huey_redis/pypr
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
-	$(BIN)/pip install -q -e huey_core -e huey_memory -e "huey_redis[hiredis]" -e "huey_sql[postgres,mysql]"
+	$(BIN)/pip install -q -e huey_core -e huey_memory -e "huey_redis[hiredis]" -e "huey_sql[postgres,mysql]" -e examples/example_backend
 	touch $(BIN)/huey
 
 dev: $(BIN)/huey
