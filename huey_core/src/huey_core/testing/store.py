@@ -55,8 +55,9 @@ def _start_at(starts: Any, r: int, timeout: float = 30.0) -> None:
 def _contend_in_child(
     factory: BackendFactory, name: str, starts: Any, reports: Any, index: int
 ) -> None:
-    backend = factory(name)  # its own connection, as a consumer on another machine would have
+    backend: Backend | None = None
     try:
+        backend = factory(name)  # its own connection, as a consumer on another machine has
         backend.store.exists("warm-up")  # connect now, not inside the first round
         reports.put(("ready", index, None))
         for r in range(len(starts)):
@@ -66,7 +67,8 @@ def _contend_in_child(
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
         reports.put(("error", index, repr(exc)))
     finally:
-        backend.close()
+        if backend is not None:
+            backend.close()
 
 
 def _gather(reports: Any, count: int) -> list[tuple[Any, int, Any]]:
