@@ -9,6 +9,12 @@ from huey_core.protocols import BaseBackend
 
 from huey_core import plugins
 
+
+def _installed() -> str:
+    """What an error lists: every installed backend (the example's "lite" too, under make dev)."""
+    return "installed backends: " + ", ".join(sorted(plugins.backends()))
+
+
 # DESIGN section 3: every scheme a URL alone may use, and the backend it picks.
 SCHEMES = {
     "redis://127.0.0.1:6379/0": "redis",
@@ -98,7 +104,7 @@ def test_unknown_backend_names_installed_ones_and_suggests() -> None:
     with pytest.raises(UnknownBackend) as caught:
         resolve(backend="reddis")
     message = str(caught.value)
-    assert "installed backends: memory, redis, sql" in message
+    assert f"{_installed()}." in message and "memory, redis, sql" in message
     assert "Did you mean 'redis'?" in message
 
 
@@ -129,7 +135,7 @@ def test_missing_default_backend_names_installed_ones(monkeypatch: pytest.Monkey
     monkeypatch.setattr(plugins, "DEFAULT_BACKEND", "not-installed")
     with pytest.raises(UnknownBackend) as caught:
         resolve()
-    assert "installed backends: memory, redis, sql" in str(caught.value)
+    assert f"{_installed()}." in str(caught.value) and "memory, redis, sql" in str(caught.value)
     assert "HUEY_BACKEND" in str(caught.value)
 
 

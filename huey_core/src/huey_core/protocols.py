@@ -109,8 +109,9 @@ class Queue(Protocol):
     ) -> Delivery | None:
         """ack(lease), then dequeue(owner, lease_timeout, wait): one round trip where it can.
 
-        The ack has happened when it returns; when it raises, the caller acks again (ack is
-        idempotent). Derived: ack() then dequeue().
+        The ack happens first, also when the dequeue then finds nothing or waits: it does not
+        wait for the next message. When it raises, the caller acks again (ack is idempotent).
+        Derived: ack() then dequeue().
         """
 
     def release(self, lease: str) -> None:
@@ -184,7 +185,8 @@ class DataStore(Protocol):
     """Results and key/value data (locks, revocations, counters, dedup keys, dead letters).
 
     `ttl` is in seconds; None means the key never expires. An expired key behaves in every method
-    exactly like a missing one, including size() and items().
+    exactly like a missing one, including size() and items(), whether or not the backend has
+    deleted it yet (a backend may leave expired entries in place and skip them on reads).
     """
 
     def put(self, key: str, value: bytes, ttl: float | None = None) -> None:
@@ -231,10 +233,14 @@ class DataStore(Protocol):
         """
 
     def size(self) -> int:
-        """Number of live keys. Derived: len(items())."""
+        """Number of live keys; expired ones never count. Derived: len(items())."""
 
     def items(self, prefix: str = "") -> dict[str, bytes]:
-        """Every live key starting with `prefix` and its value."""
+        """Every live key starting with `prefix` and its value.
+
+        The prefix is literal and case-sensitive: `_`, `%`, `*`, `?`, `[` and `\\` match only
+        themselves.
+        """
 
     def flush(self, prefix: str = "") -> None:
         """Remove every key starting with `prefix` (all keys when empty).
@@ -249,7 +255,8 @@ class Subscription(Protocol):
 
     It is an iterator (iter() returns itself), so a loop that breaks and loops again carries on
     where it stopped. After close() a blocked iteration ends within SUBSCRIPTION_CLOSE_WITHIN
-    seconds; events not yet read are dropped.
+    seconds; events not yet read are dropped. The subscriber closes it: Backend.close() need not
+    end subscriptions still open.
     """
 
     def __iter__(self) -> Iterator[bytes]: ...
@@ -296,8 +303,13 @@ class Backend(Protocol):
     """What a backend factory returns: the four stores of one huey instance.
 
     A factory is any callable `factory(name: str, url: str | None, **options) -> Backend`, where
-    `name` is the huey instance name that namespaces everything it stores. A factory is only
-    handed URLs whose scheme it registered (or None, when it should use its default location).
+    `name` is the huey instance name that namespaces everything it stores. It is handed None
+    (use your default location), a URL whose scheme it registered, or, when the user named the
+    backend explicitly, a URL whose scheme no installed backend registered: refuse a URL you
+    cannot use with one line that says what URL you expect. Options it does not know are errors.
+
+    Process workers are forked from the consumer that built the backend, and call after_fork()
+    before touching storage: neither the factory nor the backend is ever pickled.
     """
 
     name: str

@@ -1,17 +1,19 @@
 """The "lite" backend: huey's four stores in one SQLite file, with nothing but the standard library.
 
 It exists to teach (docs/writing-backends.md walks through it), yet it is complete: it passes the
-whole conformance suite, several processes can share the file, and a crash loses nothing.
+whole conformance suite, several processes can share the file, and a crash loses nothing. It
+writes only the methods the base classes of huey_core.protocols mark as required; everything
+else (sizes, delete, exists, wait, flush, batched calls, listen) is derived from them.
 
 Choices worth copying:
 - Every row carries the instance `name`, so many huey instances share one file without seeing
   each other's data.
 - A message is leased, not deleted, on dequeue: `lease`, `owner` and `deadline` are set, and only
   ack() deletes it. recover() clears leases whose deadline passed, in a single UPDATE.
-- Writes that read first (dequeue, incr, pop, move_due) run in `BEGIN IMMEDIATE` transactions,
+- Writes that read first (dequeue, pop, incr, move_due) run in `BEGIN IMMEDIATE` transactions,
   which take SQLite's write lock up front: two processes can never claim the same row.
 - SQLite cannot tell another connection that a row arrived, so the queue is not blocking and
-  wait()/listen() poll: the capability flag says so and the consumer polls with backoff.
+  the derived wait() and listen() poll: the capability flag says so and the consumer polls.
 """
 
 from __future__ import annotations
@@ -21,16 +23,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 from huey_core.protocols import (
+    EVENT_RETENTION,
     BaseBackend,
     BaseDataStore,
     BaseEventEmitter,
     BaseQueue,
     BaseSchedule,
-    BaseSubscription,
     Delivery,
     LeaseInfo,
 )
@@ -63,15 +63,16 @@ CREATE TABLE IF NOT EXISTS lite_store (
     expires REAL,                          -- unix time; NULL never expires
     PRIMARY KEY (name, key)
 );
+CREATE INDEX IF NOT EXISTS lite_store_expires ON lite_store (name, expires);
 CREATE TABLE IF NOT EXISTS lite_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- a listener's cursor: ids only grow
     name TEXT NOT NULL,
+    emitted REAL NOT NULL,
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS lite_events_name ON lite_events (name, id);
+CREATE INDEX IF NOT EXISTS lite_events_emitted ON lite_events (name, emitted);
 """
-
-EVENTS_KEPT = 1000  # per instance: listeners poll often, so a short tail is enough
 
 
 class _Connections:
@@ -114,39 +115,41 @@ class _Connections:
         self._lock = threading.Lock()
 
 
-class _Transaction:
-    """`with tx(conns) as conn:` runs the block in BEGIN IMMEDIATE ... COMMIT (or ROLLBACK)."""
-
-    def __init__(self, conns: _Connections) -> None:
-        self.conn = conns.get()
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
-        return self.conn
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-class LiteQueue(BaseQueue):
-    blocking = False  # SQLite cannot wake a waiter in another process: dequeue returns at once
-    priority = True  # ORDER BY priority DESC, id
+class _LiteBase:
+    """What the four stores share: the instance name and the per-thread connections."""
 
     def __init__(self, name: str, conns: _Connections) -> None:
         self.name = name
         self._conns = conns
 
+    def _run(self, sql: str, *args: object) -> sqlite3.Cursor:
+        """One statement: SQLite runs each one atomically."""
+        return self._conns.get().execute(sql, args)
+
+    def _begin(self) -> sqlite3.Connection:
+        """`with self._begin() as conn:` runs the block as one write transaction.
+
+        BEGIN IMMEDIATE takes the write lock now, not at the first write, so nobody changes
+        what the block reads; `with conn` commits at the end, or rolls back on an exception.
+        """
+        conn = self._conns.get()
+        conn.execute("BEGIN IMMEDIATE")
+        return conn
+
+
+class LiteQueue(_LiteBase, BaseQueue):
+    blocking = False  # SQLite cannot wake a waiter in another process: dequeue returns at once
+    priority = True  # ORDER BY priority DESC, id
+
     def enqueue(self, data: bytes, priority: int = 0) -> None:
         """Append a message. One INSERT: atomic."""
-        self._conns.get().execute(
-            "INSERT INTO lite_queue (name, priority, data) VALUES (?, ?, ?)",
-            (self.name, priority, data),
-        )
+        sql = "INSERT INTO lite_queue (name, priority, data) VALUES (?, ?, ?)"
+        self._run(sql, self.name, priority, data)
 
     def dequeue(self, owner: str, lease_timeout: float, wait: float = 0.0) -> Delivery | None:
         """Lease the first ready message; None at once when there is none (`wait` is ignored)."""
         lease = uuid.uuid4().hex
-        with _Transaction(self._conns) as conn:
+        with self._begin() as conn:
             row = conn.execute(
                 "SELECT id, data, deliveries FROM lite_queue WHERE name = ? AND lease IS NULL "
                 "ORDER BY priority DESC, id LIMIT 1",
@@ -164,57 +167,46 @@ class LiteQueue(BaseQueue):
 
     def ack(self, lease: str) -> None:
         """Delete the leased message; an unknown lease matches no row, so it is a no-op."""
-        self._conns.get().execute(
-            "DELETE FROM lite_queue WHERE name = ? AND lease = ?", (self.name, lease)
-        )
+        self._run("DELETE FROM lite_queue WHERE name = ? AND lease = ?", self.name, lease)
 
     def release(self, lease: str) -> None:
         """Clear the lease: the message is ready again at its old place in line."""
-        self._conns.get().execute(
+        self._run(
             "UPDATE lite_queue SET lease = NULL, owner = NULL, deadline = NULL "
             "WHERE name = ? AND lease = ?",
-            (self.name, lease),
+            self.name,
+            lease,
         )
 
     def extend(self, lease: str, lease_timeout: float) -> bool:
         """Move the deadline; False when no row holds this lease any more."""
-        cursor = self._conns.get().execute(
-            "UPDATE lite_queue SET deadline = ? WHERE name = ? AND lease = ?",
-            (time.time() + lease_timeout, self.name, lease),
-        )
-        return cursor.rowcount == 1
+        sql = "UPDATE lite_queue SET deadline = ? WHERE name = ? AND lease = ?"
+        return self._run(sql, time.time() + lease_timeout, self.name, lease).rowcount == 1
 
     def recover(self) -> int:
         """One UPDATE: each expired message is either still leased or ready, never both."""
-        cursor = self._conns.get().execute(
+        cursor = self._run(
             "UPDATE lite_queue SET lease = NULL, owner = NULL, deadline = NULL "
             "WHERE name = ? AND lease IS NOT NULL AND deadline < ?",
-            (self.name, time.time()),
+            self.name,
+            time.time(),
         )
         return cursor.rowcount
 
-    def size(self) -> int:
-        return (
-            self._conns.get()
-            .execute(
-                "SELECT COUNT(*) FROM lite_queue WHERE name = ? AND lease IS NULL", (self.name,)
-            )
-            .fetchone()[0]
-        )
-
     def peek(self, n: int = 100) -> list[bytes]:
-        rows = self._conns.get().execute(
+        rows = self._run(
             "SELECT data FROM lite_queue WHERE name = ? AND lease IS NULL "
             "ORDER BY priority DESC, id LIMIT ?",
-            (self.name, n),
+            self.name,
+            n,
         )
         return [bytes(data) for (data,) in rows]
 
     def leases(self) -> list[LeaseInfo]:
-        rows = self._conns.get().execute(
+        rows = self._run(
             "SELECT lease, owner, deadline, deliveries, data FROM lite_queue "
             "WHERE name = ? AND lease IS NOT NULL ORDER BY deadline",
-            (self.name,),
+            self.name,
         )
         return [
             LeaseInfo(lease, owner, deadline, n, bytes(data))
@@ -222,64 +214,46 @@ class LiteQueue(BaseQueue):
         ]
 
     def flush(self) -> None:
-        self._conns.get().execute("DELETE FROM lite_queue WHERE name = ?", (self.name,))
+        self._run("DELETE FROM lite_queue WHERE name = ?", self.name)
 
 
-class LiteSchedule(BaseSchedule):
-    def __init__(self, name: str, conns: _Connections) -> None:
-        self.name = name
-        self._conns = conns
-
+class LiteSchedule(_LiteBase, BaseSchedule):
     def add(self, data: bytes, timestamp: float, priority: int = 0) -> None:
-        self._conns.get().execute(
-            "INSERT INTO lite_schedule (name, ts, priority, data) VALUES (?, ?, ?, ?)",
-            (self.name, timestamp, priority, data),
-        )
+        sql = "INSERT INTO lite_schedule (name, ts, priority, data) VALUES (?, ?, ?, ?)"
+        self._run(sql, self.name, timestamp, priority, data)
 
     def move_due(self, now: float, limit: int = 1000) -> int:
-        """Copy due rows into the queue and delete them in ONE transaction: nothing is lost."""
-        with _Transaction(self._conns) as conn:
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT id FROM lite_schedule WHERE name = ? AND ts <= ? ORDER BY ts, id LIMIT ?",
-                    (self.name, now, limit),
-                )
-            ]
-            for msg_id in ids:  # in due order, so equal priorities stay FIFO in the queue
-                conn.execute(
-                    "INSERT INTO lite_queue (name, priority, data) "
-                    "SELECT name, priority, data FROM lite_schedule WHERE id = ?",
-                    (msg_id,),
-                )
-                conn.execute("DELETE FROM lite_schedule WHERE id = ?", (msg_id,))
-        return len(ids)
+        """Delete due rows and insert them into the queue in ONE transaction: nothing is lost."""
+        with self._begin() as conn:
+            due = self._take_due(conn, now, limit)
+            conn.executemany(  # in due order, so equal priorities stay FIFO in the queue
+                "INSERT INTO lite_queue (name, priority, data) VALUES (?, ?, ?)",
+                [(self.name, priority, data) for priority, data in due],
+            )
+        return len(due)
 
     def pop_due(self, now: float, limit: int = 1000) -> list[bytes]:
-        with _Transaction(self._conns) as conn:
-            rows = conn.execute(
-                "SELECT id, data FROM lite_schedule WHERE name = ? AND ts <= ? ORDER BY ts, id LIMIT ?",
-                (self.name, now, limit),
-            ).fetchall()
-            conn.executemany("DELETE FROM lite_schedule WHERE id = ?", [(r[0],) for r in rows])
-        return [bytes(data) for _, data in rows]
+        with self._begin() as conn:
+            return [bytes(data) for _, data in self._take_due(conn, now, limit)]
 
-    def size(self) -> int:
-        return (
-            self._conns.get()
-            .execute("SELECT COUNT(*) FROM lite_schedule WHERE name = ?", (self.name,))
-            .fetchone()[0]
-        )
+    def _take_due(
+        self, conn: sqlite3.Connection, now: float, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """Delete up to `limit` due rows, earliest first; return (priority, data) of each."""
+        rows = conn.execute(
+            "SELECT id, priority, data FROM lite_schedule WHERE name = ? AND ts <= ? "
+            "ORDER BY ts, id LIMIT ?",
+            (self.name, now, limit),
+        ).fetchall()
+        conn.executemany("DELETE FROM lite_schedule WHERE id = ?", [(row[0],) for row in rows])
+        return [(priority, data) for _, priority, data in rows]
 
     def peek(self, n: int = 100) -> list[tuple[float, bytes]]:
-        rows = self._conns.get().execute(
-            "SELECT ts, data FROM lite_schedule WHERE name = ? ORDER BY ts, id LIMIT ?",
-            (self.name, n),
-        )
-        return [(ts, bytes(data)) for ts, data in rows]
+        sql = "SELECT ts, data FROM lite_schedule WHERE name = ? ORDER BY ts, id LIMIT ?"
+        return [(ts, bytes(data)) for ts, data in self._run(sql, self.name, n)]
 
     def flush(self) -> None:
-        self._conns.get().execute("DELETE FROM lite_schedule WHERE name = ?", (self.name,))
+        self._run("DELETE FROM lite_schedule WHERE name = ?", self.name)
 
 
 # A key is live when it never expires or expires in the future; every read adds this condition,
@@ -289,170 +263,102 @@ _LIVE = "(expires IS NULL OR expires > ?)"
 _PREFIX = "substr(key, 1, length(?)) = ?"
 
 
-class LiteStore(BaseDataStore):
-    def __init__(self, name: str, conns: _Connections, poll_interval: float) -> None:
-        self.name = name
-        self._conns = conns
-        self._poll = poll_interval
+def _expires(ttl: float | None) -> float | None:
+    return None if ttl is None else time.time() + ttl
 
-    @staticmethod
-    def _expires(ttl: float | None) -> float | None:
-        return None if ttl is None else time.time() + ttl
 
+class LiteStore(_LiteBase, BaseDataStore):
     def put(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        self._conns.get().execute(
-            "INSERT OR REPLACE INTO lite_store (name, key, value, expires) VALUES (?, ?, ?, ?)",
-            (self.name, key, value, self._expires(ttl)),
-        )
+        sql = "INSERT OR REPLACE INTO lite_store (name, key, value, expires) VALUES (?, ?, ?, ?)"
+        self._run(sql, self.name, key, value, _expires(ttl))
+        self._forget_expired(ttl)
 
     def peek(self, key: str) -> bytes | None:
-        row = (
-            self._conns.get()
-            .execute(
-                f"SELECT value FROM lite_store WHERE name = ? AND key = ? AND {_LIVE}",
-                (self.name, key, time.time()),
-            )
-            .fetchone()
-        )
+        sql = f"SELECT value FROM lite_store WHERE name = ? AND key = ? AND {_LIVE}"
+        row = self._run(sql, self.name, key, time.time()).fetchone()
         return None if row is None else bytes(row[0])
 
     def pop(self, key: str) -> bytes | None:
-        with _Transaction(self._conns) as conn:
-            row = conn.execute(
-                f"SELECT value FROM lite_store WHERE name = ? AND key = ? AND {_LIVE}",
-                (self.name, key, time.time()),
-            ).fetchone()
+        with self._begin() as conn:
+            sql = f"SELECT value FROM lite_store WHERE name = ? AND key = ? AND {_LIVE}"
+            row = conn.execute(sql, (self.name, key, time.time())).fetchone()
             conn.execute("DELETE FROM lite_store WHERE name = ? AND key = ?", (self.name, key))
         return None if row is None else bytes(row[0])
 
-    def delete(self, key: str) -> bool:
-        return self.pop(key) is not None
-
-    def exists(self, key: str) -> bool:
-        return self.peek(key) is not None
-
     def put_if_empty(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         """One upsert that only overwrites an EXPIRED row: of concurrent callers, one changes it."""
-        now = time.time()
-        cursor = self._conns.get().execute(
+        cursor = self._run(
             "INSERT INTO lite_store (name, key, value, expires) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (name, key) DO UPDATE SET value = excluded.value, expires = excluded.expires "
             "WHERE lite_store.expires IS NOT NULL AND lite_store.expires <= ?",
-            (self.name, key, value, self._expires(ttl), now),
+            self.name,
+            key,
+            value,
+            _expires(ttl),
+            time.time(),
         )
+        self._forget_expired(ttl)
         return cursor.rowcount == 1
 
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
-        with _Transaction(self._conns) as conn:
+        with self._begin() as conn:
             row = conn.execute(
                 f"SELECT value, expires FROM lite_store WHERE name = ? AND key = ? AND {_LIVE}",
                 (self.name, key, time.time()),
             ).fetchone()
             if row is None:
-                value, expires = amount, self._expires(ttl)  # created now: the ttl applies
+                value, expires = amount, _expires(ttl)  # created now: the ttl applies
             else:
                 value, expires = int(row[0]) + amount, row[1]  # existing: keep its expiry
             conn.execute(
                 "INSERT OR REPLACE INTO lite_store (name, key, value, expires) VALUES (?, ?, ?, ?)",
                 (self.name, key, str(value).encode(), expires),
             )
+        self._forget_expired(ttl)
         return value
 
-    def wait(self, key: str, timeout: float) -> bool:
-        """Poll every `poll_interval` seconds: SQLite has no way to announce a write."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.exists(key):
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(self._poll, remaining))
-
-    def size(self) -> int:
-        return (
-            self._conns.get()
-            .execute(
-                f"SELECT COUNT(*) FROM lite_store WHERE name = ? AND {_LIVE}",
-                (self.name, time.time()),
-            )
-            .fetchone()[0]
-        )
-
     def items(self, prefix: str = "") -> dict[str, bytes]:
-        rows = self._conns.get().execute(
-            f"SELECT key, value FROM lite_store WHERE name = ? AND {_LIVE} AND {_PREFIX}",
-            (self.name, time.time(), prefix, prefix),
-        )
+        sql = f"SELECT key, value FROM lite_store WHERE name = ? AND {_LIVE} AND {_PREFIX}"
+        rows = self._run(sql, self.name, time.time(), prefix, prefix)
         return {key: bytes(value) for key, value in rows}
 
-    def flush(self, prefix: str = "") -> None:
-        self._conns.get().execute(
-            f"DELETE FROM lite_store WHERE name = ? AND {_PREFIX}", (self.name, prefix, prefix)
-        )
+    def _forget_expired(self, ttl: float | None) -> None:
+        """After a write with a ttl, delete expired rows so that they never pile up.
+
+        Reads ignore them already; this keeps the file small (a per-minute dedup key is a new
+        row every minute).
+        """
+        if ttl is not None:
+            sql = "DELETE FROM lite_store WHERE name = ? AND expires <= ?"
+            self._run(sql, self.name, time.time())
 
 
-class LiteSubscription(BaseSubscription):
-    """Polls the events table for rows newer than the last one seen; close() stops it."""
-
-    def __init__(self, name: str, conns: _Connections, poll_interval: float) -> None:
-        self.name = name
-        self._conns = conns
-        self._poll = poll_interval
-        self._closed = threading.Event()
-        # Remember where the table ends now: only events emitted after listen() are delivered.
-        self._last = (
-            conns.get()
-            .execute("SELECT COALESCE(MAX(id), 0) FROM lite_events WHERE name = ?", (name,))
-            .fetchone()[0]
-        )
-
-    def events(self) -> Iterator[bytes]:
-        while not self._closed.is_set():
-            rows = (
-                self._conns.get()
-                .execute(
-                    "SELECT id, data FROM lite_events WHERE name = ? AND id > ? ORDER BY id",
-                    (self.name, self._last),
-                )
-                .fetchall()
-            )
-            for event_id, data in rows:
-                if self._closed.is_set():
-                    return
-                self._last = event_id
-                yield bytes(data)
-            if not rows:
-                self._closed.wait(self._poll)  # returns early when close() is called
-
-    def close(self) -> None:
-        self._closed.set()
-
-
-class LiteEvents(BaseEventEmitter):
-    def __init__(self, name: str, conns: _Connections, poll_interval: float) -> None:
-        self.name = name
-        self._conns = conns
-        self._poll = poll_interval
+class LiteEvents(_LiteBase, BaseEventEmitter):
+    """Events in a table; the derived listen() polls read_after() for rows past its cursor."""
 
     def emit(self, event: bytes) -> None:
-        """Append the event and trim the table; listeners or not, nothing to raise about."""
-        conn = self._conns.get()
-        cursor = conn.execute(
-            "INSERT INTO lite_events (name, data) VALUES (?, ?)", (self.name, event)
-        )
-        if cursor.lastrowid and cursor.lastrowid % 100 == 0:  # trim now and then, not every time
-            conn.execute(
-                "DELETE FROM lite_events WHERE name = ? AND id <= ?",
-                (self.name, cursor.lastrowid - EVENTS_KEPT),
-            )
+        """Append the event, and drop this instance's events older than EVENT_RETENTION."""
+        now = time.time()
+        sql = "INSERT INTO lite_events (name, emitted, data) VALUES (?, ?, ?)"
+        self._run(sql, self.name, now, event)
+        sql = "DELETE FROM lite_events WHERE name = ? AND emitted < ?"
+        self._run(sql, self.name, now - EVENT_RETENTION)
 
-    def listen(self) -> LiteSubscription:
-        return LiteSubscription(self.name, self._conns, self._poll)
+    def read_after(self, cursor: object | None) -> tuple[object, list[bytes]]:
+        """The cursor is the id of the last event read; ids only grow (AUTOINCREMENT)."""
+        if cursor is None:  # a new subscription starts after the newest stored event
+            sql = "SELECT COALESCE(MAX(id), 0) FROM lite_events WHERE name = ?"
+            return self._run(sql, self.name).fetchone()[0], []
+        sql = "SELECT id, data FROM lite_events WHERE name = ? AND id > ? ORDER BY id LIMIT 1000"
+        rows = self._run(sql, self.name, cursor).fetchall()
+        return (rows[-1][0] if rows else cursor), [bytes(data) for _, data in rows]
 
 
 class LiteBackend(BaseBackend):
-    """The factory: `LiteBackend(name, "lite:///path/to/file.db", poll_interval=0.05)`."""
+    """The factory: `LiteBackend(name, "lite:///path/to/file.db", poll_interval=0.05)`.
+
+    Without a URL (url=None) it uses huey-lite.db in the working directory.
+    """
 
     def __init__(
         self,
@@ -463,22 +369,21 @@ class LiteBackend(BaseBackend):
         busy_timeout: float = 30.0,
     ) -> None:
         self.name = name
-        self.url = url
         path = url.split("://", 1)[1] if url else "huey-lite.db"
         path = path[1:] if path.startswith("/") else path  # lite:///rel.db, lite:////abs.db
         self.path = os.path.abspath(path)
+        self.url = f"lite:///{self.path}"  # what the derived describe() shows: the file used
         self._conns = _Connections(self.path, busy_timeout)
         self._conns.get().executescript(SCHEMA)  # idempotent: CREATE ... IF NOT EXISTS
         self.queue = LiteQueue(name, self._conns)
         self.schedule = LiteSchedule(name, self._conns)
-        self.store = LiteStore(name, self._conns, poll_interval)
-        self.events = LiteEvents(name, self._conns, poll_interval)
+        self.store = LiteStore(name, self._conns)
+        self.events = LiteEvents(name, self._conns)
+        # The derived wait() and listen() check for new data this often.
+        self.store.poll_interval = self.events.poll_interval = poll_interval
 
     def after_fork(self) -> None:
         self._conns.forget()
 
     def close(self) -> None:
         self._conns.close()
-
-    def describe(self) -> str:
-        return f"LiteBackend({self.name} at {self.path})"

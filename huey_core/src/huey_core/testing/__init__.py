@@ -43,8 +43,15 @@ except ImportError as exc:  # pragma: no cover - only without the [testing] extr
     ) from exc
 
 from huey_core.protocols import Backend
-from huey_core.testing.base import BackendFactory, ConformanceBase, Connect, drain, run_threads
-from huey_core.testing.events import EventEmitterConformance, collect
+from huey_core.testing.base import (
+    BackendFactory,
+    ConformanceBase,
+    Connect,
+    drain,
+    run_rounds,
+    run_threads,
+)
+from huey_core.testing.events import EventEmitterConformance, collect, take
 from huey_core.testing.queue import QueueConformance
 from huey_core.testing.schedule import ScheduleConformance
 from huey_core.testing.servers import in_ci, require_port, require_server
@@ -64,7 +71,9 @@ __all__ = [
     "in_ci",
     "require_port",
     "require_server",
+    "run_rounds",
     "run_threads",
+    "take",
 ]
 
 

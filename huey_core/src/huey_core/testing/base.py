@@ -18,7 +18,7 @@ import pytest
 
 from huey_core.protocols import Backend, Delivery, Queue
 
-__all__ = ["BackendFactory", "ConformanceBase", "Connect", "drain", "run_threads"]
+__all__ = ["BackendFactory", "ConformanceBase", "Connect", "drain", "run_rounds", "run_threads"]
 
 BackendFactory = Callable[[str], Backend]
 Connect = Callable[..., Backend]
@@ -84,16 +84,30 @@ def run_threads(target: Callable[[int], Any], count: int, timeout: float = 30.0)
 
     Re-raises the first exception from any thread, so a backend error fails the test loudly.
     """
+    return run_rounds(lambda _round, i: target(i), count, 1, timeout)[0]
+
+
+def run_rounds(
+    target: Callable[[int, int], Any], count: int, rounds: int, timeout: float = 30.0
+) -> list[list[Any]]:
+    """Run target(round, i) in `count` threads, `rounds` times; results[round][i].
+
+    The same threads run every round, and a barrier releases all of them at once at the start
+    of each round: a race that a single round hits only now and then is hit on almost every
+    run. Re-raises the first exception from any thread.
+    """
     barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
+    results: list[list[Any]] = [[None] * count for _ in range(rounds)]
     errors: list[BaseException] = []
 
     def body(i: int) -> None:
         try:
-            barrier.wait(timeout)
-            results[i] = target(i)
+            for r in range(rounds):
+                barrier.wait(timeout)
+                results[r][i] = target(r, i)
         except BaseException as exc:  # noqa: BLE001 - reported to the test thread below
             errors.append(exc)
+            barrier.abort()  # the others stop waiting for this thread
 
     threads = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(count)]
     for t in threads:
@@ -103,8 +117,9 @@ def run_threads(target: Callable[[int], Any], count: int, timeout: float = 30.0)
         t.join(max(0.0, deadline - time.monotonic()))
     if any(t.is_alive() for t in threads):
         raise AssertionError(f"threads still running after {timeout} s (deadlock?)")
-    if errors:
-        raise errors[0]
+    first = next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), None)
+    if first is not None or errors:
+        raise first or errors[0]
     return results
 
 
@@ -124,6 +139,8 @@ class ConformanceBase:
     expiry_slack: ClassVar[float] = 0.25
     #: How quickly a blocked wait must notice a write made by another thread or connection.
     wake_within: ClassVar[float] = 2.0
+    #: Examples of random operation sequences each reference-model test runs (hypothesis).
+    model_examples: ClassVar[int] = 25
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import ClassVar
 
 import pytest
 
@@ -30,9 +29,6 @@ def _skip_unless_priority(backend: Backend) -> None:
 class QueueConformance(ConformanceBase):
     """Every statement of the Queue docstrings, checked against `backend.queue`."""
 
-    #: Examples of random operation sequences the reference-model test runs (hypothesis).
-    model_examples: ClassVar[int] = 25
-
     # -- shape -----------------------------------------------------------------------------
 
     def test_queue_satisfies_protocol(self, backend: Backend) -> None:
@@ -56,23 +52,46 @@ class QueueConformance(ConformanceBase):
         assert backend.queue.dequeue("worker-1", 30.0, wait=0.0) is None
         assert time.monotonic() - started < 1.0
 
-    def test_optional_ack_and_dequeue_acks_then_claims(self, backend: Backend) -> None:
-        ack_and_dequeue = getattr(backend.queue, "ack_and_dequeue", None)
-        if ack_and_dequeue is None:
-            pytest.skip("queue.ack_and_dequeue is optional: the consumer calls ack() then dequeue()")
+    def test_ack_and_dequeue_acks_then_claims(self, backend: Backend) -> None:
         queue = backend.queue
         for payload in (b"one", b"two"):
             queue.enqueue(payload)
         first = queue.dequeue("w", 30)
         assert first is not None and first.data == b"one"
-        second = ack_and_dequeue(first.lease, "w", 30)
+        second = queue.ack_and_dequeue(first.lease, "w", 30)
         assert second is not None and second.data == b"two" and second.lease != first.lease
         assert [info.lease for info in queue.leases()] == [second.lease]  # the first is gone
-        assert ack_and_dequeue(second.lease, "w", 30) is None  # acked; nothing left to claim
+        assert queue.ack_and_dequeue(second.lease, "w", 30) is None  # acked; nothing left to claim
         assert queue.leases() == [] and queue.size() == 0
         queue.enqueue(b"three")
-        third = ack_and_dequeue("unknown-lease", "w", 30)  # an unknown lease is a no-op ack
+        third = queue.ack_and_dequeue("unknown-lease", "w", 30)  # an unknown lease is a no-op ack
         assert third is not None and third.data == b"three" and third.deliveries == 1
+
+    def test_ack_and_dequeue_acks_even_when_the_queue_is_empty(
+        self, backend: Backend, other: Backend
+    ) -> None:
+        queue = backend.queue
+        queue.enqueue(b"last")
+        delivery = queue.dequeue("w", self.short_ttl)
+        assert delivery is not None
+        done: list[object] = []
+        # A blocking backend waits here; the ack must not wait with it: another connection sees
+        # the message gone while the claim is still looking for a next one.
+        waiter = threading.Thread(
+            target=lambda: done.append(queue.ack_and_dequeue(delivery.lease, "w", 30, wait=1.0))
+        )
+        waiter.start()
+        try:
+            deadline = time.monotonic() + 0.5
+            while other.queue.leases() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert other.queue.leases() == [], "the ack waited for the dequeue"
+        finally:
+            waiter.join(10)
+        assert done == [None]
+        self.expire()
+        assert queue.recover() == 0  # deleted, not merely leased past its deadline
+        assert other.queue.dequeue("w2", 30) is None
 
     def test_fifo_within_one_priority(self, backend: Backend) -> None:
         sent = [f"message-{i}".encode() for i in range(50)]
@@ -319,6 +338,25 @@ class QueueConformance(ConformanceBase):
         assert again is not None
         assert again.data == b"crashed"
         assert again.deliveries == 2
+
+    def test_recover_leaves_a_live_lease_alone_until_its_deadline(self, backend: Backend) -> None:
+        """However close its deadline: half a second left means half a second more."""
+        for _ in range(3):
+            backend.queue.flush()
+            backend.queue.enqueue(b"job")
+            started = time.monotonic()
+            delivery = backend.queue.dequeue("worker-1", 0.5)
+            claimed = time.monotonic()  # the deadline is at most half a second after this
+            recovered = backend.queue.recover()
+            if time.monotonic() - started < 0.4:
+                break  # else the machine stalled close to the deadline: that proves nothing
+        assert delivery is not None
+        assert recovered == 0, "recover() took a lease that had 0.5 s left"
+        assert [i.lease for i in backend.queue.leases()] == [delivery.lease]
+        time.sleep(max(0.0, claimed + 0.5 - time.monotonic()) + self.expiry_slack)
+        assert backend.queue.recover() == 1, "recover() left a lease past its deadline"
+        assert backend.queue.leases() == []
+        assert backend.queue.peek() == [delivery.data]
 
     def test_expired_lease_still_belongs_to_its_owner_until_recovered(
         self, backend: Backend

@@ -2,24 +2,114 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 import time
 import uuid
-from typing import ClassVar
+from typing import Any
 
 import pytest
 
 from huey_core.protocols import Backend, DataStore
-from huey_core.testing.base import ConformanceBase, Connect, run_threads
+from huey_core.testing.base import (
+    BackendFactory,
+    ConformanceBase,
+    Connect,
+    run_rounds,
+    run_threads,
+)
 
 __all__ = ["DataStoreConformance"]
+
+# A read-then-write put_if_empty lets two callers win in one round of contenders released at
+# once in 10% to 90% of rounds, depending on the backend and on how busy the machine is; over
+# this many rounds it is caught on every run. A round costs a few milliseconds.
+RACE_ROUNDS = 100
+RACE_THREADS = 8
+
+
+def _race_processes() -> int:
+    return min(4, max(2, os.cpu_count() or 2))
+
+
+def _start_at(starts: Any, r: int, timeout: float = 30.0) -> None:
+    """Return at the instant the parent set for round `r`, to the microsecond if a core is free.
+
+    A barrier wakes processes one after another, tens of microseconds apart: longer than a
+    read-then-write takes. Sleeping until just before a shared start time and spinning for the
+    rest lines the processes up on different cores, so their calls really overlap.
+    """
+    deadline = time.monotonic() + timeout
+    while starts[r] == 0.0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"round {r} never started")
+        time.sleep(0.0005)
+    ahead = starts[r] - time.time()
+    if ahead > 0.002:
+        time.sleep(ahead - 0.002)
+    while time.time() < starts[r]:
+        pass
+
+
+def _contend_in_child(
+    factory: BackendFactory, name: str, starts: Any, reports: Any, index: int
+) -> None:
+    backend: Backend | None = None
+    try:
+        backend = factory(name)  # its own connection, as a consumer on another machine has
+        backend.store.exists("warm-up")  # connect now, not inside the first round
+        reports.put(("ready", index, None))
+        for r in range(len(starts)):
+            _start_at(starts, r)
+            won = backend.store.put_if_empty(f"periodic:{r}", f"{index}".encode(), ttl=60)
+            reports.put((r, index, won))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+        reports.put(("error", index, repr(exc)))
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+def _gather(reports: Any, count: int) -> list[tuple[Any, int, Any]]:
+    got = [reports.get(timeout=60) for _ in range(count)]
+    errors = [str(detail) for kind, _, detail in got if kind == "error"]
+    assert not errors, f"a contending process failed: {errors[0]}"
+    return got
+
+
+def _race_in_processes(factory: BackendFactory, name: str, processes: int) -> list[list[Any]]:
+    """put_if_empty on one key per round from `processes` forked processes; won[round][i]."""
+    context = multiprocessing.get_context("fork")
+    starts = context.RawArray("d", RACE_ROUNDS)  # 0.0 until the parent starts the round
+    reports = context.Queue()
+    children = [
+        context.Process(target=_contend_in_child, args=(factory, name, starts, reports, i))
+        for i in range(processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        _gather(reports, processes)  # every child is connected
+        won: list[list[Any]] = []
+        for r in range(RACE_ROUNDS):
+            starts[r] = time.time() + 0.003  # the children poll every 0.5 ms
+            row: list[Any] = [None] * processes
+            for _, i, result in _gather(reports, processes):
+                row[i] = result
+            won.append(row)
+        for child in children:
+            child.join(30)
+            assert child.exitcode == 0
+        return won
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
 
 
 class DataStoreConformance(ConformanceBase):
     """Every statement of the DataStore docstrings, checked against `backend.store`."""
-
-    #: Examples of random operation sequences the reference-model test runs (hypothesis).
-    model_examples: ClassVar[int] = 25
 
     def test_store_satisfies_protocol(self, backend: Backend) -> None:
         assert isinstance(backend.store, DataStore)
@@ -71,18 +161,23 @@ class DataStoreConformance(ConformanceBase):
         got = run_threads(lambda i: conns[i].store.pop("result"), 8)
         assert sorted(got, key=lambda v: v is not None) == [None] * 7 + [b"42"]
 
-    def test_optional_peek_many_agrees_with_peek(self, backend: Backend) -> None:
-        peek_many = getattr(backend.store, "peek_many", None)
-        if peek_many is None:
-            pytest.skip("store.peek_many is optional: the core falls back to one peek() per key")
+    def test_peek_many_keeps_order_duplicates_and_missing_keys(
+        self, backend: Backend, other: Backend
+    ) -> None:
         store = backend.store
         store.put("a", b"1")
-        store.put("b", b"")
+        other.store.put("b", b"")  # written by another connection, read through this one
         store.put("gone", b"x", ttl=self.short_ttl)
         self.expire()
         keys = ["b", "missing", "a", "gone", "a"]
-        assert peek_many(keys) == [b"", None, b"1", None, b"1"]  # order and duplicates kept
-        assert peek_many([]) == []
+        assert store.peek_many(keys) == [b"", None, b"1", None, b"1"]
+        assert store.peek_many(keys) == [store.peek(key) for key in keys]
+        assert store.peek_many([]) == []
+        many = [f"k{i}" for i in range(300)]  # more than one batch, for backends that batch
+        for key in many[::2]:
+            store.put(key, key.encode())
+        expected = [key.encode() if i % 2 == 0 else None for i, key in enumerate(many)]
+        assert store.peek_many(many) == expected
 
     def test_delete_reports_whether_key_existed(self, backend: Backend) -> None:
         store = backend.store
@@ -115,6 +210,29 @@ class DataStoreConformance(ConformanceBase):
         assert store.size() == 2
         assert store.items() == {"later": b"v", "forever": b"v"}
         assert store.wait("short", 0.1) is False
+
+    def test_size_and_items_skip_expired_keys_nothing_has_read(self, backend: Backend) -> None:
+        """A backend may leave expired entries in place; size() and items() must not count them.
+
+        Nothing reads the expired keys before size() and items() do (a read might clean them
+        up), and pop() and delete() of an expired key may leave its entry behind.
+        """
+        store = backend.store
+        store.put("gone:put", b"v", ttl=self.short_ttl)
+        store.put_if_empty("gone:claimed", b"v", ttl=self.short_ttl)
+        store.incr("gone:counted", ttl=self.short_ttl)
+        store.put("gone:popped", b"v", ttl=self.short_ttl)
+        store.put("gone:deleted", b"v", ttl=self.short_ttl)
+        store.put("kept", b"v")
+        self.expire()
+        for when in ("before", "after"):  # before and after pop()/delete() of expired keys
+            assert store.size() == 1, f"size() {when} pop/delete counted expired keys"
+            assert store.items() == {"kept": b"v"}, f"items() {when} pop/delete: expired keys"
+            assert store.items("gone:") == {}, f"items(prefix) {when} pop/delete: expired keys"
+            assert store.pop("gone:popped") is None
+            assert store.delete("gone:deleted") is False
+        store.flush("gone:")  # flushing expired keys is fine and changes nothing visible
+        assert store.items() == {"kept": b"v"}
 
     def test_put_replaces_the_ttl_too(self, backend: Backend) -> None:
         store = backend.store
@@ -150,26 +268,47 @@ class DataStoreConformance(ConformanceBase):
     def test_concurrent_put_if_empty_has_exactly_one_winner(
         self, backend: Backend, connect: Connect
     ) -> None:
-        threads = 16
-        conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(threads)]
-        won = run_threads(
-            lambda i: conns[i].store.put_if_empty("periodic:minute", f"{i}".encode(), ttl=60),
-            threads,
-        )
-        assert won.count(True) == 1, f"{won.count(True)} callers won the same key"
-        winner = won.index(True)
-        assert backend.store.peek("periodic:minute") == f"{winner}".encode()
+        conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(RACE_THREADS)]
+
+        def contend(r: int, i: int) -> bool:
+            if r == 0:
+                return conns[i].store.exists("warm-up")  # connect before the races start
+            return conns[i].store.put_if_empty(f"periodic:{r}", f"{i}".encode(), ttl=60)
+
+        rounds = run_rounds(contend, RACE_THREADS, RACE_ROUNDS + 1)
+        for r, won in enumerate(rounds[1:], 1):
+            assert won.count(True) == 1, f"round {r}: {won.count(True)} threads won one key"
+            assert backend.store.peek(f"periodic:{r}") == f"{won.index(True)}".encode()
+
+    def test_concurrent_put_if_empty_across_processes_has_exactly_one_winner(
+        self, backend: Backend, backend_factory: BackendFactory
+    ) -> None:
+        if not getattr(backend, "process_safe", True):
+            pytest.skip("process_safe is False: separate processes would not share this backend")
+        if "fork" not in multiprocessing.get_all_start_methods():
+            pytest.skip("this platform cannot fork")
+        rounds = _race_in_processes(backend_factory, backend.name, _race_processes())
+        for r, won in enumerate(rounds):
+            assert won.count(True) == 1, f"round {r}: {won.count(True)} processes won one key"
+            assert backend.store.peek(f"periodic:{r}") == f"{won.index(True)}".encode()
 
     def test_concurrent_takeover_of_an_expired_key_has_exactly_one_winner(
         self, backend: Backend, connect: Connect
     ) -> None:
-        backend.store.put_if_empty("lock", b"crashed holder", ttl=self.short_ttl)
+        for r in range(1, RACE_ROUNDS + 1):
+            backend.store.put_if_empty(f"lock:{r}", b"crashed holder", ttl=self.short_ttl)
         self.expire()
-        threads = 16
-        conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(threads)]
-        won = run_threads(lambda i: conns[i].store.put_if_empty("lock", f"{i}".encode()), threads)
-        assert won.count(True) == 1, f"{won.count(True)} callers took over the expired key"
-        assert backend.store.peek("lock") == f"{won.index(True)}".encode()
+        conns = [backend if i % 2 == 0 else connect(backend.name) for i in range(RACE_THREADS)]
+
+        def contend(r: int, i: int) -> bool:
+            if r == 0:
+                return conns[i].store.exists("warm-up")
+            return conns[i].store.put_if_empty(f"lock:{r}", f"{i}".encode())
+
+        rounds = run_rounds(contend, RACE_THREADS, RACE_ROUNDS + 1)
+        for r, won in enumerate(rounds[1:], 1):
+            assert won.count(True) == 1, f"round {r}: {won.count(True)} threads took it over"
+            assert backend.store.peek(f"lock:{r}") == f"{won.index(True)}".encode()
 
     # -- incr --------------------------------------------------------------------------------
 
