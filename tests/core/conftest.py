@@ -10,9 +10,9 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from core_helpers import cleanup, make_huey
 
 from huey_core import Huey
+from tests.core.helpers import cleanup, make_huey
 
 
 @pytest.fixture(autouse=True)

@@ -6,10 +6,9 @@ import datetime
 import json
 import time
 
-from core_helpers import collect_events, drain, make_huey
-from huey_core.events import encode_event
-
 from huey_core import Huey
+from huey_core.events import encode_event
+from tests.core.helpers import collect_events, drain, make_huey
 
 FIELDS = {
     "status", "id", "task", "retries", "retry_delay", "execute_time", "error", "traceback",

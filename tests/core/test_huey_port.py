@@ -10,6 +10,7 @@ same instance; MemoryHuey, RedisHuey and SqliteHuey exist so ports can keep huey
 import datetime
 import unittest
 
+from huey_core import MemoryHuey, crontab  # was: from huey import MemoryHuey, crontab
 from huey_core.exceptions import (  # was: from huey.exceptions import ...
     CancelExecution,
     RetryTask,
@@ -17,8 +18,6 @@ from huey_core.exceptions import (  # was: from huey.exceptions import ...
     TaskLockedException,
 )
 from huey_core.signals import SIGNAL_COMPLETE, SIGNAL_ERROR  # was: from huey.signals import ...
-
-from huey_core import MemoryHuey, crontab  # was: from huey import MemoryHuey, crontab
 
 huey = MemoryHuey("port-app", utc=False)
 

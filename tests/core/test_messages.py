@@ -7,9 +7,6 @@ import json
 import pickle
 
 import pytest
-from core_helpers import collect_events, drain, make_huey
-from huey_core.protocols import Delivery
-from huey_core.serializer import SKIPPED, Error
 
 from huey_core import (
     Huey,
@@ -19,6 +16,9 @@ from huey_core import (
     SignedSerializer,
     TaskException,
 )
+from huey_core.protocols import Delivery
+from huey_core.serializer import SKIPPED, Error
+from tests.core.helpers import collect_events, drain, make_huey
 
 VALUES = [
     None,
@@ -218,8 +218,8 @@ def test_unknown_task_dead_letter_names_the_task(huey: Huey) -> None:
     (payload,) = other.storage.queue.peek()
     events = _dead_letter_scenario(huey, payload)
     (letter,) = huey.dead_letters()
-    assert letter["task"] == "test_messages.elsewhere" and letter["task_id"]
-    assert events[0]["task"] == "test_messages.elsewhere"
+    assert letter["task"] == f"{__name__}.elsewhere" and letter["task_id"]
+    assert events[0]["task"] == f"{__name__}.elsewhere"
 
 
 def test_too_many_deliveries_dead_letters_without_running(huey: Huey) -> None:
@@ -235,7 +235,7 @@ def test_too_many_deliveries_dead_letters_without_running(huey: Huey) -> None:
     events = _dead_letter_scenario(huey, payload, deliveries=huey.max_deliveries + 1)
     assert ran == []
     (letter,) = huey.dead_letters()
-    assert "delivered 6 times" in letter["reason"] and letter["task"] == "test_messages.crashes_worker"
+    assert "delivered 6 times" in letter["reason"] and letter["task"] == f"{__name__}.crashes_worker"
     assert events[0]["task"] == "crashes_worker" and events[0]["id"] == letter["task_id"]
 
     # Delivery number max_deliveries still runs.

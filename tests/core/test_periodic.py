@@ -7,9 +7,9 @@ import os
 import time
 
 import pytest
-from core_helpers import drain, make_huey
 
 from huey_core import Huey, PeriodicTask, clock, crontab
+from tests.core.helpers import drain, make_huey
 
 # 2024-01-07 was a Sunday.
 SUNDAY = datetime.datetime(2024, 1, 7, 12, 0)

@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-from core_helpers import drain, make_huey, run_due
 
 from huey_core import (
     CancelExecution,
@@ -25,6 +24,7 @@ from huey_core import (
     group,
 )
 from huey_core import signals as S
+from tests.core.helpers import drain, make_huey, run_due
 
 
 def test_call_enqueues_and_result_comes_back(huey: Huey) -> None:

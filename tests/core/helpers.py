@@ -1,4 +1,4 @@
-"""Helpers shared by the core API tests (importable as `core_helpers`)."""
+"""Helpers shared by the core API tests: `from tests.core.helpers import make_huey, drain`."""
 
 from __future__ import annotations
 
