@@ -327,9 +327,11 @@ class PgWaker(Waker):
                 self._ready.set()
                 backoff = 0.1
                 while not self._stop.is_set():
-                    names = {n.channel for n in conn.notifies(timeout=0.5)}
-                    if names:
-                        self._bump(names)
+                    # Wake the waiters on each notification as it arrives: notifies() yields
+                    # until its timeout ends, so collecting a whole slice first held every
+                    # wake-up back until the end of the slice (up to 0.5 s late).
+                    for notify in conn.notifies(timeout=0.5):
+                        self._bump((notify.channel,))
             except Exception as exc:  # server restart, network: reconnect with backoff
                 if self._stop.is_set():
                     break
