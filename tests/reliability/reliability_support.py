@@ -38,7 +38,7 @@ from redis_support import (  # noqa: E402
     require_server,
     unavailable,
 )
-from sql_support import MYSQL_URL, POSTGRES_URL, drop_prefix, require_database  # noqa: E402
+from huey_sql.testing import MYSQL_URL, POSTGRES_URL, drop_prefix, require_database  # noqa: E402
 
 KINDS = ("redis", "postgresql", "mysql", "sqlite")
 
