@@ -53,13 +53,10 @@ def rowcount(cur: Any, sql: str, args: tuple[Any, ...]) -> int:
 
 class _Attempt:
     """How far one try of a transaction got: whether its work may already be committed, and
-    whether its connection was lost."""
+    whether its connection was lost. (Class defaults: this runs on every operation.)"""
 
-    __slots__ = ("committing", "lost")
-
-    def __init__(self) -> None:
-        self.committing = False
-        self.lost = False
+    committing = False
+    lost = False
 
 
 class Database:
@@ -119,7 +116,8 @@ class Database:
         Every other error propagates, with the password masked: the consumer backs off and
         calls again.
         """
-        self.ensure_schema()
+        if not self._ready:
+            self.ensure_schema()
         attempt = 0
         while True:
             state = _Attempt()
@@ -155,7 +153,8 @@ class Database:
                     raw.invalidate(exc)
                 raise
             finally:
-                d.finish(conn, autocommit)
+                if autocommit:
+                    d.end_autocommit(conn)
                 raw.close()
 
     def _lost(self, exc: Exception, conn: Any) -> bool:

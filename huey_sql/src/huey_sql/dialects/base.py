@@ -270,8 +270,9 @@ class Dialect:
         with contextlib.suppress(Exception):  # a broken connection is invalidated anyway
             conn.rollback()
 
-    def finish(self, conn: Any, autocommit: bool) -> None:
-        """Put the connection back the way the pool's other users expect it."""
+    def end_autocommit(self, conn: Any) -> None:
+        """After begin() returned True: put the connection back the way the pool's other
+        users expect it."""
 
     # -- errors --------------------------------------------------------------------------------
 

@@ -90,8 +90,8 @@ class PostgresDialect(Dialect):
             conn.autocommit = True
         return single
 
-    def finish(self, conn: Any, autocommit: bool) -> None:
-        if autocommit and not conn.closed:
+    def end_autocommit(self, conn: Any) -> None:
+        if not conn.closed:
             conn.autocommit = False  # the pool's other users expect transactions
 
     def is_transient(self, exc: BaseException) -> bool:

@@ -18,8 +18,10 @@ from typing import Any
 
 from huey_core.exceptions import ConfigurationError
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL
 
 from huey_sql.dialects.base import Dialect, Waker, merge_options
+from huey_sql.schema import Tables
 
 # Objects inherited across fork that must never be closed or garbage-collected in the child:
 # closing them would shut the parent's file handles. Kept alive here on purpose.
@@ -58,6 +60,10 @@ class SQLiteDialect(Dialect):
     default_poll = 0.02  # PRAGMA data_version is a read of shared memory: cheap to look often
     ids_visible_in_order = True  # one writer at a time: ids commit in order
 
+    def __init__(self, url: URL, tables: Tables, options: dict[str, Any]) -> None:
+        super().__init__(url, tables, options)
+        self.path = url.database or ""
+
     def starts_with(self, column: str) -> str:
         return f" AND {column} GLOB ?"  # LIKE is case-insensitive in SQLite; GLOB is not
 
@@ -65,7 +71,9 @@ class SQLiteDialect(Dialect):
         return "".join(f"[{c}]" if c in "*?[" else c for c in prefix) + "*"
 
     def writer(self, read: bool) -> AbstractContextManager[Any]:
-        return super().writer(read) if read else _writer_lock(self.url.database or "")
+        if read:
+            return super().writer(read)
+        return _writers.get(self.path) or _writer_lock(self.path)
 
     def begin(self, conn: Any, cur: Any, read: bool, single: bool) -> bool:
         if read and single:
@@ -126,9 +134,7 @@ class SQLiteDialect(Dialect):
         return engine
 
     def make_waker(self, db: Any) -> Waker:
-        return SQLiteWaker(
-            self.url.database or "", self.options["poll_interval"] or self.default_poll
-        )
+        return SQLiteWaker(self.path, self.options["poll_interval"] or self.default_poll)
 
 
 def _set_wal(dbapi_conn: sqlite3.Connection) -> None:
