@@ -228,7 +228,7 @@ class Dialect:
     def claim(self, cur: Any, claim: Row, name: str) -> Row | None:
         """Lease the next ready row: `claim` is (lease, owner, deadline). (data, deliveries)."""
         cur.execute(self.claim_sql, (*claim, name))
-        return cur.fetchone()  # type: ignore[no-any-return]
+        return cur.fetchone()
 
     def ack_and_claim(self, cur: Any, lease: str, claim: Row, name: str) -> Row | None:
         """Delete the row leased as `lease`, then claim() the next one, in one transaction."""
@@ -238,7 +238,7 @@ class Dialect:
     def pop(self, cur: Any, name: str, key: str) -> Row | None:
         """Delete the row of `key`; (value, expires_at) it held, or None."""
         cur.execute(self.pop_sql, (name, key))
-        return cur.fetchone()  # type: ignore[no-any-return]
+        return cur.fetchone()
 
     def insert_if_absent(self, cur: Any, args: Row) -> bool:
         """Insert (name, key, value, expires_at) unless the key exists; True when inserted."""

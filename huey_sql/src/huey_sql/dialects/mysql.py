@@ -62,7 +62,7 @@ class MySQLDialect(Dialect):
         row = cur.fetchone()
         if row is not None:
             cur.execute(self.delete_key_sql, (name, key))
-        return row  # type: ignore[no-any-return]
+        return row
 
     def insert_if_absent(self, cur: Any, args: Row) -> bool:
         cur.execute(self.insert_if_absent_sql, args)

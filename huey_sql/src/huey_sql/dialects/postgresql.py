@@ -74,7 +74,7 @@ class PostgresDialect(Dialect):
 
     def ack_and_claim(self, cur: Any, lease: str, claim: Row, name: str) -> Row | None:
         cur.execute(self.ack_claim_sql, (name, lease, *claim, name))
-        return cur.fetchone()  # type: ignore[no-any-return]
+        return cur.fetchone()
 
     def emit_many(self, cur: Any, name: str, now: float, events: list[bytes], channel: str) -> None:
         args: Row = (name, now, events)

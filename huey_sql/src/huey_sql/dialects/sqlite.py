@@ -17,10 +17,10 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from huey_core.exceptions import ConfigurationError
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL
 
-from huey_sql.dialects.base import Dialect, Waker, merge_options
+from huey_sql.dialects.base import Dialect, Waker
 from huey_sql.schema import Tables
 
 # Objects inherited across fork that must never be closed or garbage-collected in the child:
@@ -101,20 +101,19 @@ class SQLiteDialect(Dialect):
                 "URL elsewhere"
             )
 
+    def engine_options(self) -> dict[str, Any]:
+        return {
+            "connect_args": {"timeout": self.options["busy_timeout"], "check_same_thread": False}
+        }
+
     def create_engine(self) -> Engine:
-        opts = self.options
-        synchronous = str(opts["sqlite_synchronous"]).upper()
+        synchronous = str(self.options["sqlite_synchronous"]).upper()
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ConfigurationError(
-                f"sqlite_synchronous must be NORMAL or FULL, not {opts['sqlite_synchronous']!r}"
+                f"sqlite_synchronous must be NORMAL or FULL, not {self.options['sqlite_synchronous']!r}"
             )
-        busy_ms = int(opts["busy_timeout"] * 1000)
-        base = {
-            "pool_size": opts["pool_size"],
-            "max_overflow": opts["max_overflow"],
-            "connect_args": {"timeout": opts["busy_timeout"], "check_same_thread": False},
-        }
-        engine = create_engine(self.url, **merge_options(base, opts["engine_options"]))
+        busy_ms = int(self.options["busy_timeout"] * 1000)
+        engine = super().create_engine()
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
