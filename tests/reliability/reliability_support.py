@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from huey_sql.testing import MYSQL_URL, POSTGRES_URL, drop_prefix, require_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "backends"))
 from redis_support import (  # noqa: E402
@@ -38,7 +39,6 @@ from redis_support import (  # noqa: E402
     require_server,
     unavailable,
 )
-from huey_sql.testing import MYSQL_URL, POSTGRES_URL, drop_prefix, require_database  # noqa: E402
 
 KINDS = ("redis", "postgresql", "mysql", "sqlite")
 
