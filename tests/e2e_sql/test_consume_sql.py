@@ -16,9 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "backends"))
-from sql_support import MYSQL_URL, POSTGRES_URL, drop_prefix, require_database  # noqa: E402
+from huey_sql.testing import MYSQL_URL, POSTGRES_URL, drop_prefix, require_database
 
 pytestmark = pytest.mark.slow
 
@@ -75,16 +73,20 @@ def test_two_consumers_with_process_workers_run_each_task_once(
         app = __import__(module)
         for i in range(TASKS):
             app.record(i)
+        command = [sys.executable, "-m", "huey_core.cli", "consume", f"{module}.huey", "-k",
+                   "process", "-w", "2", "-n", "-s", "0.2", "-d", "0.05", "-m", "0.5"]  # fmt: skip
         for n in range(2):
             log = open(tmp_path / f"consumer{n}.log", "w+")
             logs.append(log)
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "huey_core.cli", "consume", f"{module}.huey",
-                     "-k", "process", "-w", "2", "-n", "-s", "0.2", "-d", "0.05", "-m", "0.5"],
-                    cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                    command,
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
-                )  # fmt: skip
+                )
             )
 
         def lines() -> list[str]:

@@ -1,5 +1,5 @@
-"""The reliability suite's fixtures live in reliability_support (imported by name by the tests)."""
+"""The reliability suite's fixtures live in tests/reliability/support.py."""
 
 from __future__ import annotations
 
-from reliability_support import make_app  # noqa: F401 - a fixture for every test here
+from tests.reliability.support import make_app  # noqa: F401 - a fixture for every test here

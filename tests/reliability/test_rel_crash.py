@@ -13,10 +13,10 @@ import signal
 import time
 
 import pytest
-from huey_core.consumer import Consumer
-from reliability_support import KINDS, logs, server_url, stop, wait_for
 
 from huey_core import Huey
+from huey_core.consumer import Consumer
+from tests.reliability.support import KINDS, logs, server_url, stop, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from reliability_support import enqueue_records, logs, server_url, stop, wait_for
+
+from tests.reliability.support import enqueue_records, logs, server_url, stop, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -13,14 +13,14 @@ import time
 import uuid
 
 import pytest
-from huey_core.consumer import Consumer
-from huey_core.exceptions import PoisonMessage
-from huey_core.protocols import Delivery
-from huey_core.serializer import JSONSerializer, Serializer, SignedSerializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from huey_core import Huey
+from huey_core.consumer import Consumer
+from huey_core.exceptions import PoisonMessage
+from huey_core.protocols import Delivery
+from huey_core.serializer import JSONSerializer, Serializer, SignedSerializer
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 

@@ -13,7 +13,8 @@ import collections
 import time
 
 import pytest
-from reliability_support import logs, server_url, stop, wait_for
+
+from tests.reliability.support import logs, server_url, stop, wait_for
 
 pytestmark = pytest.mark.slow
 

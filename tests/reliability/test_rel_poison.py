@@ -14,7 +14,8 @@ import subprocess
 import sys
 
 import pytest
-from reliability_support import logs, server_url, stop, wait_for
+
+from tests.reliability.support import logs, server_url, stop, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,10 @@ import subprocess
 import sys
 
 import pytest
-from reliability_support import (
+
+from huey_core import Huey
+from huey_sql.testing import MYSQL_URL, POSTGRES_URL, drop_prefix, require_database
+from tests.reliability.support import (
     PrivateRedis,
     logs,
     port_free,
@@ -23,9 +26,6 @@ from reliability_support import (
     stop,
     wait_for,
 )
-from sql_support import MYSQL_URL, POSTGRES_URL, drop_prefix, require_database
-
-from huey_core import Huey
 
 pytestmark = pytest.mark.slow
 
@@ -276,6 +276,7 @@ def test_names_keys_and_payloads_are_data_never_sql(tmp_path):
 
 def test_redis_names_keys_and_payloads_are_data_never_commands():
     import redis as redis_lib
+
     from huey_redis.backend import RedisBackend
 
     url = require_redis()

@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from reliability_support import PrivatePostgres, PrivateRedis, logs, stop, wait_for
+
+from tests.reliability.support import PrivatePostgres, PrivateRedis, logs, stop, wait_for
 
 pytestmark = pytest.mark.slow
 

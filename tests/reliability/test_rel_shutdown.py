@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from reliability_support import logs, server_url, stop, wait_for
+
+from tests.reliability.support import logs, server_url, stop, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,14 @@ from huey_core import hookimpl
 def huey_register_backends(register):  # type: ignore[no-untyped-def]
     register(
         "sql",
-        ["sqlite", "postgresql", "postgresql+psycopg", "postgres", "mysql+pymysql", "mariadb+pymysql"],
+        [
+            "sqlite",
+            "postgresql",
+            "postgresql+psycopg",
+            "postgres",
+            "mysql+pymysql",
+            "mariadb+pymysql",
+        ],
         "huey_sql.backend:SQLBackend",
         "SQLite, PostgreSQL, MySQL/MariaDB",
     )

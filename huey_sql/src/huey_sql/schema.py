@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Double,
-    Engine,
     Index,
     Integer,
     LargeBinary,
@@ -29,7 +29,6 @@ from sqlalchemy import (
     Table,
     inspect,
     select,
-    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DBAPIError
@@ -47,7 +46,11 @@ Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # Case-sensitive, byte-wise comparison of names and keys everywhere (MySQL defaults to
 # case-insensitive collations, which would make "Lock" and "lock" the same key).
-_TABLE_KW = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+_TABLE_KW: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
 
 
 def validate_prefix(prefix: str) -> str:
@@ -154,24 +157,28 @@ def build_tables(prefix: str) -> Tables:
     return Tables(p, md, meta, queue, schedule, kv, events)
 
 
-def _not_postgresql(ddl: object, target: object, bind: object, **kw: Any) -> bool:
+def _not_postgresql(
+    ddl: Any, target: Any, bind: Any, tables: Any = None, state: Any = None, **kw: Any
+) -> bool:
     return bool(kw["dialect"].name != "postgresql")
 
 
-def _lock_key(prefix: str) -> int:
+def lock_key(prefix: str) -> int:
+    """A 64-bit key per table prefix (for PostgreSQL's advisory lock)."""
     digest = hashlib.sha1(f"huey_sql:{prefix}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def create_schema(engine: Engine, tables: Tables) -> None:
-    """Create the tables of `tables` if missing and check the schema version. Idempotent.
+def create_schema(create_locked: Callable[[], None]) -> None:
+    """Run `create_locked()` (the dialect's locked create_all() + check_version()), again when
+    it lost a race with another process. Idempotent.
 
     Concurrent callers in several processes serialize on a database lock; a caller that still
     loses a race (a server without the lock) retries once the winner's tables exist.
     """
     for attempt in range(5):
         try:
-            _create_locked(engine, tables)
+            create_locked()
             return
         except DBAPIError as exc:
             if attempt == 4 or not _is_race(exc):
@@ -182,37 +189,11 @@ def create_schema(engine: Engine, tables: Tables) -> None:
 def _is_race(exc: DBAPIError) -> bool:
     msg = str(exc.orig).lower()
     return any(
-        s in msg
-        for s in ("already exists", "duplicate", "database is locked", "deadlock", "busy")
+        s in msg for s in ("already exists", "duplicate", "database is locked", "deadlock", "busy")
     )
 
 
-def _create_locked(engine: Engine, tables: Tables) -> None:
-    dialect = engine.dialect.name
-    with engine.connect() as conn:
-        if dialect == "mysql" or dialect == "mariadb":
-            # MySQL DDL commits implicitly, so the lock is a session lock around it.
-            name = f"huey_sql_schema_{tables.prefix}"
-            got = conn.execute(text("SELECT GET_LOCK(:n, 60)"), {"n": name}).scalar()
-            try:
-                if not got:
-                    raise ConfigurationError(f"timed out waiting for the schema lock {name!r}")
-                _create_all(conn, tables)
-                conn.commit()
-                with conn.begin():
-                    _check_version(conn, tables)
-            finally:
-                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
-                conn.commit()
-            return
-        with conn.begin():  # SQLite: BEGIN IMMEDIATE (see dialects.py); PG: transactional DDL
-            if dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(tables.prefix)})
-            _create_all(conn, tables)
-            _check_version(conn, tables)
-
-
-def _create_all(conn: Any, tables: Tables) -> None:
+def create_all(conn: Any, tables: Tables) -> None:
     """Missing tables, then missing indexes of existing tables (added by a later release)."""
     tables.metadata.create_all(conn, checkfirst=True)
     inspector = inspect(conn)
@@ -230,7 +211,7 @@ def _create_all(conn: Any, tables: Tables) -> None:
             index.create(conn, checkfirst=True)
 
 
-def _check_version(conn: Any, tables: Tables) -> None:
+def check_version(conn: Any, tables: Tables) -> None:
     meta = tables.meta
     found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
     if found is None:

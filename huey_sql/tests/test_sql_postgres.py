@@ -7,33 +7,33 @@ import time
 
 import pytest
 from huey_core.testing import BackendConformance
-from sql_support import POSTGRES_URL, SQLBackendChecks, make_factory, prefix_fixture
+from huey_sql.backend import SQLBackend
+from huey_sql.testing import make_factory
 
-sql_prefix = prefix_fixture(POSTGRES_URL)
+
+@pytest.fixture(scope="module")
+def sql_url(postgres_url: str) -> str:
+    return postgres_url
 
 
 class TestPostgresBackend(BackendConformance):
     @pytest.fixture
-    def backend_factory(self, sql_prefix: str):
-        yield from make_factory(POSTGRES_URL, sql_prefix)
+    def backend_factory(self, sql_url: str, sql_prefix: str):
+        yield from make_factory(sql_url, sql_prefix)
 
 
 class TestPostgresPollingBackend(BackendConformance):
     """notify=False (for PgBouncer in transaction mode): same contract, the consumer polls."""
 
     @pytest.fixture
-    def backend_factory(self, sql_prefix: str):
-        yield from make_factory(POSTGRES_URL, sql_prefix, notify=False)
+    def backend_factory(self, sql_url: str, sql_prefix: str):
+        yield from make_factory(sql_url, sql_prefix, notify=False)
 
 
-class TestPostgresSpecifics(SQLBackendChecks):
-    url = POSTGRES_URL
-
-    def test_plain_postgresql_scheme_uses_psycopg(self, sql_prefix: str) -> None:
-        from huey_sql.backend import SQLBackend
-
-        backend = SQLBackend("x", POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://"),
-                             table_prefix=sql_prefix)
+class TestPostgresSpecifics:
+    def test_plain_postgresql_scheme_uses_psycopg(self, sql_url: str, sql_prefix: str) -> None:
+        url = sql_url.replace("postgresql+psycopg://", "postgresql://")
+        backend = SQLBackend("x", url, table_prefix=sql_prefix)
         assert backend.engine.url.drivername == "postgresql+psycopg"
         backend.close()
 

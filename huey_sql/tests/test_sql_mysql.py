@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import pytest
 from huey_core.testing import BackendConformance
-from sql_support import MYSQL_URL, SQLBackendChecks, make_factory, prefix_fixture
+from huey_sql.testing import make_factory
 
-sql_prefix = prefix_fixture(MYSQL_URL)
+
+@pytest.fixture(scope="module")
+def sql_url(mysql_url: str) -> str:
+    return mysql_url
 
 
 class TestMySQLBackend(BackendConformance):
     @pytest.fixture
-    def backend_factory(self, sql_prefix: str):
-        yield from make_factory(MYSQL_URL, sql_prefix)
+    def backend_factory(self, sql_url: str, sql_prefix: str):
+        yield from make_factory(sql_url, sql_prefix)
 
 
-class TestMySQLSpecifics(SQLBackendChecks):
-    url = MYSQL_URL
-
+class TestMySQLSpecifics:
     def test_mysql_polls_and_says_so(self, factory) -> None:
         backend = factory()
         assert backend.queue.blocking is False
@@ -34,11 +35,15 @@ class TestMySQLSpecifics(SQLBackendChecks):
         backend.queue.enqueue(b"x")
         q = backend._db.tables.queue
         with backend.engine.connect() as conn:
-            rows = conn.exec_driver_sql(
-                f"EXPLAIN SELECT id FROM {q.name} FORCE INDEX ({q.name}_claim) "
-                "WHERE name = %(n)s AND lease IS NULL ORDER BY sort_key, id LIMIT 1 "
-                "FOR UPDATE SKIP LOCKED",
-                {"n": backend.name},
-            ).mappings().all()
+            rows = (
+                conn.exec_driver_sql(
+                    f"EXPLAIN SELECT id FROM {q.name} FORCE INDEX ({q.name}_claim) "
+                    "WHERE name = %(n)s AND lease IS NULL ORDER BY sort_key, id LIMIT 1 "
+                    "FOR UPDATE SKIP LOCKED",
+                    {"n": backend.name},
+                )
+                .mappings()
+                .all()
+            )
         assert rows[0]["type"] == "ref", rows
         assert "filesort" not in (rows[0]["Extra"] or ""), rows

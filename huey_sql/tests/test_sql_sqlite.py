@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
 import time
 
 import pytest
 from huey_core.exceptions import ConfigurationError
 from huey_core.testing import BackendConformance
-from sql_support import SQLBackendChecks, make_factory, prefix_fixture, unique_name
+from huey_sql.backend import SQLBackend
+from huey_sql.testing import make_factory, mixed_load, unique_name
 
 
 @pytest.fixture(scope="module")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'huey.db'}"
-
-
-sql_prefix = prefix_fixture(None)
+def sql_url(sqlite_url: str) -> str:
+    return sqlite_url
 
 
 class TestSQLiteBackend(BackendConformance):
     @pytest.fixture
-    def backend_factory(self, sqlite_url: str, sql_prefix: str):
-        yield from make_factory(sqlite_url, sql_prefix)
+    def backend_factory(self, sql_url: str, sql_prefix: str):
+        yield from make_factory(sql_url, sql_prefix)
 
 
-class TestSQLiteSpecifics(SQLBackendChecks):
-    @pytest.fixture(autouse=True)
-    def _url(self, sqlite_url: str) -> None:
-        self.url = sqlite_url
-
+class TestSQLiteSpecifics:
     def test_wal_mode_and_busy_timeout_on_every_connection(self, factory) -> None:
         backend = factory(busy_timeout=12.5)
         with backend.engine.connect() as conn:
@@ -39,8 +35,6 @@ class TestSQLiteSpecifics(SQLBackendChecks):
         backend = factory()
         assert backend.queue.blocking is True
         other = factory(backend.name)  # its own engine and connections, like another process
-        import threading
-
         timer = threading.Timer(0.3, other.queue.enqueue, args=(b"wake",))
         timer.start()
         started = time.monotonic()
@@ -55,10 +49,15 @@ class TestSQLiteSpecifics(SQLBackendChecks):
         name = backend.name
         with backend.engine.connect() as conn:
             plans = [
-                " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", args))
+                " ".join(
+                    str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", args)
+                )
                 for sql, args in [
-                    (f"SELECT id FROM {q.name} WHERE name = ? AND lease IS NULL "
-                     "ORDER BY sort_key, id LIMIT 1", (name,)),
+                    (
+                        f"SELECT id FROM {q.name} WHERE name = ? AND lease IS NULL "
+                        "ORDER BY sort_key, id LIMIT 1",
+                        (name,),
+                    ),
                     (f"DELETE FROM {q.name} WHERE name = ? AND lease = ?", (name, "x")),
                 ]
             ]
@@ -66,9 +65,9 @@ class TestSQLiteSpecifics(SQLBackendChecks):
             assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
             assert "TEMP B-TREE" not in plan, plan  # ORDER BY served by the index
 
-    def test_relative_path_resolves_against_the_working_directory(self, tmp_path, monkeypatch) -> None:
-        from huey_sql.backend import SQLBackend
-
+    def test_relative_path_resolves_against_the_working_directory(
+        self, tmp_path, monkeypatch
+    ) -> None:
         monkeypatch.chdir(tmp_path)
         backend = SQLBackend(unique_name(), "sqlite:///rel/huey.db")
         assert backend.engine.url.database == str(tmp_path / "rel" / "huey.db")
@@ -76,23 +75,19 @@ class TestSQLiteSpecifics(SQLBackendChecks):
 
     @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
     def test_in_memory_sqlite_is_refused_with_a_hint(self, url: str) -> None:
-        from huey_sql.backend import SQLBackend
-
         with pytest.raises(ConfigurationError, match="memory"):
             SQLBackend(unique_name(), url)
 
-    @pytest.mark.parametrize("prefix", ["huey; DROP TABLE x", "Huey_", "1huey", "", "a" * 21, "hu-ey"])
-    def test_table_prefix_is_validated(self, prefix: str, sqlite_url: str) -> None:
-        from huey_sql.backend import SQLBackend
-
+    @pytest.mark.parametrize(
+        "prefix", ["huey; DROP TABLE x", "Huey_", "1huey", "", "a" * 21, "hu-ey"]
+    )
+    def test_table_prefix_is_validated(self, prefix: str, sql_url: str) -> None:
         with pytest.raises(ConfigurationError, match="table_prefix"):
-            SQLBackend(unique_name(), sqlite_url, table_prefix=prefix)
+            SQLBackend(unique_name(), sql_url, table_prefix=prefix)
 
-    def test_unknown_option_names_the_known_ones(self, sqlite_url: str) -> None:
-        from huey_sql.backend import SQLBackend
-
+    def test_unknown_option_names_the_known_ones(self, sql_url: str) -> None:
         with pytest.raises(TypeError, match="pool_size"):
-            SQLBackend(unique_name(), sqlite_url, pool_sise=3)
+            SQLBackend(unique_name(), sql_url, pool_sise=3)
 
     def test_default_url_is_the_embedded_sqlite_file(self, tmp_path, monkeypatch) -> None:
         from huey_core.plugins import create_backend
@@ -109,25 +104,22 @@ class TestSQLiteSpecifics(SQLBackendChecks):
             backend.close()
 
     def test_missing_folder_is_a_clear_configuration_error(self, tmp_path) -> None:
-        from huey_sql.backend import SQLBackend
-
         backend = SQLBackend(unique_name(), f"sqlite:///{tmp_path}/nowhere/huey.db")
         with pytest.raises(ConfigurationError, match="does not exist"):
             backend.queue.enqueue(b"x")
         backend.close()
 
     def test_no_locked_errors_under_four_processes_of_four_writing_threads(
-        self, sql_prefix: str
+        self, sql_url: str, sql_prefix: str
     ) -> None:
         """Every kind of write at once (queue, schedule, store, events): BEGIN IMMEDIATE and
         busy_timeout make writers take turns, so "database is locked" never reaches a caller."""
-        from sql_support import PROCESSES, _ctx, _mixed_load
-
+        ctx = multiprocessing.get_context("spawn")
         name = unique_name()
-        start, out = _ctx.Event(), _ctx.Queue()
+        start, out = ctx.Event(), ctx.Queue()
         procs = [
-            _ctx.Process(target=_mixed_load, args=(self.url, sql_prefix, name, 2.0, start, out))
-            for _ in range(PROCESSES)
+            ctx.Process(target=mixed_load, args=(sql_url, sql_prefix, name, 4, 2.0, start, out))
+            for _ in range(4)
         ]
         for p in procs:
             p.start()

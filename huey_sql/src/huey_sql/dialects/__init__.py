@@ -1,0 +1,65 @@
+"""What differs between SQLite, PostgreSQL and MySQL/MariaDB: one Dialect class per database.
+
+`dialect_for(url)` picks the class; each one holds its database's SQL and behaviour (claim,
+upsert, NOTIFY, transactions, which errors are worth another try, how a waiter wakes up).
+"""
+
+from __future__ import annotations
+
+import os
+
+from huey_core.exceptions import ConfigurationError
+from huey_core.plugins import mask_url
+from sqlalchemy.engine import URL, make_url
+
+from huey_sql.dialects.base import Dialect, Waker
+from huey_sql.dialects.mysql import MySQLDialect
+from huey_sql.dialects.postgresql import PostgresDialect
+from huey_sql.dialects.sqlite import SQLiteDialect
+
+__all__ = ["Dialect", "Waker", "dialect_for", "normalize_url"]
+
+_BY_BACKEND: dict[str, type[Dialect]] = {
+    "sqlite": SQLiteDialect,
+    "postgresql": PostgresDialect,
+    "mysql": MySQLDialect,
+    "mariadb": MySQLDialect,
+}
+
+
+def dialect_for(url: URL) -> type[Dialect]:
+    """The Dialect class for a URL that normalize_url() returned."""
+    return _BY_BACKEND[url.get_backend_name()]
+
+
+def normalize_url(url: str | None) -> URL:
+    """The SQLAlchemy URL for a huey URL: driver mapped, SQLite path made absolute.
+
+    `postgresql://` and `postgres://` use psycopg 3. A relative SQLite path resolves against the
+    working directory now, so a later chdir (or a daemonized consumer) keeps the same file.
+    In-memory SQLite is rejected: each connection would see a different empty database.
+    """
+    raw = url or "sqlite:///huey.db"
+    try:
+        u = make_url(raw)
+    except Exception:  # sqlalchemy raises ArgumentError with the URL in the message
+        raise ConfigurationError(f"cannot parse database URL {mask_url(raw)!r}") from None
+    driver = u.drivername
+    if driver in ("postgresql", "postgres", "postgresql+psycopg"):
+        return u.set(drivername="postgresql+psycopg")
+    if driver in ("mysql+pymysql", "mariadb+pymysql"):
+        if "charset" not in u.query:
+            u = u.update_query_dict({"charset": "utf8mb4"})
+        return u
+    if driver in ("sqlite", "sqlite+pysqlite"):
+        db = u.database or ""
+        if db in ("", ":memory:") or db.startswith("file::memory:") or "mode=memory" in str(u):
+            raise ConfigurationError(
+                "in-memory SQLite cannot be shared between connections or consumer processes; "
+                "use a file (sqlite:///huey.db) or the memory backend (memory://)"
+            )
+        return u.set(drivername="sqlite", database=os.path.abspath(db))
+    raise ConfigurationError(
+        f"the sql backend does not support {driver!r}; use sqlite:///path, "
+        "postgresql://, postgresql+psycopg://, mysql+pymysql:// or mariadb+pymysql://"
+    )

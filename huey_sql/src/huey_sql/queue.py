@@ -1,0 +1,153 @@
+"""The ready queue with leases: a row is ready while its lease is NULL; ack deletes by lease.
+
+Claims never hold a lock longer than one statement or two: PostgreSQL and MySQL pick the next
+ready row with `FOR UPDATE SKIP LOCKED` (concurrent claimers skip each other's rows instead of
+queueing), SQLite claims inside one BEGIN IMMEDIATE transaction (it has a single writer anyway).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from huey_core.protocols import BaseQueue, Delivery, LeaseInfo
+
+from huey_sql.db import Database, fetchall, rowcount, scalar
+
+
+class SQLQueue(BaseQueue):
+    """Ready messages by priority, then arrival; each claim leases one row."""
+
+    priority = True  # sort_key = -priority: one ascending index serves the claim order
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._sql = db.dialect
+        self._name = db.name
+        self._channel = db.channel("q")
+        # SQLite: dequeue waits, waking on PRAGMA data_version (cheap, any process).
+        # PostgreSQL with notify: waits on LISTEN/NOTIFY. MySQL (and PostgreSQL without
+        # notify): dequeue returns at once and the consumer polls with backoff.
+        self.blocking = db.waker.native
+
+    def enqueue(self, data: bytes, priority: int = 0) -> None:
+        """Append a message: one insert (with its NOTIFY on PostgreSQL)."""
+        args = (self._name, -int(priority), data)
+        self._db.run(lambda cur: self._sql.enqueue(cur, args, self._channel), single=True)
+        self._db.waker.touch("q")
+
+    def _lease(self, owner: str, lease_timeout: float) -> tuple[str, str, float]:
+        return uuid.uuid4().hex, owner[:200], time.time() + lease_timeout
+
+    def _claim(self, owner: str, lease_timeout: float) -> Delivery | None:
+        claim = self._lease(owner, lease_timeout)
+        row = self._db.run(
+            lambda cur: self._sql.claim(cur, claim, self._name),
+            single=self._sql.claim_is_one_statement,
+        )
+        return None if row is None else Delivery(bytes(row[0]), claim[0], row[1])
+
+    def dequeue(self, owner: str, lease_timeout: float, wait: float = 0.0) -> Delivery | None:
+        """Claim the next ready message (priority DESC, arrival) under a new lease.
+
+        Atomic (SKIP LOCKED / SQLite write lock). With `blocking` and `wait` > 0, waits up to
+        `wait` seconds; an idle SQLite waiter only reads, never queues for the write lock.
+        """
+        found = self._claim(owner, lease_timeout)
+        if found is not None or wait <= 0 or not self.blocking:
+            return found
+        return self._wait_and_claim(owner, lease_timeout, wait)
+
+    def _wait_and_claim(self, owner: str, lease_timeout: float, wait: float) -> Delivery | None:
+        def probe() -> Delivery | None:
+            if self._sql.probe_before_claim and not self._has_ready():
+                return None
+            return self._claim(owner, lease_timeout)
+
+        return self._db.wait_for("q", probe, wait)
+
+    def _has_ready(self) -> bool:
+        args = (self._name,)
+        found = self._db.run(
+            lambda cur: scalar(cur, self._sql.has_ready_sql, args), read=True, single=True
+        )
+        return found is not None
+
+    def ack_and_dequeue(
+        self, lease: str, owner: str, lease_timeout: float, wait: float = 0.0
+    ) -> Delivery | None:
+        """ack(lease) and claim the next message in one transaction (PostgreSQL: one statement).
+
+        The ack is done once this returns; if it raises, the ack was rolled back with the claim.
+        """
+        claim = self._lease(owner, lease_timeout)
+        row = self._db.run(
+            lambda cur: self._sql.ack_and_claim(cur, lease, claim, self._name),
+            single=self._sql.ack_claim_is_one_statement,
+        )
+        if row is not None:
+            return Delivery(bytes(row[0]), claim[0], row[1])
+        if wait <= 0 or not self.blocking:
+            return None
+        return self._wait_and_claim(owner, lease_timeout, wait)
+
+    def ack(self, lease: str) -> None:
+        """Delete the leased message. Unknown lease: no-op."""
+        args = (self._name, lease)
+        self._db.run(lambda cur: cur.execute(self._sql.ack_sql, args), single=True)
+
+    def _unlease(self, sql: str, args: tuple[Any, ...]) -> int:
+        """Make rows ready again (and wake waiters when there were any)."""
+
+        def tx(cur: Any) -> int:
+            n = rowcount(cur, sql, args)
+            if n:
+                self._db.notify(cur, "q")
+            return n
+
+        n = self._db.run(tx)
+        if n:
+            self._db.waker.touch("q")
+        return n
+
+    def release(self, lease: str) -> None:
+        """Make the leased message ready again, keeping its place and delivery count."""
+        self._unlease(self._sql.release_sql, (self._name, lease))
+
+    def extend(self, lease: str, lease_timeout: float) -> bool:
+        """Move the deadline; False when the lease is gone."""
+        args = (time.time() + lease_timeout, self._name, lease)
+        return bool(
+            self._db.run(lambda cur: rowcount(cur, self._sql.extend_sql, args), single=True)
+        )
+
+    def recover(self) -> int:
+        """Clear every expired lease in one UPDATE; each row is recovered by exactly one caller."""
+        return self._unlease(self._sql.recover_sql, (self._name, time.time()))
+
+    def size(self) -> int:
+        """One COUNT(*) over the ready rows of the index (instead of reading every message)."""
+        args = (self._name,)
+        count = self._db.run(
+            lambda cur: scalar(cur, self._sql.queue_size_sql, args), read=True, single=True
+        )
+        return int(count or 0)
+
+    def peek(self, n: int = 100) -> list[bytes]:
+        args = (self._name, max(0, n))
+        rows = self._db.run(
+            lambda cur: fetchall(cur, self._sql.queue_peek_sql, args), read=True, single=True
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def leases(self) -> list[LeaseInfo]:
+        args = (self._name,)
+        rows = self._db.run(
+            lambda cur: fetchall(cur, self._sql.leases_sql, args), read=True, single=True
+        )
+        return [LeaseInfo(r[0], r[1] or "", float(r[2]), r[3], bytes(r[4])) for r in rows]
+
+    def flush(self) -> None:
+        args = (self._name,)
+        self._db.run(lambda cur: cur.execute(self._sql.queue_flush_sql, args), single=True)
