@@ -152,9 +152,11 @@ class PrivatePostgres:
         )  # fmt: skip
 
     def start(self) -> None:
+        # fsync=off is safe for a crash of the server process (the OS keeps what was written);
+        # synchronous_commit must stay on, or a crash loses transactions it already confirmed.
         opts = (
             f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c max_connections=200"
+            "-c max_connections=200"
         )
         self._run(
             f"{self.bindir}/pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.log),
