@@ -25,7 +25,7 @@ lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict huey_core/src/huey_core
-	$(BIN)/mypy huey_memory/src huey_redis/src huey_sql/src
+	$(BIN)/mypy huey_memory/src huey_redis/src huey_sql/src examples/example_backend/src
 
 clean:
 	rm -rf $(VENV) build dist */build */dist

@@ -179,9 +179,20 @@ def main() -> None:
         results = {}
         for impl in ("ours", "huey"):
             proc = subprocess.run(
-                [sys.executable, __file__, "--one", impl, backend, "--tasks", str(args.tasks),
-                 "--samples", str(args.samples)],
-                capture_output=True, text=True, cwd=HERE,
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    impl,
+                    backend,
+                    "--tasks",
+                    str(args.tasks),
+                    "--samples",
+                    str(args.samples),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=HERE,
             )
             if proc.returncode != 0:
                 raise SystemExit(f"{impl}/{backend} failed:\n{proc.stderr[-3000:]}")

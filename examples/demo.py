@@ -40,16 +40,21 @@ def main() -> int:
     squares = [slow_square(i, 1.0) for i in range(4)]
     retried = flaky("demo-job")
     later = add.schedule((100, 200), delay=2)
-    print(f"enqueued {len(adds) + len(squares) + 1} tasks and scheduled 1 for 2 s from now; "
-          f"queue size {huey.pending_count()}")
+    print(
+        f"enqueued {len(adds) + len(squares) + 1} tasks and scheduled 1 for 2 s from now; "
+        f"queue size {huey.pending_count()}"
+    )
 
     command = consumer_command() + ["consume", "demoapp.huey", "-w", "2"]
     print("starting the consumer:", " ".join(["huey"] + command[-4:]), flush=True)
     consumer = subprocess.Popen(command, cwd=HERE)
     try:
         print("add:          ", [r.get(blocking=True, timeout=60) for r in adds])
-        print("slow_square:  ", [r.get(blocking=True, timeout=60) for r in squares],
-              "(4 x 1 s on 2 workers)")
+        print(
+            "slow_square:  ",
+            [r.get(blocking=True, timeout=60) for r in squares],
+            "(4 x 1 s on 2 workers)",
+        )
         try:
             print("flaky:        ", retried.get(blocking=True, timeout=60))
         except TaskException as exc:  # the first attempt's error is stored, as in huey
@@ -60,8 +65,11 @@ def main() -> int:
         deadline = time.monotonic() + 30
         while (huey.pending_count() or huey.storage.queue.leases()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        print(f"queue drained in {time.monotonic() - t0:.1f} s "
-              f"(queue {huey.pending_count()}, schedule {huey.scheduled_count()})", flush=True)
+        print(
+            f"queue drained in {time.monotonic() - t0:.1f} s "
+            f"(queue {huey.pending_count()}, schedule {huey.scheduled_count()})",
+            flush=True,
+        )
     finally:
         consumer.send_signal(signal.SIGTERM)
         try:

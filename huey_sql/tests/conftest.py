@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+
 from huey_sql.backend import SQLBackend
 from huey_sql.testing import (
     MYSQL_URL,

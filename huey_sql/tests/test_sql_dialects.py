@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
 from huey_core.exceptions import ConfigurationError
 from huey_sql.backend import SQLBackend
 from huey_sql.testing import (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from huey_core.testing import BackendConformance
 from huey_sql.testing import make_factory
 

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+
 from huey_core.testing import BackendConformance
 from huey_sql.backend import SQLBackend
 from huey_sql.testing import make_factory

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from huey_sql.backend import SQLBackend
 from huey_sql.testing import PrivatePostgres, unavailable
 

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+
 from huey_core.exceptions import ConfigurationError
 from huey_core.testing import BackendConformance
 from huey_sql.backend import SQLBackend

@@ -95,7 +95,9 @@ def test_backoff_must_be_greater_than_one(value):
 )
 def test_bad_options_print_one_line_and_exit_2(args, fragment, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "app.py").write_text("from huey_core import Huey\nhuey = Huey('x', backend='memory')\n")
+    (tmp_path / "app.py").write_text(
+        "from huey_core import Huey\nhuey = Huey('x', backend='memory')\n"
+    )
     assert_one_line_error(CliRunner().invoke(cli, args), fragment)
 
 

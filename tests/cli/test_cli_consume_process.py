@@ -105,9 +105,7 @@ def test_consumer_survives_an_unreachable_server_and_never_logs_the_password(mak
     proc = app.start_consumer(
         "-v", "--url", "redis://:hunter2@127.0.0.1:1/0", "-d", "0.05", "-m", "0.2", "-s", "0.1"
     )
-    assert wait_for(lambda: read_log(proc).count("dequeue failed") >= 3, timeout=20), read_log(
-        proc
-    )
+    assert wait_for(lambda: read_log(proc).count("dequeue failed") >= 3, timeout=20), read_log(proc)
     assert proc.poll() is None  # still running, backing off
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0

@@ -20,10 +20,18 @@ from huey_core.testing.apps import read_log
 
 pytestmark = pytest.mark.slow
 
-# DESIGN.md section 8: every event has at least these fields.
+# docs/events.md: every event has at least these fields.
 FIELDS = {
-    "status", "id", "task", "retries", "retry_delay", "execute_time", "error", "traceback",
-    "timestamp", "consumer",
+    "status",
+    "id",
+    "task",
+    "retries",
+    "retry_delay",
+    "execute_time",
+    "error",
+    "traceback",
+    "timestamp",
+    "consumer",
 }
 SECRET_IN_TASK_ERROR = "postgresql://bob:hunter2@db.example/x"
 
@@ -87,8 +95,9 @@ def test_events_of_a_consumer_in_another_process(make_app, backend_url):
     module = app.load()
     huey = module.huey
     raw = app.start_events()
-    pretty = app.start_events("--pretty", "--status", "error", "--status", "retrying",
-                              "--task", "fail")
+    pretty = app.start_events(
+        "--pretty", "--status", "error", "--status", "retrying", "--task", "fail"
+    )
     _subscribed(huey, raw)  # the filtered listener is checked by what it prints below
     consumer = app.start_consumer("-n", "-w", "2", "-s", "0.2")
     ok = module.add(1, 2)

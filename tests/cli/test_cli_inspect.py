@@ -55,8 +55,18 @@ def test_enqueue_json_args_kwargs_delay_and_priority(app):
     assert task.args == (1, [2, 3], "hello", {"k": None}) and task.kwargs == {}
     huey.storage.queue.flush()
 
-    result = run("enqueue", app.import_path, f"{app.module}.add", "1", "--kwargs", '{"b": 2}',
-                 "--delay", "60", "--priority", "7")
+    result = run(
+        "enqueue",
+        app.import_path,
+        f"{app.module}.add",
+        "1",
+        "--kwargs",
+        '{"b": 2}',
+        "--delay",
+        "60",
+        "--priority",
+        "7",
+    )
     assert result.exit_code == 0, result.output
     (task,) = huey.pending()
     assert task.args == (1,) and task.kwargs == {"b": 2} and task.priority == 7
@@ -116,16 +126,27 @@ def test_info_shows_every_part(app):
     assert lease["owner"] == OWNER and lease["task"] == "add" and lease["deliveries"] == 1
     assert lease["id"] == huey.deserialize_task(delivery.data).id
     assert 25 < lease["expires_in"] <= 30
-    assert sorted(data["tasks"]) == sorted(f"{app.module}.{n}" for n in ("add", "fail", "sleepy", "tick"))
+    assert sorted(data["tasks"]) == sorted(
+        f"{app.module}.{n}" for n in ("add", "fail", "sleepy", "tick")
+    )
     (tick,) = data["periodic_tasks"]
     assert tick["task"] == "tick" and tick["schedule"] == "* * * * *"
     assert 0 < tick["next_run"] - time.time() <= 61
 
-    for line in ("queued: 1", "scheduled: 1", "in flight: 1", "dead letters: 1", "results: 1",
-                 "revoked: 1", "locks: nightly-report"):
+    for line in (
+        "queued: 1",
+        "scheduled: 1",
+        "in flight: 1",
+        "dead letters: 1",
+        "results: 1",
+        "revoked: 1",
+        "locks: nightly-report",
+    ):
         assert line in text, (line, text)
     assert lease["age"] is None  # no consumer heartbeat has recorded when it started
-    assert f"add {lease['id']} leased by {OWNER} (just started, delivery 1, lease expires in" in text
+    assert (
+        f"add {lease['id']} leased by {OWNER} (just started, delivery 1, lease expires in" in text
+    )
     assert "tick  * * * * *  next: " in text
     assert f"{app.module}.sleepy" in text
 
@@ -134,9 +155,22 @@ def test_info_watch_refreshes_until_interrupted(make_app, tmp_path):
     app = make_app(f"sqlite:///{tmp_path}/watch.db")
     module = app.load()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "huey_core.cli", "info", app.import_path, "--watch", "--json",
-         "--interval", "0.2"],
-        cwd=app.directory, env=app.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "huey_core.cli",
+            "info",
+            app.import_path,
+            "--watch",
+            "--json",
+            "--interval",
+            "0.2",
+        ],
+        cwd=app.directory,
+        env=app.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         first = json.loads(proc.stdout.readline())
@@ -228,7 +262,9 @@ def test_flush_asks_first_and_no_keeps_everything(app):
     assert set(_counts(huey).values()) == {0}
 
 
-@pytest.mark.parametrize("part", ["queue", "schedule", "results", "dead-letters", "locks", "revoked"])
+@pytest.mark.parametrize(
+    "part", ["queue", "schedule", "results", "dead-letters", "locks", "revoked"]
+)
 def test_flush_one_part_keeps_the_others(app, part):
     huey = _fill(app.load())
     result = run("flush", app.import_path, f"--{part}", "--yes")
@@ -264,8 +300,14 @@ def _events_while_emitting(app, *args: str):
             huey.emit("enqueued", task)
             huey.emit("started", task)
             huey.emit("finished", task, duration=0.25)
-            huey.emit("error", module.fail.s("x"), error=True, traceback="Traceback ...\nValueError: x",
-                      duration=0.5, message="ValueError('x')")
+            huey.emit(
+                "error",
+                module.fail.s("x"),
+                error=True,
+                traceback="Traceback ...\nValueError: x",
+                duration=0.5,
+                message="ValueError('x')",
+            )
             huey.storage.events.emit(b"not json")
             time.sleep(0.02)
 
@@ -290,18 +332,22 @@ def test_events_prints_json_lines(app):
 
 
 def test_events_status_and_task_filters(app):
-    result = _events_while_emitting(app, "--status", "FINISHED", "--status", "error",
-                                    "--task", "add", "--limit", "3")
+    result = _events_while_emitting(
+        app, "--status", "FINISHED", "--status", "error", "--task", "add", "--limit", "3"
+    )
     assert result.exit_code == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(events) == 3 and all(e["status"] == "finished" and e["task"] == "add" for e in events)
+    assert len(events) == 3 and all(
+        e["status"] == "finished" and e["task"] == "add" for e in events
+    )
     result = _events_while_emitting(app, "--task", f"{app.module}.fail", "--limit", "2")
     assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["error"] * 2
 
 
 def test_events_pretty(app):
-    result = _events_while_emitting(app, "--pretty", "--status", "finished", "--status", "error",
-                                    "--limit", "4")
+    result = _events_while_emitting(
+        app, "--pretty", "--status", "finished", "--status", "error", "--limit", "4"
+    )
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 4

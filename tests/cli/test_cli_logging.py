@@ -91,8 +91,8 @@ def test_logfile_rotates_at_one_megabyte_keeping_three(tmp_path, restore_huey_lo
 
 
 @pytest.mark.parametrize(
-    "verbose, quiet, level", [(False, False, logging.INFO), (True, False, logging.DEBUG),
-                              (False, True, logging.ERROR)]
+    "verbose, quiet, level",
+    [(False, False, logging.INFO), (True, False, logging.DEBUG), (False, True, logging.ERROR)],
 )
 def test_levels(verbose, quiet, level, restore_huey_logger):
     setup_logging(None, verbose=verbose, quiet=quiet)

@@ -10,10 +10,10 @@ import time
 import uuid
 
 import pytest
-from huey_core.consumer import Backoff, Consumer
-from huey_memory.backend import MemoryBackend
 
 from huey_core import ConfigurationError, Huey, crontab
+from huey_core.consumer import Backoff, Consumer
+from huey_memory.backend import MemoryBackend
 
 
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:

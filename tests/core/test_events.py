@@ -1,4 +1,4 @@
-"""Events: JSON fields (DESIGN.md section 8), who emits what, and that events never break tasks."""
+"""Events: JSON fields (docs/events.md), who emits what, and that events never break tasks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,17 @@ from huey_core.events import encode_event
 from tests.core.helpers import collect_events, drain, make_huey
 
 FIELDS = {
-    "status", "id", "task", "retries", "retry_delay", "execute_time", "error", "traceback",
-    "timestamp", "consumer", "huey",
+    "status",
+    "id",
+    "task",
+    "retries",
+    "retry_delay",
+    "execute_time",
+    "error",
+    "traceback",
+    "timestamp",
+    "consumer",
+    "huey",
 }
 
 
@@ -40,7 +49,13 @@ def test_error_retrying_and_final_error(huey: Huey) -> None:
         raise ValueError("nope")
 
     events = collect_events(huey, lambda: (bad(), drain(huey)), expected=5)
-    assert [e["status"] for e in events] == ["enqueued", "started", "error", "retrying", "scheduled"]
+    assert [e["status"] for e in events] == [
+        "enqueued",
+        "started",
+        "error",
+        "retrying",
+        "scheduled",
+    ]
     error = events[2]
     assert error["error"] is True and "ValueError: nope" in error["traceback"]
     assert error["duration"] >= 0 and error["retries"] == 1
@@ -80,7 +95,12 @@ def test_revoked_expired_and_locked(huey: Huey) -> None:
 
     events = collect_events(huey, scenario, expected=6)
     assert [e["status"] for e in events] == [
-        "enqueued", "revoked", "revoked", "enqueued", "started", "locked",
+        "enqueued",
+        "revoked",
+        "revoked",
+        "enqueued",
+        "started",
+        "locked",
     ]
 
     @huey.task(expires=datetime.timedelta(seconds=-1))
@@ -123,7 +143,9 @@ def test_a_failing_emitter_never_breaks_a_task(huey: Huey) -> None:
 
 
 def test_emit_with_extra_fields_and_no_task(huey: Huey) -> None:
-    events = collect_events(huey, lambda: huey.emit("recovered", None, count=3, worker="w9"), expected=1)
+    events = collect_events(
+        huey, lambda: huey.emit("recovered", None, count=3, worker="w9"), expected=1
+    )
     (event,) = events
     assert event["status"] == "recovered" and event["id"] is None and event["task"] is None
     assert event["count"] == 3 and event["worker"] == "w9"

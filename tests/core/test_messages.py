@@ -61,12 +61,24 @@ def test_json_refuses_what_it_cannot_encode() -> None:
 
 @pytest.mark.parametrize(
     "serializer",
-    [Serializer(), JSONSerializer(), SignedSerializer(Serializer(), "s3cret"), SignedSerializer(JSONSerializer(), b"k")],
+    [
+        Serializer(),
+        JSONSerializer(),
+        SignedSerializer(Serializer(), "s3cret"),
+        SignedSerializer(JSONSerializer(), b"k"),
+    ],
     ids=["pickle", "json", "signed-pickle", "signed-json"],
 )
 @pytest.mark.parametrize(
     "garbage",
-    [b"", b"\x00\xff garbage", pickle.dumps({"a": 1})[:-3], b"{\"__huey__\": [\"nope\", 1]}", b"[1,", b"hs1:zz:"],
+    [
+        b"",
+        b"\x00\xff garbage",
+        pickle.dumps({"a": 1})[:-3],
+        b'{"__huey__": ["nope", 1]}',
+        b"[1,",
+        b"hs1:zz:",
+    ],
     ids=["empty", "garbage", "truncated-pickle", "bad-tag", "truncated-json", "bad-signature"],
 )
 def test_bad_bytes_only_ever_raise_poison_message(serializer, garbage) -> None:
@@ -151,11 +163,34 @@ def test_message_format_is_documented_fields() -> None:
     (raw,) = huey.storage.queue.peek()
     message = huey.serializer.deserialize(raw)
     assert set(message) == {
-        "v", "id", "name", "args", "kwargs", "eta", "retries", "retry_delay", "retry_backoff",
-        "priority", "expires", "expires_resolved", "timeout", "on_complete", "on_error", "chord",
+        "v",
+        "id",
+        "name",
+        "args",
+        "kwargs",
+        "eta",
+        "retries",
+        "retry_delay",
+        "retry_backoff",
+        "priority",
+        "expires",
+        "expires_resolved",
+        "timeout",
+        "on_complete",
+        "on_error",
+        "chord",
     }
-    assert message["name"].endswith(".job") and message["args"] == (1,) and message["kwargs"] == {"y": 2}
-    assert (message["retries"], message["retry_delay"], message["priority"], message["timeout"]) == (2, 3, 4, 5)
+    assert (
+        message["name"].endswith(".job")
+        and message["args"] == (1,)
+        and message["kwargs"] == {"y": 2}
+    )
+    assert (
+        message["retries"],
+        message["retry_delay"],
+        message["priority"],
+        message["timeout"],
+    ) == (2, 3, 4, 5)
 
 
 def _dead_letter_scenario(huey: Huey, payload: bytes, deliveries: int = 1) -> list[dict]:
@@ -235,7 +270,9 @@ def test_too_many_deliveries_dead_letters_without_running(huey: Huey) -> None:
     events = _dead_letter_scenario(huey, payload, deliveries=huey.max_deliveries + 1)
     assert ran == []
     (letter,) = huey.dead_letters()
-    assert "delivered 6 times" in letter["reason"] and letter["task"] == f"{__name__}.crashes_worker"
+    assert (
+        "delivered 6 times" in letter["reason"] and letter["task"] == f"{__name__}.crashes_worker"
+    )
     assert events[0]["task"] == "crashes_worker" and events[0]["id"] == letter["task_id"]
 
     # Delivery number max_deliveries still runs.

@@ -159,6 +159,7 @@ def test_local_time_crontab_follows_the_local_zone() -> None:
         utc = make_huey(utc=True)
         for h in (local, utc):
             hours = f"{utc_hour},{(utc_hour + 1) % 24}"
+
             @h.periodic_task(crontab(minute="*", hour=hours), name="at_utc_hour")
             def at_utc_hour():
                 pass
@@ -169,6 +170,7 @@ def test_local_time_crontab_follows_the_local_zone() -> None:
         assert len(utc.enqueue_periodic()) == 1
         # 05:30 ahead, the local hour is never the UTC hour.
         assert local.enqueue_periodic() == []
+
         # an eta given in local time is stored in the instance's clock
         @local.task()
         def job():
@@ -177,12 +179,16 @@ def test_local_time_crontab_follows_the_local_zone() -> None:
         eta = datetime.datetime.now() + datetime.timedelta(minutes=10)
         result = job.schedule(eta=eta)
         assert result.task.eta == eta
+
         @utc.task()
         def job2():
             pass
 
         result = job2.schedule(eta=eta)
-        assert abs((result.task.eta - (eta - datetime.timedelta(hours=5, minutes=30))).total_seconds()) < 1
+        assert (
+            abs((result.task.eta - (eta - datetime.timedelta(hours=5, minutes=30))).total_seconds())
+            < 1
+        )
     finally:
         if old is None:
             os.environ.pop("TZ", None)

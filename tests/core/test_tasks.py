@@ -144,7 +144,9 @@ def test_retry_delay_goes_to_the_schedule(huey: Huey) -> None:
     assert len(calls) == 1 and huey.scheduled_count() == 1 and len(huey) == 0
     (scheduled,) = huey.scheduled()
     assert scheduled.id == result.id and scheduled.retries == 0
-    wait = (scheduled.eta - datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)).total_seconds()
+    wait = (
+        scheduled.eta - datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    ).total_seconds()
     assert 50 < wait <= 60
     run_due(huey)  # not due yet
     assert len(calls) == 1
@@ -302,7 +304,9 @@ def test_revoke_all_tasks_of_a_kind_until(huey: Huey) -> None:
     assert ran == []
     job(2)
     queued = huey.dequeue()
-    late = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + datetime.timedelta(hours=2)
+    late = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + datetime.timedelta(
+        hours=2
+    )
     huey.execute(queued, timestamp=late)
     assert ran == [2] and not job.is_revoked()
 
@@ -556,8 +560,13 @@ def test_signals_in_order(huey: Huey) -> None:
     bad()
     drain(huey)
     assert seen == [
-        S.SIGNAL_ENQUEUED, S.SIGNAL_EXECUTING, S.SIGNAL_ERROR, S.SIGNAL_RETRYING,
-        S.SIGNAL_ENQUEUED, S.SIGNAL_EXECUTING, S.SIGNAL_ERROR,
+        S.SIGNAL_ENQUEUED,
+        S.SIGNAL_EXECUTING,
+        S.SIGNAL_ERROR,
+        S.SIGNAL_RETRYING,
+        S.SIGNAL_ENQUEUED,
+        S.SIGNAL_EXECUTING,
+        S.SIGNAL_ERROR,
     ]
     seen.clear()
     ok.schedule(delay=60)
@@ -801,7 +810,9 @@ def test_lower_level_api(huey: Huey) -> None:
     huey.execute(parked)
     assert huey.scheduled_count() == 1
     assert huey.read_schedule() == []
-    later = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + datetime.timedelta(minutes=2)
+    later = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + datetime.timedelta(
+        minutes=2
+    )
     assert huey.ready_to_run(parked, later)
     assert [t.id for t in huey.read_schedule(later)] == [parked.id]
     assert huey.dequeue() is None
@@ -873,7 +884,6 @@ def test_interrupted_task_is_not_acknowledged(huey: Huey) -> None:
     assert fired == [result.id] and len(huey) == 1
 
 
-
 def test_local_time_instance_schedules_and_runs() -> None:
     huey = make_huey(utc=False)
 
@@ -920,4 +930,7 @@ def test_huey_storage_class_names() -> None:
     redis = RedisHuey("r", host="10.0.0.9", port=6380, db=2, password="p@ss")
     assert redis.backend_spec[:2] == ("redis", "redis://:p%40ss@10.0.0.9:6380/2")
     assert RedisHuey("r2", url="redis://h:1/0").backend_spec[:2] == ("redis", "redis://h:1/0")
-    assert SqliteHuey("s", filename="/tmp/app.db").backend_spec[:2] == ("sql", "sqlite:////tmp/app.db")
+    assert SqliteHuey("s", filename="/tmp/app.db").backend_spec[:2] == (
+        "sql",
+        "sqlite:////tmp/app.db",
+    )

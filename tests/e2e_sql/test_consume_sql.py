@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from huey_sql.testing import MYSQL_URL, POSTGRES_URL, drop_prefix, require_database
 
 pytestmark = pytest.mark.slow

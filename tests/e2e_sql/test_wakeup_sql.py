@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from huey_sql.testing import POSTGRES_URL, drop_prefix, require_database, unique_prefix
 
 pytestmark = pytest.mark.slow

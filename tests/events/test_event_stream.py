@@ -1,4 +1,4 @@
-"""The event stream on every backend: each DESIGN.md section 8 status, with its fields.
+"""The event stream on every backend: each status of docs/events.md, with its fields.
 
 One scenario per backend (memory, SQLite, Redis, PostgreSQL) walks a task through every status
 the producer and the consumer emit, while a listener subscribed through the backend collects
@@ -14,22 +14,42 @@ import time
 import uuid
 
 import pytest
+
+from huey_core import Huey
+from huey_core import signals as S
 from huey_core.consumer import Consumer
 from huey_core.events import decode_event
 from huey_core.exceptions import CancelExecution
 from huey_core.protocols import Delivery
 from huey_core.testing import require_port
 
-from huey_core import Huey
-from huey_core import signals as S
-
 FIELDS = {
-    "status", "id", "task", "retries", "retry_delay", "execute_time", "error", "traceback",
-    "timestamp", "consumer",
+    "status",
+    "id",
+    "task",
+    "retries",
+    "retry_delay",
+    "execute_time",
+    "error",
+    "traceback",
+    "timestamp",
+    "consumer",
 }
 ALL_STATUSES = {
-    "enqueued", "scheduled", "revoked", "started", "finished", "error", "retrying", "expired",
-    "locked", "interrupted", "dead-lettered", "recovered", "canceled", "rate-limited",
+    "enqueued",
+    "scheduled",
+    "revoked",
+    "started",
+    "finished",
+    "error",
+    "retrying",
+    "expired",
+    "locked",
+    "interrupted",
+    "dead-lettered",
+    "recovered",
+    "canceled",
+    "rate-limited",
 }
 
 
@@ -165,8 +185,9 @@ def test_every_status_with_its_fields(huey: Huey) -> None:
         assert error["duration"] >= 0 and error["retries"] == 1
         retrying = listener.status("retrying", failing.id)
         assert retrying["error"] is False
-        listener.wait(lambda e: e["status"] == "error" and e["id"] == failing.id
-                      and e["retries"] == 0)
+        listener.wait(
+            lambda e: e["status"] == "error" and e["id"] == failing.id and e["retries"] == 0
+        )
 
         eta = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
         later = add.schedule((1, 1), eta=eta)
@@ -210,8 +231,10 @@ def test_every_status_with_its_fields(huey: Huey) -> None:
         missing = ALL_STATUSES - {"interrupted", "recovered"} - statuses
         assert not missing, missing
         # Every huey signal but interrupted (next test) fired; dead-lettered is ours, not huey's.
-        assert set(signals_seen) >= set(S.ALL_SIGNALS) - {S.SIGNAL_INTERRUPTED,
-                                                          S.SIGNAL_DEAD_LETTERED}
+        assert set(signals_seen) >= set(S.ALL_SIGNALS) - {
+            S.SIGNAL_INTERRUPTED,
+            S.SIGNAL_DEAD_LETTERED,
+        }
         assert all(FIELDS <= set(e) for e in listener.events)
     finally:
         listener.close()
@@ -231,8 +254,7 @@ def test_consumer_emits_recovered_and_interrupted(huey: Huey) -> None:
     slow()
     assert huey.storage.queue.dequeue("dead-host:1:Worker-1", 0.2) is not None
     listener = Listener(huey)  # sees every event emitted after listen() returned
-    consumer = Consumer(huey, workers=1, periodic=False, scheduler_interval=0.1,
-                        shutdown_timeout=0)
+    consumer = Consumer(huey, workers=1, periodic=False, scheduler_interval=0.1, shutdown_timeout=0)
     consumer.start()
     try:
         recovered = listener.status("recovered")

@@ -77,7 +77,15 @@ def test_redis_extra_runs_a_consumer(wheelhouse: Path, tmp_path: Path, redis_url
     python = str(venv / "bin/python")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     consumer = subprocess.Popen(
-        [str(venv / "bin/huey"), "consume", "wheelapp.huey", "--backend", "redis", "--url", redis_url],
+        [
+            str(venv / "bin/huey"),
+            "consume",
+            "wheelapp.huey",
+            "--backend",
+            "redis",
+            "--url",
+            redis_url,
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -86,7 +94,12 @@ def test_redis_extra_runs_a_consumer(wheelhouse: Path, tmp_path: Path, redis_url
     try:
         script = "import wheelapp; print(wheelapp.mul(6, 7).get(blocking=True, timeout=30))"
         out = subprocess.run(
-            [python, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+            [python, "-c", script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "42"

@@ -10,9 +10,9 @@ import typing
 from pathlib import Path
 
 import pytest
-from huey_core.testing import ConformanceBase
 
 from huey_core import protocols
+from huey_core.testing import ConformanceBase
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKENDS_MD = (ROOT / "docs" / "backends.md").read_text(encoding="utf-8")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from huey_core.protocols import (
     EVENT_RETENTION,
     BaseBackend,

@@ -13,9 +13,9 @@ import click
 import pluggy
 import pytest
 from click.testing import CliRunner
-from huey_core.exceptions import ConfigurationError
 
 from huey_core import hookimpl, plugins
+from huey_core.exceptions import ConfigurationError
 
 
 def test_built_in_backends_come_from_their_distributions_entry_points() -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from huey_core import plugins
 from huey_core.exceptions import ConfigurationError, UnknownBackend
 from huey_core.plugins import create_backend, mask_url, resolve
 from huey_core.protocols import BaseBackend
-
-from huey_core import plugins
 
 
 def _installed() -> str:
@@ -15,7 +15,7 @@ def _installed() -> str:
     return "installed backends: " + ", ".join(sorted(plugins.backends()))
 
 
-# DESIGN section 3: every scheme a URL alone may use, and the backend it picks.
+# docs/backends.md: every scheme a URL alone may use, and the backend it picks.
 SCHEMES = {
     "redis://127.0.0.1:6379/0": "redis",
     "rediss://cache.example.com:6380/0": "redis",
@@ -151,7 +151,9 @@ def test_create_backend_builds_the_chosen_backend() -> None:
 
 
 def test_create_backend_passes_options_to_the_factory() -> None:
-    with pytest.raises(ConfigurationError, match="backend 'memory' refused its options: .*no options"):
+    with pytest.raises(
+        ConfigurationError, match="backend 'memory' refused its options: .*no options"
+    ):
         create_backend("app", backend="memory", pool_size=3)
 
 

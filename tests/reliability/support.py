@@ -198,7 +198,9 @@ class App(apps.App):
             drop_prefix(self.url, self.prefix)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05) -> bool:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05
+) -> bool:
     return apps.wait_for(predicate, timeout, interval)
 
 

@@ -1,4 +1,4 @@
-"""Events: one JSON object per thing that happens to a task (DESIGN.md section 8).
+"""Events: one JSON object per thing that happens to a task (docs/events.md).
 
 Fields of every event:
 

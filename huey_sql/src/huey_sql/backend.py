@@ -11,7 +11,6 @@ from typing import Any
 from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
 from huey_core.protocols import BaseBackend
-
 from huey_sql import schema
 from huey_sql.db import Database
 from huey_sql.events import SQLEvents

@@ -12,8 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from huey_core.protocols import BaseEventEmitter, BaseSubscription
-
+from huey_core.protocols import EVENT_RETENTION, BaseEventEmitter, BaseSubscription
 from huey_sql.db import Database, fetchall, scalar
 
 log = logging.getLogger("huey_sql")
@@ -105,16 +104,18 @@ class SQLEvents(BaseEventEmitter):
         return late, fetchall(cur, self._sql.events_after_sql, (self._name, last, self.BATCH))
 
     def trim(self) -> None:
-        """Delete events beyond the newest `events_keep` or older than `events_max_age`."""
+        """Delete events older than `events_max_age`, and those beyond the newest
+        `events_keep` once they are EVENT_RETENTION seconds old (a burst stays readable)."""
         sql, name = self._sql, self._name
 
         def tx(cur: Any) -> None:
             cutoff = scalar(cur, sql.trim_cutoff_sql, (name, self.keep))
-            old = time.time() - self.max_age
+            now = time.time()
+            old = now - self.max_age
             if cutoff is None:
                 cur.execute(sql.trim_old_sql, (name, old))
             else:
-                cur.execute(sql.trim_sql, (name, old, cutoff))
+                cur.execute(sql.trim_sql, (name, old, cutoff, now - EVENT_RETENTION))
 
         try:
             self._db.run(tx)

@@ -12,7 +12,6 @@ import uuid
 from typing import Any
 
 from huey_core.protocols import BaseQueue, Delivery, LeaseInfo
-
 from huey_sql.db import Database, fetchall, rowcount, scalar
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from huey_core.protocols import BaseSchedule
-
 from huey_sql.db import Database, fetchall, scalar
 
 

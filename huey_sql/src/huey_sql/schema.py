@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from huey_core.exceptions import ConfigurationError
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -32,6 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DBAPIError
+
+from huey_core.exceptions import ConfigurationError
 
 SCHEMA_VERSION = 1
 

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from huey_core.protocols import BaseDataStore
-
 from huey_sql import schema
 from huey_sql.db import Database, fetchall, scalar
 

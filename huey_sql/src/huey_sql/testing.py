@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from huey_core.testing import in_ci, require_server
 
+from huey_core.testing import in_ci, require_server
 from huey_sql.backend import SQLBackend
 
 __all__ = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,23 @@ def _skip_unless_blocking(backend: Backend) -> None:
 def _skip_unless_priority(backend: Backend) -> None:
     if not backend.queue.priority:
         pytest.skip("queue.priority is False: the queue is plain FIFO")
+
+
+def _check_order(message: Any, still_ready: list[Any]) -> None:
+    """The model's claimed message was the highest priority, and FIFO within it."""
+    top = max(m.priority for m in (*still_ready, message))
+    assert message.priority == top, "a lower priority came first"
+    fresh = [m.seq for m in (*still_ready, message) if m.priority == top and not m.released]
+    assert message.released or message.seq == min(fresh), "FIFO broken"
+
+
+def _check_leases(queue: Queue, held: dict[str, Any]) -> None:
+    """queue.leases() lists exactly the model's held messages, with their delivery counts."""
+    leases = {i.lease: i for i in queue.leases()}
+    assert set(leases) == set(held)
+    for lease, info in leases.items():
+        assert info.data == held[lease].data
+        assert info.deliveries == held[lease].deliveries
 
 
 class QueueConformance(ConformanceBase):
@@ -535,14 +553,7 @@ class QueueConformance(ConformanceBase):
                 assert delivery is not None, "dequeue returned None with messages ready"
                 message = self.ready.pop(delivery.data, None)
                 assert message is not None, f"{delivery.data!r} was not ready"
-                top = max(m.priority for m in (*self.ready.values(), message))
-                assert message.priority == top, "a lower priority came first"
-                fresh = [
-                    m.seq
-                    for m in (*self.ready.values(), message)
-                    if m.priority == top and not m.released
-                ]
-                assert message.released or message.seq == min(fresh), "FIFO broken"
+                _check_order(message, list(self.ready.values()))
                 message.deliveries += 1
                 assert delivery.deliveries == message.deliveries
                 assert delivery.lease not in self.held
@@ -585,10 +596,6 @@ class QueueConformance(ConformanceBase):
             def counts_agree(self) -> None:
                 assert queue.size() == len(self.ready)
                 assert sorted(queue.peek(1000)) == sorted(self.ready)
-                leases = {i.lease: i for i in queue.leases()}
-                assert set(leases) == set(self.held)
-                for lease, info in leases.items():
-                    assert info.data == self.held[lease].data
-                    assert info.deliveries == self.held[lease].deliveries
+                _check_leases(queue, self.held)
 
         self.run_model(QueueModel)

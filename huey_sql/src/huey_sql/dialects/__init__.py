@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
-from huey_core.exceptions import ConfigurationError
-from huey_core.plugins import mask_url
 from sqlalchemy.engine import URL, make_url
 
+from huey_core.exceptions import ConfigurationError
+from huey_core.plugins import mask_url
 from huey_sql.dialects.base import Dialect, Waker
 from huey_sql.dialects.mysql import MySQLDialect
 from huey_sql.dialects.postgresql import PostgresDialect

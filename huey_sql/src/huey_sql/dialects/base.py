@@ -198,7 +198,9 @@ class Dialect:
             f"SELECT id FROM {t} WHERE name = ? ORDER BY id DESC LIMIT 1 OFFSET ?"
         )
         self.trim_old_sql = s(f"DELETE FROM {t} WHERE name = ? AND created < ?")
-        self.trim_sql = s(f"DELETE FROM {t} WHERE name = ? AND (created < ? OR id <= ?)")
+        self.trim_sql = s(
+            f"DELETE FROM {t} WHERE name = ? AND (created < ? OR (id <= ? AND created < ?))"
+        )
 
     def upsert(self, insert: str, key: str) -> str:
         """INSERT that replaces the value and expiry of an existing (name, key) row."""

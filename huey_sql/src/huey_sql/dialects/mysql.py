@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from huey_core.exceptions import ConfigurationError
 from sqlalchemy import Engine, text
 
+from huey_core.exceptions import ConfigurationError
 from huey_sql import schema
 from huey_sql.dialects.base import Dialect, Row
 

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from huey_core.plugins import mask_url
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy import exc as sa_exc
 
+from huey_core.plugins import mask_url
 from huey_sql import schema
 from huey_sql.dialects.base import Dialect, Row, Waker
 

@@ -16,10 +16,10 @@ import time
 from contextlib import AbstractContextManager
 from typing import Any
 
-from huey_core.exceptions import ConfigurationError
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL
 
+from huey_core.exceptions import ConfigurationError
 from huey_sql.dialects.base import Dialect, Waker
 from huey_sql.schema import Tables
 
