@@ -1,17 +1,27 @@
-"""Benchmark: huey toolkit against huey on the same backend, in one run, reported as ratios.
+"""Benchmark: the toolkit against huey 3.5.4 on the same backend, as users run them.
 
-    .venv/bin/python bench/run.py                 # every backend, writes bench/RESULTS.md
-    .venv/bin/python bench/run.py --backends redis --tasks 5000
+    .venv/bin/python bench/run.py                       # everything, writes bench/RESULTS.md
+    .venv/bin/python bench/run.py --backends redis --runs 3 --tasks 5000 --quick
 
-Each (implementation, backend) pair runs in its own subprocess so peak RSS is its own. Measured:
-- enqueue: tasks/s a producer thread enqueues (results on, as users run it);
-- drain 1w / 4w: tasks/s an in-process consumer with 1 and 4 worker threads drains a full queue;
-- latency: median and p95 ms from enqueue to task start with an idle consumer (1 worker);
-- rss: peak resident memory of the subprocess in MiB.
-Both connect to their storage before the clock starts (huey builds it in its constructor, the
-toolkit on first use). Both consumers run with the same polling settings (initial delay 0.1 s,
-backoff 1.15, max delay 1 s) so polling backends are compared like for like; blocking backends
-don't poll.
+Processes are laid out as users run them: the producer is a process of its own
+(`benchapp.py produce`), the consumer is `huey consume benchapp.huey` for the toolkit and
+`huey_consumer benchapp.huey` (python -m huey.bin.huey_consumer) for huey, with their default
+options (polling backends poll as users' consumers do). Each figure is the median of `--runs`
+runs, the two implementations alternating (ours first in even runs, huey first in odd ones), in
+one invocation, so both see the same machine. Completions are counted from the tasks' own logs
+(see benchapp.py), never from the storage under test.
+
+Figures, per backend:
+- drain: tasks/s from the first completion to the last of a full queue (start-up excluded), for
+  1 and 4 worker threads and 2 worker processes, with a no-op task and with a task that does one
+  Redis INCR of its own;
+- start-up: seconds from spawning the consumer to its first completion (queue already full);
+- enqueue: tasks/s of single calls from one producer, and of the bulk path (`task.map`);
+- latency: enqueue-to-start milliseconds to an idle consumer, median and p99 over `--samples`;
+- rss: the consumer's resident memory (MiB, workers included) after 1,000 and after
+  `--rss-tasks` tasks.
+The memory backend keeps its data inside one process, so its producer and consumer share one
+(benchapp.py inproc): drain and enqueue only.
 """
 
 from __future__ import annotations
@@ -19,213 +29,326 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-PG_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-# backend -> (ours description, huey class description)
-PAIRS = {
-    "sqlite": ("sql (SQLite file)", "SqliteHuey"),
-    "postgres": ("sql (PostgreSQL)", "PostgresHuey"),
-    "redis": ("redis", "RedisHuey"),
-    "redis-priority": ("redis", "PriorityRedisHuey"),
+PY = sys.executable
+IMPLS = ("ours", "huey")
+WORKERS = {
+    "1 thread": ["-w", "1"],
+    "4 threads": ["-w", "4"],
+    "2 processes": ["-w", "2", "-k", "process"],
 }
+WORKLOADS = ("noop", "incr")
 
 
-class Probe:
-    """Counts executions and records when each task started, across worker threads."""
+class Bench:
+    """One implementation on one backend: a fresh instance name and directory per run."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.count = 0
-        self.started: dict[int, float] = {}
-        self.done = threading.Event()
-        self.target = 0
+    def __init__(self, impl: str, backend: str) -> None:
+        self.impl = impl
+        self.backend = backend
+        self.dir = Path(tempfile.mkdtemp(prefix=f"huey-bench-{impl}-"))
+        self.name = f"bench-{uuid.uuid4().hex[:8]}"
+        self.env = dict(
+            os.environ,
+            BENCH_IMPL=impl,
+            BENCH_BACKEND=backend,
+            BENCH_NAME=self.name,
+            BENCH_DIR=str(self.dir),
+            PYTHONPATH=str(HERE),
+            PYTHONUNBUFFERED="1",
+        )
+        for key in ("HUEY_URL", "HUEY_BACKEND"):
+            self.env.pop(key, None)
 
-    def hit(self, n: int) -> None:
-        now = time.perf_counter()
-        with self.lock:
-            self.count += 1
-            self.started[n] = now
-            if self.count >= self.target:
-                self.done.set()
+    def app(self, *args: str, timeout: float = 900) -> dict[str, Any]:
+        proc = subprocess.run(
+            # Imported, not run as __main__: task names must match what the consumer registers.
+            [PY, "-c", "from benchapp import main; main()", *args],
+            env=self.env,
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"{self.impl}/{self.backend} {args[0]} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1]) if args[0] != "flush" else {}
 
-    def expect(self, target: int) -> None:
-        with self.lock:
-            self.count = 0
-            self.started.clear()
-            self.target = target
-            self.done.clear()
+    def produce(self, task: str, count: int, mode: str = "single", **extra: Any) -> float:
+        """Enqueue `count` tasks from a producer process; tasks per second of its calls."""
+        args = ["produce", "--task", task, "--count", str(count), "--mode", mode]
+        for key, value in extra.items():
+            args += [f"--{key}", str(value)]
+        out = self.app(*args)
+        return count / out["elapsed"]
 
-
-PROBE = Probe()
-
-
-def build(impl: str, backend: str, tmp: str):  # type: ignore[no-untyped-def]
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    if impl == "ours":
-        from huey_core import Huey
-
-        url = {
-            "sqlite": f"sqlite:///{tmp}/ours.db",
-            "postgres": PG_URL,
-            "redis": REDIS_URL,
-            "redis-priority": REDIS_URL,
-        }[backend]
-        huey = Huey(name, url=url)
-    else:
-        import huey as upstream
-
-        if backend == "sqlite":
-            huey = upstream.SqliteHuey(name, filename=f"{tmp}/huey.db")
-        elif backend == "postgres":
-            huey = upstream.PostgresHuey(name, dsn=PG_URL.replace("+psycopg", ""))
-        elif backend == "redis":
-            huey = upstream.RedisHuey(name, url=REDIS_URL)
+    def start_consumer(self, workers: list[str]) -> subprocess.Popen[bytes]:
+        if self.impl == "ours":
+            command = [PY, "-m", "huey_core.cli", "consume", "benchapp.huey", *workers, "-n"]
         else:
-            huey = upstream.PriorityRedisHuey(name, url=REDIS_URL)
+            command = [PY, "-m", "huey.bin.huey_consumer", "benchapp.huey", *workers, "-n"]
+        log = open(self.dir / "consumer.log", "ab")  # noqa: SIM115 - closed in stop()
+        proc = subprocess.Popen(command, env=self.env, cwd=self.dir, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc.log = log  # type: ignore[attr-defined]
+        return proc
 
-    @huey.task()
-    def work(n: int) -> None:
-        PROBE.hit(n)
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        proc.log.close()  # type: ignore[attr-defined]
 
-    return huey, work
+    def completions(self) -> list[tuple[float, int, float]]:
+        rows = []
+        for path in self.dir.glob("done-*.log"):
+            for line in path.read_text().splitlines():
+                started, i, enqueued = line.split()
+                rows.append((float(started), int(i), float(enqueued)))
+        return rows
 
+    def count(self) -> int:
+        return sum(p.read_bytes().count(b"\n") for p in self.dir.glob("done-*.log"))
 
-def consumer_for(huey, workers: int):  # type: ignore[no-untyped-def]
-    return huey.create_consumer(
-        workers=workers, periodic=False, initial_delay=0.1, backoff=1.15, max_delay=1.0
-    )
+    def wait_for(self, total: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count() < total:
+            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
+                log = (self.dir / "consumer.log").read_text(errors="replace")[-2000:]
+                raise SystemExit(
+                    f"{self.impl}/{self.backend}: {self.count()} of {total} done\n{log}"
+                )
+            time.sleep(0.02)
 
+    def reset(self) -> None:
+        # Truncate, not unlink: the consumer keeps its log open (O_APPEND writes land at the
+        # new end).
+        for path in self.dir.glob("done-*.log"):
+            path.write_bytes(b"")
 
-def run_one(impl: str, backend: str, tasks: int, samples: int) -> dict[str, float]:
-    tmp = tempfile.mkdtemp(prefix="huey-bench-")
-    huey, work = build(impl, backend, tmp)
-    out: dict[str, float] = {}
-    # Connect (and, for ours, import and build the backend, create tables) before timing, for
-    # both: huey builds its storage in the constructor, the toolkit on first use.
-    huey.pending_count()
-
-    t0 = time.perf_counter()
-    for i in range(tasks):
-        work(i)
-    out["enqueue"] = tasks / (time.perf_counter() - t0)
-
-    for workers in (1, 4):
-        if workers == 4:
-            for i in range(tasks):
-                work(i)
-        PROBE.expect(tasks)
-        consumer = consumer_for(huey, workers)
-        t0 = time.perf_counter()
-        consumer.start()
-        finished = PROBE.done.wait(600)
-        elapsed = time.perf_counter() - t0
-        consumer.stop(graceful=True)
-        if not finished:
-            raise SystemExit(f"{impl}/{backend}: drain with {workers} workers did not finish")
-        out[f"drain{workers}"] = tasks / elapsed
-
-    consumer = consumer_for(huey, 1)
-    consumer.start()
-    time.sleep(1.0)  # let the worker reach its idle wait
-    latencies = []
-    for i in range(samples):
-        PROBE.expect(1)
-        t0 = time.perf_counter()
-        work(i)
-        if not PROBE.done.wait(30):
-            raise SystemExit(f"{impl}/{backend}: latency sample {i} timed out")
-        latencies.append((PROBE.started[i] - t0) * 1000)
-        time.sleep(0.05)
-    consumer.stop(graceful=True)
-    out["latency_ms"] = statistics.median(latencies)
-    out["latency_p95_ms"] = sorted(latencies)[int(len(latencies) * 0.95) - 1]
-    huey.flush()
-    out["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return out
+    def close(self) -> None:
+        try:
+            self.app("flush")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def fmt_ratio(ours: float, theirs: float, higher_is_better: bool) -> str:
-    ratio = ours / theirs if higher_is_better else theirs / ours
-    return f"{ratio:.2f}x"
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its descendants (worker processes), in MiB."""
+    total = 0
+    for proc in [pid, *_descendants(pid)]:
+        try:
+            for line in Path(f"/proc/{proc}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+# -- one measurement each ----------------------------------------------------------------------
+
+
+def drain(impl: str, backend: str, workers: str, workload: str, tasks: int) -> dict[str, float]:
+    """Fill the queue from a producer process, then time a fresh consumer draining it."""
+    bench = Bench(impl, backend)
+    try:
+        if backend == "memory":
+            out = bench.app("inproc", "--task", workload, "--count", str(tasks), "--workers",
+                            WORKERS[workers][1])  # fmt: skip
+            spawned, enqueue = out["spawned"], tasks / out["enqueue_elapsed"]
+        else:
+            enqueue = bench.produce(workload, tasks)
+            spawned = time.time()
+            proc = bench.start_consumer(WORKERS[workers])
+            try:
+                bench.wait_for(tasks, proc, timeout=900)
+            finally:
+                bench.stop(proc)
+        starts = sorted(started for started, _, _ in bench.completions())
+        return {
+            "drain": (len(starts) - 1) / (starts[-1] - starts[0]),
+            "startup": starts[0] - spawned,
+            "enqueue": enqueue,
+        }
+    finally:
+        bench.close()
+
+
+def bulk(impl: str, backend: str, tasks: int) -> dict[str, float]:
+    bench = Bench(impl, backend)
+    try:
+        return {"bulk": bench.produce("noop", tasks, "bulk")}
+    finally:
+        bench.close()
+
+
+def latency(impl: str, backend: str, samples: int) -> dict[str, float]:
+    """Enqueue-to-start times to an idle consumer: one task every 20 ms from a producer."""
+    bench = Bench(impl, backend)
+    proc = bench.start_consumer(WORKERS["1 thread"])
+    try:
+        bench.produce("noop", 1)  # the consumer is up and has run a task
+        bench.wait_for(1, proc, timeout=60)
+        time.sleep(1.0)  # and is idle, waiting for work
+        bench.reset()
+        bench.produce("noop", samples, interval=0.02, start=1)
+        bench.wait_for(samples, proc, timeout=300)
+        waits = sorted((started - enqueued) * 1000 for started, _, enqueued in bench.completions())
+        return {"p50": statistics.median(waits), "p99": waits[max(0, int(len(waits) * 0.99) - 1)]}
+    finally:
+        bench.stop(proc)
+        bench.close()
+
+
+def rss(impl: str, backend: str, total: int) -> dict[str, float]:
+    """Consumer RSS after 1,000 tasks and after `total`: memory must not grow with work."""
+    bench = Bench(impl, backend)
+    proc = bench.start_consumer(WORKERS["1 thread"])
+    try:
+        bench.produce("noop", 1000)
+        bench.wait_for(1000, proc, timeout=300)
+        time.sleep(0.5)
+        first = rss_mib(proc.pid)
+        done = 1000
+        while done < total:  # in chunks, so the queue (not the consumer) stays small
+            chunk = min(20000, total - done)
+            bench.produce("noop", chunk, start=done)
+            done += chunk
+            bench.wait_for(done, proc, timeout=1800)
+        time.sleep(0.5)
+        return {"rss_1k": first, "rss_total": rss_mib(proc.pid)}
+    finally:
+        bench.stop(proc)
+        bench.close()
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def alternate(runs: int, measure: Callable[[str], dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Median of each figure over `runs` runs per implementation, alternating which goes first."""
+    samples: dict[str, list[dict[str, float]]] = {impl: [] for impl in IMPLS}
+    for n in range(runs):
+        for impl in IMPLS if n % 2 == 0 else tuple(reversed(IMPLS)):
+            samples[impl].append(measure(impl))
+    return {
+        impl: {key: statistics.median(s[key] for s in runs_) for key in runs_[0]}
+        for impl, runs_ in samples.items()
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", default="sqlite,postgres,redis,redis-priority")
-    parser.add_argument("--tasks", type=int, default=2000)
-    parser.add_argument("--samples", type=int, default=30)
-    parser.add_argument("--one", nargs=2, metavar=("IMPL", "BACKEND"), help=argparse.SUPPRESS)
+    parser.add_argument("--backends", default="redis,postgres,sqlite,memory")
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--rss-tasks", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true",
+                        help="1 thread and 4 threads, no-op task only, no RSS run")  # fmt: skip
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     args = parser.parse_args()
+    started = time.time()
+    rows: list[tuple[str, str, str, float, float, bool]] = []
 
-    if args.one:
-        print(json.dumps(run_one(args.one[0], args.one[1], args.tasks, args.samples)))
-        return
+    def add(backend: str, metric: str, config: str, results: dict[str, dict[str, float]],
+            key: str, higher_is_better: bool) -> None:  # fmt: skip
+        row = (backend, metric, config, results["ours"][key], results["huey"][key],
+               higher_is_better)  # fmt: skip
+        rows.append(row)
+        print(format_row(row), flush=True)
 
-    rows = []
     for backend in args.backends.split(","):
-        results = {}
-        for impl in ("ours", "huey"):
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--one",
-                    impl,
-                    backend,
-                    "--tasks",
-                    str(args.tasks),
-                    "--samples",
-                    str(args.samples),
-                ],
-                capture_output=True,
-                text=True,
-                cwd=HERE,
-            )
-            if proc.returncode != 0:
-                raise SystemExit(f"{impl}/{backend} failed:\n{proc.stderr[-3000:]}")
-            results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(backend, impl, results[impl], flush=True)
-        rows.append((backend, results["ours"], results["huey"]))
+        configs = ["1 thread", "4 threads"] if args.quick else list(WORKERS)
+        workloads = ("noop",) if args.quick else WORKLOADS
+        if backend == "memory":
+            configs = ["1 thread", "4 threads"]  # worker processes would not share the data
+        for workers in configs:
+            for workload in workloads:
+                res = alternate(args.runs, lambda impl, b=backend, w=workers, t=workload:
+                                drain(impl, b, w, t, args.tasks))  # fmt: skip
+                label = f"{workers}, {'no-op' if workload == 'noop' else 'Redis INCR'} task"
+                add(backend, "drain (tasks/s)", label, res, "drain", True)
+                if backend != "memory":
+                    add(backend, "start-up (s)", label, res, "startup", False)
+                if workers == "1 thread" and workload == "noop":
+                    add(backend, "enqueue (tasks/s)", "single calls", res, "enqueue", True)
+        if backend == "memory":
+            continue
+        res = alternate(args.runs, lambda impl, b=backend: bulk(impl, b, args.tasks))
+        add(backend, "enqueue (tasks/s)", "bulk (map)", res, "bulk", True)
+        res = alternate(args.runs, lambda impl, b=backend: latency(impl, b, args.samples))
+        add(backend, "latency (ms)", f"median of {args.samples}", res, "p50", False)
+        add(backend, "latency (ms)", f"p99 of {args.samples}", res, "p99", False)
+        if not args.quick:
+            res = alternate(1, lambda impl, b=backend: rss(impl, b, args.rss_tasks))
+            add(backend, "consumer RSS (MiB)", "after 1,000 tasks", res, "rss_1k", False)
+            add(backend, "consumer RSS (MiB)", f"after {args.rss_tasks:,} tasks", res,
+                "rss_total", False)  # fmt: skip
+    write(args, rows, time.time() - started)
 
+
+def format_row(row: tuple[str, str, str, float, float, bool]) -> str:
+    backend, metric, config, ours, theirs, higher = row
+    ratio = ours / theirs if higher else theirs / ours
+    return f"| {backend} | {metric} | {config} | {ours:,.2f} | {theirs:,.2f} | {ratio:.2f}x |"
+
+
+def write(args: argparse.Namespace, rows: list[Any], seconds: float) -> None:
+    command = "python bench/run.py " + " ".join(sys.argv[1:])
     lines = [
-        f"# Benchmark results ({time.strftime('%Y-%m-%d')}, {args.tasks} tasks, "
-        f"{args.samples} latency samples, {os.cpu_count()} cores)",
+        f"# Benchmark results ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+        f"{seconds / 60:.0f} min)",
         "",
-        "Ratios are ours relative to huey 3.5 on the same backend in the same run: above 1.00x "
-        "means the toolkit is better (faster rate, lower latency, less memory).",
+        f"Command: `{command.strip()}` ({args.tasks} tasks per drain, median of {args.runs} runs "
+        "per figure, implementations alternating).",
         "",
-        "| backend | huey class | metric | toolkit | huey | ratio |",
+        "The toolkit against huey 3.5.4 on the same backend, in the same run: the producer in a "
+        "process of its own, the consumer started as `huey consume` / `huey_consumer` with "
+        "default options. The ratio is above 1.00x when the toolkit is better (faster rate, "
+        "shorter start-up or latency, less memory). See the docstring of bench/run.py for how "
+        "each figure is taken.",
+        "",
+        "| backend | metric | configuration | toolkit | huey | ratio |",
         "|---|---|---|---|---|---|",
+        *[format_row(row) for row in rows],
+        "",
     ]
-    metrics = [
-        ("enqueue", "tasks/s", True),
-        ("drain1", "tasks/s", True),
-        ("drain4", "tasks/s", True),
-        ("latency_ms", "ms (median)", False),
-        ("latency_p95_ms", "ms (p95)", False),
-        ("rss_mib", "MiB peak RSS", False),
-    ]
-    for backend, ours, theirs in rows:
-        for key, unit, higher in metrics:
-            lines.append(
-                f"| {backend} | {PAIRS[backend][1]} | {key} ({unit}) | {ours[key]:.1f} | "
-                f"{theirs[key]:.1f} | {fmt_ratio(ours[key], theirs[key], higher)} |"
-            )
-    Path(args.output).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    Path(args.output).write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
