@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Dashboard", "create_app"]
 
-TICK = 1.5  # seconds between checks for changes behind a page
+TICK = 1.0  # seconds between checks for changes behind a page
 OVERVIEW_TTL = 1.0  # seconds one overview computation serves every browser
 FLASH = "huey_dashboard_flash"
 STATUSES = [s.value for s in EventStatus] + [PROGRESS]
@@ -100,11 +100,15 @@ class Dashboard:
 
     # -- data ---------------------------------------------------------------------------------
 
-    def overview(self) -> dict[str, Any]:
-        """The overview, computed at most once per OVERVIEW_TTL for all browsers together."""
+    def overview(self, fresh: bool = True) -> dict[str, Any]:
+        """The overview; with fresh=False one computed within OVERVIEW_TTL will do.
+
+        Every open page checks for changes each TICK (fresh=False): however many browsers are
+        open, the backend is read once per OVERVIEW_TTL for those checks.
+        """
         with self._overview_lock:
             now = time.monotonic()
-            if self._overview is None or now - self._overview[0] > OVERVIEW_TTL:
+            if fresh or self._overview is None or now - self._overview[0] > OVERVIEW_TTL:
                 self._overview = (now, views.overview(self.huey, self.feed))
             return self._overview[1]
 
@@ -112,7 +116,7 @@ class Dashboard:
         """A value that changes when what `page` shows changes (checked every TICK)."""
         if page == "task":
             return f"{len(self.feed.timeline(task_id))}:{int(time.time() // 10)}"
-        info = self.overview()["info"]
+        info = self.overview(fresh=False)["info"]
         parts = [
             self.feed.version,
             info["queued"],
@@ -252,7 +256,8 @@ class Dashboard:
         self, page: str, task_id: str, accept: Callable[[dict[str, Any]], bool] | None
     ) -> AsyncIterator[dict[str, str]]:
         subscriber = self.feed.subscribe(accept) if accept is not None else None
-        last = None
+        # Any change after the browser loaded the page shows, however soon it comes.
+        last = None if page == "events" else await run_in_threadpool(self.digest, page, task_id)
         try:
             while True:
                 if subscriber is None:
@@ -271,7 +276,7 @@ class Dashboard:
                 if page == "events":
                     continue
                 digest = await run_in_threadpool(self.digest, page, task_id)
-                if last is not None and digest != last:
+                if digest != last:
                     yield {"event": "refresh", "data": ""}
                 last = digest
         finally:

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
 import click
 
-from huey_core.cli.base import UserError, app, backend_options, import_path_arg, one_line
+from huey_core.cli.base import (
+    UserError,
+    app,
+    backend_options,
+    import_path_arg,
+    one_line,
+    sigterm_as_interrupt,
+)
 from huey_dashboard.security import Settings
+
+if TYPE_CHECKING:
+    from huey_core.api import Huey
 
 __all__ = ["dashboard", "serve"]
 
@@ -76,7 +87,7 @@ def dashboard(
     serve(huey, settings)
 
 
-def serve(huey, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def serve(huey: Huey, settings: Settings) -> None:
     """Bind, print the address, and run uvicorn until interrupted."""
     import uvicorn
 
@@ -87,6 +98,7 @@ def serve(huey, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((settings.host, settings.port))
+        sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
     except OSError as exc:
         sock.close()
         raise UserError(
@@ -102,4 +114,7 @@ def serve(huey, settings: Settings) -> None:  # type: ignore[no-untyped-def]
         access_log=False,
         timeout_graceful_shutdown=3,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    # uvicorn stops gracefully on SIGTERM or Ctrl-C, then re-raises the signal: let it end the
+    # command with exit code 0, as `huey consume` does.
+    with sigterm_as_interrupt():
+        uvicorn.Server(config).run(sockets=[sock])
