@@ -1,9 +1,10 @@
 # The two commands a new machine needs: `make demo` and `make test`. Both set up .venv first.
+# `make dashboard-demo` runs a consumer with the web dashboard on http://127.0.0.1:8765/.
 PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint dev bench clean
+.PHONY: demo dashboard-demo test lint dev bench clean
 
 $(BIN)/huey: huey_core/pyproject.toml huey_memory/pyproject.toml huey_redis/pyproject.toml huey_sql/pyproject.toml huey_dashboard/pyproject.toml examples/example_backend/pyproject.toml requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -16,6 +17,9 @@ dev: $(BIN)/huey
 
 demo: dev
 	cd examples && ../$(BIN)/python demo.py
+
+dashboard-demo: dev
+	cd examples && ../$(BIN)/python dashboard_demo.py $(DEMO_ARGS)
 
 test: dev
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
