@@ -183,7 +183,7 @@ def charts(rates: list[dict[str, Any]], since: float = 0.0) -> dict[str, Any]:
         "span": (
             f"over the last {round(seconds / 60)} min"
             if observed >= seconds
-            else f"since the dashboard started, {max(1, round(observed / 60))} min ago"
+            else f"since the dashboard started, {_ago(time.time() - since)}"
         ),
         "bucket": bucket,
         "peak": peak if totals and max(totals) else 0,
@@ -194,6 +194,10 @@ def charts(rates: list[dict[str, Any]], since: float = 0.0) -> dict[str, Any]:
         "per_minute": round((total_done + total_err) / (observed / 60), 1) if observed else 0.0,
         "failure_rate": total_err / (total_done + total_err) if total_done + total_err else 0.0,
     }
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f} s ago" if seconds < 90 else f"{seconds / 60:.0f} min ago"
 
 
 # -- one task -----------------------------------------------------------------------------------
