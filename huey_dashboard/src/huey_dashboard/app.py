@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
@@ -228,8 +229,7 @@ class Dashboard:
         )
 
     def api_overview(self, request: Request) -> JSONResponse:
-        data = self.overview()
-        return JSONResponse(json.loads(json.dumps({k: v for k, v in data.items()}, default=str)))
+        return JSONResponse(json.loads(json.dumps(self.overview(), default=str)))
 
     def api_task(self, request: Request) -> JSONResponse:
         detail = views.task_detail(
@@ -250,16 +250,28 @@ class Dashboard:
             accept = _event_filter("", "", task_id)
         else:
             accept = None
-        return EventSourceResponse(self._events(page, task_id, accept), ping=15)
+        # At server shutdown the stream ends by itself (the browser reconnects to the next
+        # server) instead of being cut off mid-response.
+        shutdown = anyio.Event()
+        return EventSourceResponse(
+            self._events(page, task_id, accept, shutdown),
+            ping=15,
+            shutdown_event=shutdown,
+            shutdown_grace_period=TICK + 1,
+        )
 
     async def _events(
-        self, page: str, task_id: str, accept: Callable[[dict[str, Any]], bool] | None
+        self,
+        page: str,
+        task_id: str,
+        accept: Callable[[dict[str, Any]], bool] | None,
+        shutdown: anyio.Event,
     ) -> AsyncIterator[dict[str, str]]:
         subscriber = self.feed.subscribe(accept) if accept is not None else None
         # Any change after the browser loaded the page shows, however soon it comes.
         last = None if page == "events" else await run_in_threadpool(self.digest, page, task_id)
         try:
-            while True:
+            while not shutdown.is_set():
                 if subscriber is None:
                     await asyncio.sleep(TICK)
                 else:
