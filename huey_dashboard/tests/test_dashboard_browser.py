@@ -171,3 +171,27 @@ def test_dashboard_follows_a_real_consumer_and_requeues_a_dead_letter(
           "six finished tasks in the throughput chart")  # fmt: skip
     screenshots(browser, "dashboard-overview")
     assert dashboard.poll() is None, read_log(dashboard)
+
+
+def test_the_event_feed_shows_matching_events_as_they_happen(app: App, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    app.start_consumer("-w", "1", "-n", "-s", "0.2")
+    _, url = start_dashboard(app)
+    browser.get(url + "events")
+    until(browser, lambda: browser.find_element(By.ID, "live").text == "live", "the live badge")
+    Select(browser.find_element(By.NAME, "status")).select_by_value("finished")  # auto-submits
+    until(browser, lambda: "status=finished" in browser.current_url, "the filtered page")
+    until(browser, lambda: browser.find_element(By.ID, "live").text == "live", "the live badge")
+
+    ids = in_another_process(app, "for i in range(3): print(tasks.slow(0.01).id)").split()
+
+    def rows() -> list[str]:
+        return [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#feed tbody tr")]
+
+    until(browser, lambda: len(rows()) == 3, "three finished events")
+    assert all(" finished slow " in f" {row} " for row in rows())  # the filter: no enqueued/started
+    shown = {a.get_attribute("href").rsplit("/", 1)[-1]
+             for a in browser.find_elements(By.CSS_SELECTOR, "#feed tbody a")}  # fmt: skip
+    assert shown == set(ids)
