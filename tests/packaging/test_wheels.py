@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DISTRIBUTIONS = ["huey_core", "huey_memory", "huey_redis", "huey_sql"]
+DISTRIBUTIONS = ["huey_core", "huey_memory", "huey_redis", "huey_sql", "huey_dashboard"]
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,29 @@ def test_redis_extra_runs_a_consumer(wheelhouse: Path, tmp_path: Path, redis_url
             raise
         time.sleep(0)
     assert code == 0, consumer.stderr.read().decode() if consumer.stderr else ""
+
+
+def test_dashboard_extra_adds_the_command_with_its_templates(
+    wheelhouse: Path, tmp_path: Path
+) -> None:
+    venv = make_venv(tmp_path, wheelhouse, "huey-core[sql,dashboard]")
+    (tmp_path / "wheelapp.py").write_text("from huey_core import Huey\nhuey = Huey('wheel')\n")
+    script = textwrap.dedent(
+        """
+        import wheelapp
+        from starlette.testclient import TestClient
+        from huey_dashboard import Settings, create_app
+
+        with TestClient(create_app(wheelapp.huey, Settings()), base_url="http://127.0.0.1") as c:
+            page, css = c.get("/"), c.get("/static/dashboard.js")
+            print(page.status_code, "queued" in page.text, css.status_code)
+        """
+    )
+    help_text = subprocess.run([str(venv / "bin/huey"), "dashboard", "--help"], cwd=tmp_path,
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "--read-only" in help_text
+    subprocess.run([str(venv / "bin/pip"), "install", "-q", "httpx2"], check=True)
+    out = subprocess.run([str(venv / "bin/python"), "-c", script], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["200", "True", "200"]  # templates and static files shipped

@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 from multiprocessing.context import ForkContext, ForkProcess
@@ -24,6 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from huey_core import clock
+from huey_core.events import consumer_identity
 from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
 from huey_core.scheduler import Heartbeat, Scheduler
@@ -150,6 +152,12 @@ class Consumer:
     @property
     def heartbeat(self) -> Heartbeat:
         return self._heartbeat
+
+    def identities(self) -> set[str]:
+        """The `consumer` field of the events this consumer emits: "<host>:<pid>" of this
+        process and of each worker process (for listeners that count only its own events)."""
+        host = socket.gethostname()
+        return {consumer_identity()} | {f"{host}:{p.pid}" for p in self._processes if p.pid}
 
     @property
     def stopped(self) -> bool:

@@ -33,6 +33,7 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from huey_core import signals as S
@@ -40,11 +41,13 @@ from huey_core.clock import to_unix
 from huey_core.plugins import mask_url
 
 if TYPE_CHECKING:
-    from huey_core.protocols import EventEmitter
+    from huey_core.api import Huey
+    from huey_core.protocols import EventEmitter, Subscription
 
 logger = logging.getLogger("huey.events")
 
 __all__ = [
+    "EventListener",
     "EventPublisher",
     "EventStatus",
     "Named",
@@ -376,3 +379,104 @@ def flush_all(timeout: float = 2.0) -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(flush_all)
+
+
+class EventListener:
+    """Calls `handle(event)` for every event of an instance's stream, on a thread, until stop().
+
+    For long-running subscribers (the metrics exporter, the dashboard). When the backend goes
+    away, the subscription is opened again after a pause that grows from RETRY_FIRST to
+    RETRY_MAX seconds, so a Redis or PostgreSQL restart costs only the events emitted while it
+    was down. Payloads that are not JSON objects are skipped; `handle` raising is logged and the
+    stream goes on. `ready` is set once the first subscription is open: events emitted after
+    that are seen.
+    """
+
+    RETRY_FIRST = 0.5
+    RETRY_MAX = 10.0
+
+    def __init__(
+        self, huey: Huey, handle: Callable[[dict[str, Any]], object], name: str = "huey-listener"
+    ) -> None:
+        self.huey = huey
+        self.handle = handle
+        self.name = name
+        self.ready = threading.Event()
+        self.received = 0  # events handed to `handle`
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._subscription: Subscription | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Close the subscription and wait up to `timeout` seconds for the thread to end."""
+        self._stopped.set()
+        with self._lock:
+            subscription = self._subscription
+        if subscription is not None:
+            subscription.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        delay = self.RETRY_FIRST
+        while not self._stopped.is_set():
+            try:
+                subscription = self.huey.storage.events.listen()
+            except Exception as exc:  # noqa: BLE001 - the backend is down: try again later
+                logger.warning(
+                    "%s: cannot subscribe to events (%s); retrying in %.1f s",
+                    self.name,
+                    _one_line(exc),
+                    delay,
+                )
+            else:
+                with self._lock:
+                    self._subscription = subscription
+                if self._stopped.is_set():
+                    subscription.close()
+                    return
+                self.ready.set()
+                if self._read(subscription):
+                    delay = self.RETRY_FIRST
+            if self._stopped.wait(delay):
+                return
+            delay = min(delay * 2, self.RETRY_MAX)
+
+    def _read(self, subscription: Subscription) -> bool:
+        """Hand over events until the subscription ends; True when it delivered any."""
+        got = False
+        try:
+            for raw in subscription:
+                got = True
+                try:
+                    event = decode_event(raw)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    self.received += 1
+                    try:
+                        self.handle(event)
+                    except Exception:
+                        logger.exception(
+                            "%s: handling a %s event failed", self.name, event.get("status")
+                        )
+        except Exception as exc:  # noqa: BLE001 - connection lost: resubscribe
+            if not self._stopped.is_set():
+                logger.warning(
+                    "%s: the event subscription failed (%s); resubscribing",
+                    self.name,
+                    _one_line(exc),
+                )
+        finally:
+            subscription.close()
+        return got
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {mask_url(text)}"

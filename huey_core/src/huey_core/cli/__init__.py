@@ -1,5 +1,6 @@
 """The `huey` command line: `consume`, and for operators `info`, `events`, `enqueue`, `flush`,
-`dead-letters`, `backends`, plus commands plugins add (docs/consumer.md, docs/events.md).
+`dead-letters`, `backends`, `metrics`, plus commands plugins add (docs/consumer.md,
+docs/events.md, docs/metrics.md).
 
 `huey_consumer IMPORT_PATH` is the same as `huey consume IMPORT_PATH`, for huey users.
 
@@ -10,6 +11,7 @@ backend) prints one line on stderr and exits with code 2: no usage block, no tra
     consume.py   huey consume / huey_consumer
     info.py      huey info
     operate.py   huey backends, events, enqueue, flush, dead-letters
+    metrics.py   huey metrics (and consume --metrics-port): Prometheus exporters
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from huey_core.cli.consume import (
     setup_logging,
 )
 from huey_core.cli.info import collect_info, format_info, info
+from huey_core.cli.metrics import metrics
 from huey_core.cli.operate import backends, dead_letters, enqueue, events, flush, format_event
 
 __all__ = [
@@ -55,7 +58,7 @@ def cli() -> None:
     """huey toolkit: run consumers and inspect queues."""
 
 
-for _command in (consume, backends, info, dead_letters, events, enqueue, flush):
+for _command in (consume, backends, info, dead_letters, events, enqueue, flush, metrics):
     cli.add_command(_command)
 plugins.add_commands(cli)
 

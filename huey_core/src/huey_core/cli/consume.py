@@ -153,6 +153,21 @@ def consume_options(f: F) -> F:
             help="Seconds a worker owns a message before another consumer may take it "
             "(extended while the task runs). [default: the app's lease_timeout, 30]",
         ),
+        click.option(
+            "--metrics-port",
+            type=click.IntRange(0, 65535),
+            default=None,
+            metavar="PORT",
+            help="Serve Prometheus metrics of this consumer on http://HOST:PORT/metrics "
+            '(needs "huey-core[metrics]"; 0: a free port, logged).',
+        ),
+        click.option(
+            "--metrics-host",
+            default="127.0.0.1",
+            show_default=True,
+            metavar="HOST",
+            help="Address the metrics server listens on (0.0.0.0: every interface).",
+        ),
     ]
     f = backend_options(f)
     for option in reversed(options):
@@ -178,6 +193,8 @@ def run_consumer(  # noqa: PLR0913 - one parameter per command-line option
     lease_timeout: float | None,
     backend: str | None,
     url: str | None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> None:
     """Everything `huey consume` does, from its parsed options; exits the process."""
     if max_delay < delay:
@@ -209,7 +226,14 @@ def run_consumer(  # noqa: PLR0913 - one parameter per command-line option
         )
     except ConfigurationError as exc:
         raise UserError(one_line_message(exc)) from None
+    exporter = None
+    if metrics_port is not None:
+        from huey_core.cli.metrics import start_consumer_metrics  # prometheus_client: an extra
+
+        exporter = start_consumer_metrics(consumer, metrics_host, metrics_port)
     code = consumer.run()
+    if exporter is not None:
+        exporter.stop()
     if consumer.stopped_at_once:
         # Task threads may still be running user code; leave without waiting for them.
         logging.shutdown()
