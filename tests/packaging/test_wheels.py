@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DISTRIBUTIONS = ["huey_core", "huey_memory", "huey_redis", "huey_sql"]
+DISTRIBUTIONS = ["huey_core", "huey_memory", "huey_redis", "huey_sql", "huey_django"]
 
 
 @pytest.fixture(scope="module")
