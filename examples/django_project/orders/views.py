@@ -59,4 +59,4 @@ def task_result(request: HttpRequest, task_id: str) -> JsonResponse:
 @require_GET
 def reports(request: HttpRequest) -> JsonResponse:
     rows = SalesReport.objects.order_by("id").values("paid_orders", "revenue_cents")
-    return JsonResponse({"reports": list(rows)})
+    return JsonResponse({"reports": list(rows), "pending": HUEY.pending_count()})
