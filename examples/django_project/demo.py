@@ -56,11 +56,12 @@ class Shop:
         return subprocess.run([sys.executable, "manage.py", *args], cwd=HERE, env=self.env,
                               capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        """Start `python manage.py *args`; its output goes to a log file (see `log`)."""
+    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start `python manage.py *args` (with `env` added); its output goes to a log file."""
         log = open(self.workdir / f"{args[0]}-{len(self.procs)}.log", "w+b")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "manage.py", *args], cwd=HERE, env=self.env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen([sys.executable, "manage.py", *args], cwd=HERE,
+                                env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
         self.procs.append((proc, log))
         return proc
 
@@ -170,7 +171,9 @@ def run(shop: Shop) -> None:
     status, declined = shop.post(
         "/orders/", {"item": "yacht", "quantity": 1, "unit_cents": 10**9, "decline": True}
     )
-    print(f"POST /orders/ (declined: the transaction rolls back) -> {status} {json.dumps(declined)}")
+    print(
+        f"POST /orders/ (declined: the transaction rolls back) -> {status} {json.dumps(declined)}"
+    )
     check(status == 402, "the declined order was not refused")
 
     for body in placed:

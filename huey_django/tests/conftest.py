@@ -17,9 +17,8 @@ import django
 import pytest
 from django.conf import settings
 
-from huey_sql.testing import POSTGRES_URL, require_database
+from huey_sql.testing import postgres_database
 
-PG_DATABASE = f"hdj_{uuid.uuid4().hex[:10]}"
 _SQLITE_DIR = tempfile.TemporaryDirectory(prefix="huey-django-tests-")
 
 if not settings.configured:
@@ -34,7 +33,7 @@ if not settings.configured:
             },
             "pg": {
                 "ENGINE": "django.db.backends.postgresql",
-                "NAME": PG_DATABASE,
+                "NAME": "set by the pg_database fixture",
                 "USER": "postgres",
                 "HOST": "127.0.0.1",
                 "PORT": "5432",
@@ -45,28 +44,15 @@ if not settings.configured:
     django.setup()
 
 
-def _server_sql(statement: str) -> None:
-    """Run one statement on the shared server outside any transaction (CREATE/DROP DATABASE)."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """The alias of a PostgreSQL database this session created (and drops at the end)."""
-    require_database(POSTGRES_URL)
-    _server_sql(f'CREATE DATABASE "{PG_DATABASE}"')
-    yield "pg"
-    from django.db import connections
+    with postgres_database("hdj") as name:
+        settings.DATABASES["pg"]["NAME"] = name
+        yield "pg"
+        from django.db import connections
 
-    connections["pg"].close()
-    _server_sql(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        connections["pg"].close()
 
 
 @pytest.fixture(params=["default", "pg"])

@@ -14,6 +14,7 @@ from django.db import connections, transaction
 from huey_core import Result
 from huey_django import HUEY, OnCommitTask, db_periodic_task, db_task, enqueue_on_commit, task
 from huey_django import on_commit_task as on_commit_task_decorator
+from huey_sql.testing import postgres_sql
 
 
 def query(alias: str) -> int:
@@ -92,16 +93,7 @@ def test_a_db_task_replaces_a_connection_the_server_dropped(pg_database: str) ->
 
 def _terminate(pid: int) -> None:
     """Drop one server connection, as a restart or an idle timeout would."""
-    import sqlalchemy as sa
-
-    from huey_sql.testing import POSTGRES_URL
-
-    engine = sa.create_engine(POSTGRES_URL)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
-    finally:
-        engine.dispose()
+    postgres_sql(f"SELECT pg_terminate_backend({int(pid)})")
 
 
 def test_a_db_task_run_inside_a_transaction_leaves_it_alone(fresh: str) -> None:

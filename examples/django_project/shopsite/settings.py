@@ -2,7 +2,8 @@
 
 The database comes from the environment, so the same project runs on SQLite (the default, what
 `make django-demo` uses) and on PostgreSQL (the tests): SHOP_DB=postgresql with SHOP_DB_NAME,
-SHOP_DB_USER, SHOP_DB_PASSWORD, SHOP_DB_HOST, SHOP_DB_PORT.
+SHOP_DB_USER, SHOP_DB_PASSWORD, SHOP_DB_HOST, SHOP_DB_PORT (and SHOP_APP_NAME, the
+application_name its connections show in pg_stat_activity).
 """
 
 import os
@@ -36,7 +37,7 @@ if os.environ.get("SHOP_DB") == "postgresql":
             "PORT": os.environ.get("SHOP_DB_PORT", "5432"),
             "CONN_MAX_AGE": CONN_MAX_AGE,
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": {"application_name": "shop"},
+            "OPTIONS": {"application_name": os.environ.get("SHOP_APP_NAME", "shop")},
         }
     }
 else:

@@ -25,7 +25,14 @@ from django.core.exceptions import ImproperlyConfigured
 
 from huey_core import Huey
 
-__all__ = ["HUEY_KEYS", "build_huey", "consumer_settings", "database_url", "get_huey", "settings_dict"]
+__all__ = [
+    "HUEY_KEYS",
+    "build_huey",
+    "consumer_settings",
+    "database_url",
+    "get_huey",
+    "settings_dict",
+]
 
 # Keys that go to Huey(...) as they are.
 HUEY_ARGUMENTS = (
@@ -58,8 +65,18 @@ DRIVERS = {
 # parameters); Django-only ones (isolation_level, pool, init_command, ...) are not carried over.
 CARRIED_OPTIONS = {
     "postgresql+psycopg": frozenset(
-        {"sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name",
-         "target_session_attrs", "options", "service", "passfile"}  # fmt: skip
+        {
+            "sslmode",
+            "sslrootcert",
+            "sslcert",
+            "sslkey",
+            "connect_timeout",
+            "application_name",
+            "target_session_attrs",
+            "options",
+            "service",
+            "passfile",
+        }  # fmt: skip
     ),
     "mysql+pymysql": frozenset({"charset", "unix_socket"}),
     "sqlite": frozenset(),

@@ -114,7 +114,9 @@ def consumer_options(
     for name in params:
         if given.get(name) is not None:
             values[name] = given[name]
-    chosen = {"verbose", "quiet"} & ({k for k, v in given.items() if v is not None} | set(configured))
+    chosen = {"verbose", "quiet"} & (
+        {k for k, v in given.items() if v is not None} | set(configured)
+    )
     if not chosen:
         values["verbose"] = verbosity >= 2
         values["quiet"] = verbosity == 0

@@ -4,33 +4,41 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Order',
+            name="Order",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('item', models.CharField(max_length=100)),
-                ('quantity', models.PositiveIntegerField()),
-                ('unit_cents', models.PositiveIntegerField()),
-                ('total_cents', models.PositiveIntegerField(null=True)),
-                ('status', models.CharField(default='new', max_length=20)),
-                ('task_id', models.CharField(blank=True, max_length=36)),
-                ('receipt_sent', models.BooleanField(default=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("item", models.CharField(max_length=100)),
+                ("quantity", models.PositiveIntegerField()),
+                ("unit_cents", models.PositiveIntegerField()),
+                ("total_cents", models.PositiveIntegerField(null=True)),
+                ("status", models.CharField(default="new", max_length=20)),
+                ("task_id", models.CharField(blank=True, max_length=36)),
+                ("receipt_sent", models.BooleanField(default=False)),
             ],
         ),
         migrations.CreateModel(
-            name='SalesReport',
+            name="SalesReport",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('paid_orders', models.PositiveIntegerField()),
-                ('revenue_cents', models.PositiveBigIntegerField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("paid_orders", models.PositiveIntegerField()),
+                ("revenue_cents", models.PositiveBigIntegerField()),
             ],
         ),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any, NoReturn
 
 import click
@@ -24,7 +25,8 @@ def _one_line_error(parser: CommandParser, message: str) -> NoReturn:
     """A bad option: one line and exit code 2, as `huey consume` does, not a usage block."""
     if not parser.called_from_command_line:
         raise CommandError(f"Error: {message}")
-    parser.exit(2, f"{parser.prog}: error: {message} (see: {parser.prog} --help)\n")
+    sys.stderr.write(f"{parser.prog}: error: {message} (see: {parser.prog} --help)\n")
+    raise SystemExit(2)
 
 
 def _close_connections() -> None:
