@@ -112,3 +112,21 @@ def test_redis_extra_runs_a_consumer(wheelhouse: Path, tmp_path: Path, redis_url
             raise
         time.sleep(0)
     assert code == 0, consumer.stderr.read().decode() if consumer.stderr else ""
+
+
+def test_django_extra_gives_a_project_run_huey(wheelhouse: Path, tmp_path: Path) -> None:
+    venv = make_venv(tmp_path, wheelhouse, "huey-core[django,sql]")
+    (tmp_path / "wheelsite.py").write_text(
+        'SECRET_KEY = "x"\nINSTALLED_APPS = ["huey_django"]\nHUEY = {"name": "wheel"}\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "DJANGO_SETTINGS_MODULE": "wheelsite"}
+    out = subprocess.run(
+        [str(venv / "bin/django-admin"), "run_huey", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "--worker-type" in out.stdout and "--scheduler-interval" in out.stdout
