@@ -6,8 +6,10 @@ from typing import Any
 
 import click
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import CommandError, CommandParser
+from django.core.management import CommandError, CommandParser, call_command
+from django.test import override_settings
 
 from huey_core.cli.consume import consume
 from huey_django.management.commands.run_huey import Command
@@ -105,3 +107,13 @@ def test_the_help_is_huey_consumes() -> None:
         record = param.get_help_record(ctx)
         assert record is not None
         assert " ".join(record[1].split()[:4]) in " ".join(text.split())
+
+
+def test_a_bad_consumer_setting_stops_run_huey_in_one_line() -> None:
+    with override_settings(HUEY={**settings.HUEY, "consumer": {"workers": 0}}):
+        with pytest.raises(CommandError) as caught:
+            call_command("run_huey")
+    assert str(caught.value) == (
+        "settings.HUEY['consumer']['workers']: 0 is not in the range x>=1."
+    )
+    assert caught.value.returncode == 2
