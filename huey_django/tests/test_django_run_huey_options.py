@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ from django.core.management import CommandError, CommandParser, call_command
 from django.test import override_settings
 
 from huey_core.cli.consume import consume
+from huey_django.management.commands import run_huey
 from huey_django.management.commands.run_huey import Command
 from huey_django.options import consumer_options, consumer_params
 
@@ -117,3 +119,20 @@ def test_a_bad_consumer_setting_stops_run_huey_in_one_line() -> None:
         "settings.HUEY['consumer']['workers']: 0 is not in the range x>=1."
     )
     assert caught.value.returncode == 2
+
+
+def test_run_huey_leaves_logging_to_djangos_logging_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The consumer itself is not started here: only what run_huey asks of it is recorded.
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(run_huey, "run_consumer", lambda path, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # pytest's own capture
+    monkeypatch.setattr(logging.getLogger("huey"), "handlers", [])
+    call_command("run_huey")  # nobody set up logging: run_huey does, like huey consume
+    monkeypatch.setattr(logging.getLogger("huey"), "handlers", [logging.NullHandler()])
+    call_command("run_huey")  # LOGGING configured the "huey" logger: left alone
+    call_command("run_huey", verbosity=2)  # ... unless asked for here
+    call_command("run_huey", "--logfile", "/tmp/huey-django-test.log")
+    assert [c["configure_logging"] for c in calls] == [True, False, True, True]
+    assert calls[2]["verbose"] is True

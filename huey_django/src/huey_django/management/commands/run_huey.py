@@ -51,7 +51,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             huey = get_huey()
-            values = consumer_options(options, consumer_settings(), options.get("verbosity", 1))
+            configured = consumer_settings()
+            values = consumer_options(options, configured, options.get("verbosity", 1))
         except ImproperlyConfigured as exc:
             raise CommandError(mask_url(str(exc)), returncode=2) from None
         if huey.immediate:
@@ -61,17 +62,20 @@ class Command(BaseCommand):
                 returncode=2,
             )
         # Django's LOGGING may have set up the "huey" logger; then it is left alone unless a
-        # logging option was given here.
+        # logging option was given here or in settings.HUEY["consumer"].
+        logging_options = ("logfile", "verbose", "quiet")
         logging_given = options.get("verbosity", 1) != 1 or any(
-            options.get(k) is not None for k in ("logfile", "verbose", "quiet")
+            options.get(k) is not None or k in configured for k in logging_options
         )
-        configured = bool(logging.getLogger("huey").handlers or logging.getLogger().handlers)
+        logging_set_up = bool(logging.getLogger("huey").handlers or logging.getLogger().handlers)
         # Each worker thread opens its own Django connections; close them when it stops. And
         # none may be open before process workers fork: a child would share the parent's socket.
         huey.on_shutdown("huey_django.close_connections")(_close_connections)
         _close_connections()
         try:
-            run_consumer(IMPORT_PATH, configure_logging=logging_given or not configured, **values)
+            run_consumer(
+                IMPORT_PATH, configure_logging=logging_given or not logging_set_up, **values
+            )
         except click.ClickException as exc:
             message = " ".join(exc.format_message().split())
             raise CommandError(mask_url(message), returncode=exc.exit_code) from None
