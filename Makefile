@@ -4,13 +4,13 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo dashboard-demo test lint dev bench clean
+.PHONY: demo dashboard-demo django-demo test lint dev bench clean
 
-$(BIN)/huey: huey_core/pyproject.toml huey_memory/pyproject.toml huey_redis/pyproject.toml huey_sql/pyproject.toml huey_dashboard/pyproject.toml examples/example_backend/pyproject.toml requirements-dev.txt
+$(BIN)/huey: huey_core/pyproject.toml huey_memory/pyproject.toml huey_redis/pyproject.toml huey_sql/pyproject.toml huey_dashboard/pyproject.toml huey_django/pyproject.toml examples/example_backend/pyproject.toml requirements-dev.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
-	$(BIN)/pip install -q -e "huey_core[metrics]" -e huey_memory -e "huey_redis[hiredis]" -e "huey_sql[postgres,mysql]" -e "huey_dashboard[testing]" -e examples/example_backend
+	$(BIN)/pip install -q -e "huey_core[metrics]" -e huey_memory -e "huey_redis[hiredis]" -e "huey_sql[postgres,mysql]" -e "huey_dashboard[testing]" -e huey_django -e examples/example_backend
 	touch $(BIN)/huey
 
 dev: $(BIN)/huey
@@ -21,6 +21,10 @@ demo: dev
 dashboard-demo: dev
 	cd examples && ../$(BIN)/python dashboard_demo.py $(DEMO_ARGS)
 
+# The Django example (docs/django.md): migrate, runserver and run_huey on SQLite, orders over HTTP.
+django-demo: dev
+	$(BIN)/python examples/django_project/demo.py
+
 test: dev
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -29,7 +33,7 @@ lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict huey_core/src/huey_core
-	$(BIN)/mypy huey_memory/src huey_redis/src huey_sql/src huey_dashboard/src examples/example_backend/src
+	$(BIN)/mypy huey_memory/src huey_redis/src huey_sql/src huey_dashboard/src huey_django/src examples/example_backend/src
 
 clean:
 	rm -rf $(VENV) build dist */build */dist

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DISTRIBUTIONS = ["huey_core", "huey_memory", "huey_redis", "huey_sql", "huey_dashboard"]
+DISTRIBUTIONS = [
+    "huey_core",
+    "huey_memory",
+    "huey_redis",
+    "huey_sql",
+    "huey_dashboard",
+    "huey_django",
+]
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +145,21 @@ def test_dashboard_extra_adds_the_command_with_its_templates(
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["200", "True", "200"]  # templates and static files shipped
+
+
+def test_django_extra_gives_a_project_run_huey(wheelhouse: Path, tmp_path: Path) -> None:
+    venv = make_venv(tmp_path, wheelhouse, "huey-core[django,sql]")
+    (tmp_path / "wheelsite.py").write_text(
+        'SECRET_KEY = "x"\nINSTALLED_APPS = ["huey_django"]\nHUEY = {"name": "wheel"}\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "DJANGO_SETTINGS_MODULE": "wheelsite"}
+    out = subprocess.run(
+        [str(venv / "bin/django-admin"), "run_huey", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "--worker-type" in out.stdout and "--scheduler-interval" in out.stdout

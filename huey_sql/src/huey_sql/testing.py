@@ -9,6 +9,7 @@ cluster listens on a free loopback port and is stopped by whoever started it.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -34,6 +35,8 @@ __all__ = [
     "drop_prefix",
     "free_port",
     "make_factory",
+    "postgres_database",
+    "postgres_sql",
     "require_database",
     "unavailable",
     "unique_name",
@@ -70,6 +73,37 @@ def require_database(url: str) -> None:
             engine.dispose()
 
     require_server(f"database at {url}", ping)
+
+
+def postgres_sql(statement: str, url: str = POSTGRES_URL) -> list[Any]:
+    """Run one statement outside any transaction (CREATE DATABASE needs that); its rows."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            result = conn.exec_driver_sql(statement)
+            return list(result) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "t") -> Iterator[str]:
+    """A database of its own on the shared PostgreSQL server, dropped afterwards: for an
+    application that creates its own tables (a Django project's migrations). Yields its name."""
+    require_database(POSTGRES_URL)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    postgres_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        # Only this database's sessions (a process the test could not stop) are ended.
+        postgres_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+        postgres_sql(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def drop_prefix(url: str, prefix: str) -> None:

@@ -195,8 +195,13 @@ def run_consumer(  # noqa: PLR0913 - one parameter per command-line option
     url: str | None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    configure_logging: bool = True,
 ) -> None:
-    """Everything `huey consume` does, from its parsed options; exits the process."""
+    """Everything `huey consume` does, from its parsed options; exits the process.
+
+    configure_logging=False leaves the "huey" logger as the caller set it up (manage.py run_huey
+    when Django's LOGGING setting configured it).
+    """
     if max_delay < delay:
         raise click.BadParameter(
             f"--max-delay ({max_delay}) must be at least --delay ({delay})",
@@ -208,7 +213,8 @@ def run_consumer(  # noqa: PLR0913 - one parameter per command-line option
             f"{import_path} runs tasks immediately (immediate=True), so a consumer has nothing "
             "to do; set huey.immediate = False for production"
         )
-    setup_logging(logfile, verbose, quiet)
+    if configure_logging:
+        setup_logging(logfile, verbose, quiet)
     try:
         consumer = Consumer(
             huey,
