@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint dev bench clean
+.PHONY: demo flask-demo fastapi-demo test lint dev bench clean
 
 $(BIN)/huey: huey_core/pyproject.toml huey_memory/pyproject.toml huey_redis/pyproject.toml huey_sql/pyproject.toml examples/example_backend/pyproject.toml requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -16,6 +16,13 @@ dev: $(BIN)/huey
 
 demo: dev
 	cd examples && ../$(BIN)/python demo.py
+
+# The web examples (examples/flask_app, examples/fastapi_app): app + consumer over real HTTP.
+flask-demo: dev
+	cd examples && ../$(BIN)/python webdemo.py flask
+
+fastapi-demo: dev
+	cd examples && ../$(BIN)/python webdemo.py fastapi
 
 test: dev
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

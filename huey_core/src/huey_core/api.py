@@ -633,3 +633,7 @@ class Huey:
     def progress(self, task_id: str) -> Progress | None:
         """The latest progress the task with this id reported (see Result.progress)."""
         return read_progress(self, task_id)
+
+    async def aprogress(self, task_id: str) -> Progress | None:
+        """progress() for async code (the read runs in a thread)."""
+        return await asyncio.to_thread(read_progress, self, task_id)
