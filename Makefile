@@ -33,6 +33,7 @@ lint: dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict huey_core/src/huey_core
 	$(BIN)/mypy huey_memory/src huey_redis/src huey_sql/src examples/example_backend/src
+	$(BIN)/mypy examples/flask_app examples/fastapi_app examples/webdemo.py
 
 clean:
 	rm -rf $(VENV) build dist */build */dist
