@@ -4,12 +4,13 @@ code never waits on the event loop (docs/asyncio.md)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 
 import pytest
 
-from huey_core import Huey, ResultTimeout, TaskException
+from huey_core import ConfigurationError, Huey, ResultTimeout, TaskException
 from huey_core import signals as S
 from tests.core.helpers import collect_events, drain, make_huey
 
@@ -175,6 +176,45 @@ def test_pipelines_mix_sync_and_async_steps(huey: Huey) -> None:
     while drain(huey):
         pass
     assert results.get() == [10, 11, 22]
+
+
+def test_an_async_function_behind_a_plain_decorator_is_awaited(huey: Huey) -> None:
+    """A decorator that is not async-aware hides the coroutine function; its coroutine still
+    runs on the worker's loop, under the task's timeout."""
+
+    def logged(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    @huey.task()
+    @logged
+    async def add(a, b):
+        await asyncio.sleep(0)
+        return a + b
+
+    @huey.task(timeout=0.2)
+    @logged
+    async def slow():
+        await asyncio.sleep(30)
+
+    ok, late = add(1, 2), slow()
+    start = time.monotonic()
+    drain(huey)
+    assert time.monotonic() - start < 5
+    assert ok.get() == 3
+    with pytest.raises(TaskException, match="TaskTimeout"):
+        late.get()
+
+
+def test_context_task_refuses_async_functions(huey: Huey) -> None:
+    with pytest.raises(ConfigurationError, match="use `async with` inside it"):
+
+        @huey.context_task(threading.Lock())
+        async def locked():
+            pass
 
 
 def test_call_local_returns_the_coroutine_to_await(huey: Huey) -> None:

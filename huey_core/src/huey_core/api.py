@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import datetime
 import functools
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -35,7 +36,7 @@ from huey_core.crontab import crontab
 from huey_core.deadletters import DeadLetters
 from huey_core.events import EventPublisher, EventStatus, Subject, build_event, emit_event
 from huey_core.events import status_of as _status_of
-from huey_core.exceptions import PoisonMessage
+from huey_core.exceptions import ConfigurationError, PoisonMessage
 from huey_core.execution import Executor, Hooks, error_metadata
 from huey_core.locks import RateLimit, TaskLock
 from huey_core.message import MessageCodec
@@ -249,6 +250,12 @@ class Huey:
         """A task that runs inside `with obj:` (passing the context value first if as_argument)."""
 
         def task_decorator(fn: Callable[..., Any]) -> TaskWrapper:
+            if inspect.iscoroutinefunction(fn):
+                raise ConfigurationError(
+                    f"context_task() wraps plain functions; make {fn.__name__} a task with "
+                    "@huey.task() and use `async with` inside it"
+                )
+
             @functools.wraps(fn)
             def inner(*a: Any, **k: Any) -> Any:
                 with obj as ctx:

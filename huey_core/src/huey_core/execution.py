@@ -255,6 +255,8 @@ class Executor:
             with timer:
                 value = task.execute()
                 timer.finish()
+            if inspect.iscoroutine(value):  # an async function behind a plain decorator
+                value = aio.run(value, max(task.time_remaining, 0.001) if task.timeout else None)
         duration = time.monotonic() - start
         if task.timeout and duration > task.timeout:
             # A thread worker could not interrupt it; the late value is discarded.
