@@ -1,11 +1,11 @@
 """Running a task: the checks before, the call, and what its outcome sets off.
 
 `Executor.execute(task)` decides whether the task runs now (due, not revoked, not expired),
-calls it under its timeout (an async task on the worker thread's event loop, huey_core.aio)
-and turns what happened into an `Outcome`; `settle()` then does what
-the outcome calls for, in one place: store the result or error, fire signals and events, run
-post-execute hooks, enqueue the next pipeline step or error handler, report to a chord, or
-schedule the retry that `huey_core.retries` decides.
+calls it under its timeout (an async task on the worker thread's event loop, huey_core.aio) and
+turns what happened into an `Outcome`; `settle()` then does what the outcome calls for, in one
+place: store the result or error, fire signals and events, run post-execute hooks, enqueue the
+next pipeline step or error handler, report to a chord, or schedule the retry that
+`huey_core.retries` decides.
 
 Task failures never propagate out of `execute()`; a storage failure does (the consumer then
 releases the message so it runs again). A KeyboardInterrupt inside the task means the process is

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import functools
 import time
 import uuid
 from collections import deque
@@ -143,8 +144,8 @@ class Result:
         and returns None when the task has not finished. Raises like get().
         """
         if blocking:
-            value = await aio.poll(lambda: self._get(preserve), EmptyData, timeout, backoff,
-                                   max_delay)  # fmt: skip
+            read = functools.partial(self._get, preserve)
+            value = await aio.poll(read, EmptyData, timeout, backoff, max_delay)
         else:
             value = await asyncio.to_thread(self._get, preserve)
             if value is EmptyData:
