@@ -163,6 +163,32 @@ def test_each_worker_thread_has_its_own_loop(huey: Huey) -> None:
     assert loops["a"][0] != loops["b"][0]
 
 
+def test_a_consumer_worker_closes_its_loop_after_its_async_shutdown_hook(huey: Huey) -> None:
+    seen: dict[str, object] = {}
+
+    @huey.on_startup()
+    async def opened():
+        seen["startup"] = asyncio.get_running_loop()
+
+    @huey.on_shutdown()
+    async def closing():
+        seen["shutdown"] = asyncio.get_running_loop()
+
+    @huey.task()
+    async def on_which_loop():
+        return asyncio.get_running_loop() is seen["startup"]
+
+    consumer = huey.create_consumer(workers=1)
+    consumer.start()
+    try:
+        assert on_which_loop().get(blocking=True, timeout=10) is True
+    finally:
+        consumer.stop()
+    loop = seen["startup"]
+    assert seen["shutdown"] is loop
+    assert loop.is_closed()
+
+
 def test_pipelines_mix_sync_and_async_steps(huey: Huey) -> None:
     @huey.task()
     async def double(x):
