@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -49,7 +49,7 @@ async def enqueue_add(numbers: Numbers) -> JSONResponse:
 
 
 @app.get("/add")
-async def add_and_wait(a: int, b: int, wait: float = 5.0) -> JSONResponse:
+async def add_and_wait(a: int, b: int, wait: float = Query(5.0, gt=0, le=30)) -> JSONResponse:
     result = await add.aenqueue(a, b)
     try:
         value = await result.aget(timeout=wait)  # the loop serves other requests meanwhile

@@ -22,6 +22,7 @@ from flask_app.tasks import HEARTBEAT, add, build_report, huey
 from huey_core import ResultTimeout, TaskException
 
 app = Flask(__name__)
+MAX_WAIT = 30.0  # seconds a request may hold a server thread waiting for a result
 
 
 def _ints(data: Any, *names: str) -> list[int]:
@@ -53,7 +54,10 @@ def enqueue_add() -> Any:
 @app.get("/add")
 def add_and_wait() -> Any:
     a, b = _ints(request.args, "a", "b")
-    wait = float(request.args.get("wait", 5))
+    try:
+        wait = min(float(request.args.get("wait", 5)), MAX_WAIT)
+    except ValueError:
+        raise ValueError("wait must be a number of seconds") from None
     result = add(a, b)
     try:
         # A sync view may block: the server gives each request its own thread.

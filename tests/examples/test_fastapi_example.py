@@ -117,6 +117,7 @@ def test_a_request_awaiting_a_result_leaves_the_server_free(server: httpx.Client
 
 def test_fastapi_app_validates_input_and_times_out_with_504(server: httpx.Client) -> None:
     assert server.post("/add", json={"a": "one", "b": 2}).status_code == 422
+    assert server.get("/add", params={"a": 1, "b": 1, "wait": 3600}).status_code == 422
     response = server.get("/add", params={"a": 1, "b": 1, "wait": 0.2})  # no consumer running
     assert response.status_code == 504
     assert "no result within 0.2 s" in response.json()["error"]

@@ -75,6 +75,11 @@ def test_flask_app_rejects_bad_input_with_a_clear_error(example) -> None:
     assert response.status_code == 400
     assert response.get_json() == {"error": "a must be an integer"}
     assert client.post("/reports", data="not json").status_code == 400
+    response = client.get("/add?a=1&b=2&wait=soon")
+    assert (response.status_code, response.get_json()) == (
+        400,
+        {"error": "wait must be a number of seconds"},
+    )
 
 
 def test_flask_app_wait_gives_up_with_504(example) -> None:
