@@ -4,7 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo dashboard-demo django-demo test lint dev bench clean
+.PHONY: demo dashboard-demo django-demo flask-demo fastapi-demo test lint dev bench clean
 
 $(BIN)/huey: huey_core/pyproject.toml huey_memory/pyproject.toml huey_redis/pyproject.toml huey_sql/pyproject.toml huey_dashboard/pyproject.toml huey_django/pyproject.toml examples/example_backend/pyproject.toml requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,13 @@ dashboard-demo: dev
 django-demo: dev
 	$(BIN)/python examples/django_project/demo.py
 
+# The web examples (examples/flask_app, examples/fastapi_app): app + consumer over real HTTP.
+flask-demo: dev
+	cd examples && ../$(BIN)/python webdemo.py flask
+
+fastapi-demo: dev
+	cd examples && ../$(BIN)/python webdemo.py fastapi
+
 test: dev
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -34,6 +41,7 @@ lint: dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict huey_core/src/huey_core
 	$(BIN)/mypy huey_memory/src huey_redis/src huey_sql/src huey_dashboard/src huey_django/src examples/example_backend/src
+	$(BIN)/mypy examples/flask_app examples/fastapi_app examples/webdemo.py
 
 clean:
 	rm -rf $(VENV) build dist */build */dist

@@ -50,6 +50,7 @@ ALL_STATUSES = {
     "recovered",
     "canceled",
     "rate-limited",
+    "progress",
 }
 
 
@@ -154,6 +155,10 @@ def test_every_status_with_its_fields(huey: Huey) -> None:
         if task.name == "vetoed":
             raise CancelExecution(retry=False)
 
+    @huey.task(context=True)
+    def reporting(task=None):
+        task.progress(7, 9, "pages")
+
     @huey.task(timeout=0.05)
     def overdue():
         time.sleep(0.2)  # a thread cannot be interrupted: the late value becomes a timeout
@@ -226,6 +231,13 @@ def test_every_status_with_its_fields(huey: Huey) -> None:
         drain(huey)
         timed_out = listener.status("error", late.id)
         assert timed_out["error"] is True and "TaskTimeout" in timed_out["traceback"]
+
+        reported = reporting()
+        drain(huey)
+        progress = listener.status("progress", reported.id)
+        assert (progress["done"], progress["total"], progress["note"]) == (7, 9, "pages")
+        assert progress["task"] == "reporting" and progress["worker"] == "test-worker"
+        assert huey.progress(reported.id)[:3] == (7, 9, "pages")  # stored in this backend
 
         statuses = {e["status"] for e in listener.events}
         missing = ALL_STATUSES - {"interrupted", "recovered"} - statuses

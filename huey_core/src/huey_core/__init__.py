@@ -24,6 +24,7 @@ from huey_core.exceptions import (
 )
 from huey_core.hookspecs import hookimpl
 from huey_core.locks import RateLimit, TaskLock
+from huey_core.progress import Progress
 from huey_core.results import ChordResult, Result, ResultGroup, chord, group
 from huey_core.serializer import JSONSerializer, PickleSerializer, Serializer, SignedSerializer
 from huey_core.task import PeriodicTask, Task, TaskWrapper
@@ -42,6 +43,7 @@ __all__ = [
     "PickleSerializer",
     "PoisonMessage",
     "PriorityRedisHuey",
+    "Progress",
     "RateLimit",
     "RateLimitExceeded",
     "RedisHuey",

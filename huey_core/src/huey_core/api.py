@@ -6,7 +6,8 @@ storage class. Each behaviour lives in a module of its own and `Huey` hands over
     task.py        Task, TaskWrapper (what @huey.task makes), the Registry
     message.py     the wire format (MessageCodec)
     execution.py   running a task and settling its outcome; retries.py decides retries
-    results.py     Result, groups and chords
+    results.py     Result, groups and chords; progress.py task progress
+    aio.py         async tasks on the worker's event loop; awaiting and enqueueing from async code
     locks.py       lock_task and rate_limit
     revocation.py  revoke / restore
     deadletters.py the dead-letter store
@@ -19,9 +20,11 @@ The storage is a `huey_core.protocols.Backend`, chosen by name or URL through th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import functools
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -33,10 +36,11 @@ from huey_core.crontab import crontab
 from huey_core.deadletters import DeadLetters
 from huey_core.events import EventPublisher, EventStatus, Subject, build_event, emit_event
 from huey_core.events import status_of as _status_of
-from huey_core.exceptions import PoisonMessage
+from huey_core.exceptions import ConfigurationError, PoisonMessage
 from huey_core.execution import Executor, Hooks, error_metadata
 from huey_core.locks import RateLimit, TaskLock
 from huey_core.message import MessageCodec
+from huey_core.progress import Progress, read_progress
 from huey_core.protocols import Backend, Delivery
 from huey_core.results import (
     ChordResult,
@@ -246,6 +250,12 @@ class Huey:
         """A task that runs inside `with obj:` (passing the context value first if as_argument)."""
 
         def task_decorator(fn: Callable[..., Any]) -> TaskWrapper:
+            if inspect.iscoroutinefunction(fn):
+                raise ConfigurationError(
+                    f"context_task() wraps plain functions; make {fn.__name__} a task with "
+                    "@huey.task() and use `async with` inside it"
+                )
+
             @functools.wraps(fn)
             def inner(*a: Any, **k: Any) -> Any:
                 with obj as ctx:
@@ -310,7 +320,7 @@ class Huey:
         if not self.events:
             return
         try:
-            worker = fields.pop("worker", None) or getattr(self._local, "worker", None)
+            worker = fields.pop("worker", None) or self.current_worker
             if worker:
                 fields["worker"] = worker
             event = build_event(status, task, utc=self.utc, huey=self.name, **fields)
@@ -350,6 +360,11 @@ class Huey:
                 break
             self.send_signal(S.SIGNAL_INTERRUPTED, task)
 
+    @property
+    def current_worker(self) -> str | None:
+        """The consumer worker running a task in this thread (None outside one)."""
+        return getattr(self._local, "worker", None)
+
     @contextlib.contextmanager
     def running_as(self, worker: str) -> Iterator[None]:
         """Events emitted by this thread inside the block name `worker` (a consumer worker)."""
@@ -388,6 +403,10 @@ class Huey:
             return None
         results = pipeline_results(self, task)
         return ResultGroup(results) if len(results) > 1 else results[0]
+
+    async def aenqueue(self, task: Task | group | chord) -> Any:
+        """enqueue() for async code: the backend round trip runs in a thread, not on the loop."""
+        return await asyncio.to_thread(self.enqueue, task)
 
     def dequeue(self) -> Task | None:
         """Take the next task off the queue for good (huey's API; consumers use leases instead).
@@ -613,3 +632,15 @@ class Huey:
     ) -> Any:
         """The result of the task with this id (see Result.get for the options)."""
         return Result(self, Task(id=id)).get(blocking, timeout, **options)
+
+    async def aresult(self, id: str, timeout: float | None = None, **options: Any) -> Any:
+        """The result of the task with this id, awaited (see Result.aget for the options)."""
+        return await Result(self, Task(id=id)).aget(timeout, **options)
+
+    def progress(self, task_id: str) -> Progress | None:
+        """The latest progress the task with this id reported (see Result.progress)."""
+        return read_progress(self, task_id)
+
+    async def aprogress(self, task_id: str) -> Progress | None:
+        """progress() for async code (the read runs in a thread)."""
+        return await asyncio.to_thread(read_progress, self, task_id)

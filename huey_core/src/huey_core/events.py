@@ -4,7 +4,7 @@ Fields of every event:
 
     status        one of EventStatus: enqueued, scheduled, revoked, started, finished, error,
                   retrying, expired, locked, interrupted, canceled, rate-limited,
-                  dead-lettered, recovered
+                  dead-lettered, recovered, progress
     id            task id, or null when the message could not be decoded
     task          task name, or null
     retries       retries left (int) or null
@@ -17,7 +17,8 @@ Fields of every event:
     huey          instance name
 
 `duration` (seconds) is added to finished and error events, `worker` when a consumer worker ran
-the task, `reason` to dead-lettered events; other keyword fields pass through unchanged.
+the task, `reason` to dead-lettered events, `done`, `total` and `note` to progress events; other
+keyword fields pass through unchanged.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class EventStatus(str, enum.Enum):
     RATE_LIMITED = "rate-limited"
     DEAD_LETTERED = "dead-lettered"
     RECOVERED = "recovered"
+    PROGRESS = "progress"  # a running task reported how far it got (huey_core.progress)
 
     def __str__(self) -> str:
         return self.value

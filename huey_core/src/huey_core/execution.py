@@ -1,10 +1,11 @@
 """Running a task: the checks before, the call, and what its outcome sets off.
 
 `Executor.execute(task)` decides whether the task runs now (due, not revoked, not expired),
-calls it under its timeout and turns what happened into an `Outcome`; `settle()` then does what
-the outcome calls for, in one place: store the result or error, fire signals and events, run
-post-execute hooks, enqueue the next pipeline step or error handler, report to a chord, or
-schedule the retry that `huey_core.retries` decides.
+calls it under its timeout (an async task on the worker thread's event loop, huey_core.aio) and
+turns what happened into an `Outcome`; `settle()` then does what the outcome calls for, in one
+place: store the result or error, fire signals and events, run post-execute hooks, enqueue the
+next pipeline step or error handler, report to a chord, or schedule the retry that
+`huey_core.retries` decides.
 
 Task failures never propagate out of `execute()`; a storage failure does (the consumer then
 releases the message so it runs again). A KeyboardInterrupt inside the task means the process is
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import inspect
 import logging
 import pickle
 import time
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from huey_core import clock, retries
+from huey_core import aio, clock, retries
 from huey_core import signals as S
 from huey_core.exceptions import (
     CancelExecution,
@@ -35,6 +37,7 @@ from huey_core.exceptions import (
     TaskLockedException,
     TaskTimeout,
 )
+from huey_core.progress import ProgressReporter
 from huey_core.protocols import Delivery
 from huey_core.results import abort_chord_member, report_to_chord
 from huey_core.serializer import SKIPPED, Error
@@ -96,10 +99,16 @@ class Hooks:
 
     @staticmethod
     def run_each(registry: dict[str, Hook], kind: str) -> None:
-        """Call every hook; a failing one is logged and the others still run."""
+        """Call every hook; a failing one is logged and the others still run.
+
+        An async hook runs on this thread's task loop: a worker's on_startup can open the
+        loop-bound clients its async tasks use.
+        """
         for name, fn in list(registry.items()):
             try:
-                fn()
+                value = fn()
+                if inspect.isawaitable(value):
+                    aio.run(value)
             except Exception:
                 logger.exception("%s hook %s failed", kind, name)
 
@@ -218,6 +227,7 @@ class Executor:
         self.huey.send_signal(S.SIGNAL_EXECUTING, task)
         start = time.monotonic()
         task.start_clock()
+        task._progress = reporter = ProgressReporter(self.huey, task)
         self.in_flight.add(task)
         try:
             value = self._call(task)
@@ -229,6 +239,8 @@ class Executor:
             return self._failure(task, exc, time.monotonic() - start)
         finally:
             self.in_flight.discard(task)
+            task._progress = None
+            reporter.flush()  # the last report lands before the task's result and events
         duration = time.monotonic() - start
         logger.info("%s finished in %0.3fs", task, duration)
         return Outcome(task, value=value, duration=duration)
@@ -236,10 +248,15 @@ class Executor:
     @staticmethod
     def _call(task: Task) -> Any:
         start = time.monotonic()
-        timer = TaskTimer(task.timeout)
-        with timer:
-            value = task.execute()
-            timer.finish()
+        if task.is_async:  # cancelled at its timeout; no thread interrupts an event loop
+            value = aio.run(task.execute(), task.timeout)
+        else:
+            timer = TaskTimer(task.timeout)
+            with timer:
+                value = task.execute()
+                timer.finish()
+            if inspect.iscoroutine(value):  # an async function behind a plain decorator
+                value = aio.run(value, max(task.time_remaining, 0.001) if task.timeout else None)
         duration = time.monotonic() - start
         if task.timeout and duration > task.timeout:
             # A thread worker could not interrupt it; the late value is discarded.

@@ -12,6 +12,7 @@ Everything the core keeps in a backend's DataStore, by key (all strings):
     periodic:<task>:<minute>      once-per-minute dedup of periodic tasks across consumers
     dead-letter:<id>              dead letters (JSON)
     inflight:<host>:<pid>         when each running task of a consumer process started
+    progress:<task id>            the latest progress a running task reported (JSON)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "lock_name",
     "lock_prefix",
     "periodic",
+    "progress",
     "rate_limit_prefix",
     "revoke",
     "revoke_all",
@@ -40,6 +42,7 @@ CHORD = "chord:"
 PERIODIC = "periodic:"
 DEAD_LETTER = "dead-letter:"
 INFLIGHT = "inflight:"
+PROGRESS = "progress:"
 _LOCK = ".lock."
 _RATE_LIMIT = ".rl."
 
@@ -52,7 +55,7 @@ class KeyKind(str, enum.Enum):
     LOCK = "locks"
     RATE_LIMIT = "rate_limits"
     DEAD_LETTER = "dead_letters"
-    INTERNAL = "internal"  # chord counters, periodic dedup, in-flight records
+    INTERNAL = "internal"  # chord counters, periodic dedup, in-flight records, progress
 
 
 def revoke(task_id: str) -> str:
@@ -104,6 +107,10 @@ def inflight(consumer: str) -> str:
     return f"{INFLIGHT}{consumer}"
 
 
+def progress(task_id: str) -> str:
+    return f"{PROGRESS}{task_id}"
+
+
 def classify(key: str, huey_name: str) -> KeyKind:
     """What the core keeps under `key`; anything not bookkeeping is a result."""
     if key.startswith(DEAD_LETTER):
@@ -114,6 +121,6 @@ def classify(key: str, huey_name: str) -> KeyKind:
         return KeyKind.LOCK
     if key.startswith(f"{huey_name}{_RATE_LIMIT}"):
         return KeyKind.RATE_LIMIT
-    if key.startswith((PERIODIC, CHORD, INFLIGHT)):
+    if key.startswith((PERIODIC, CHORD, INFLIGHT, PROGRESS)):
         return KeyKind.INTERNAL
     return KeyKind.RESULT

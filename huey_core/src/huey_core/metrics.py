@@ -41,7 +41,7 @@ DURATION_BUCKETS = (
 # Label values come from events anyone who can write to the backend can forge: past this many
 # distinct task names, new ones are counted as "other" so a flood cannot exhaust memory.
 MAX_TASK_LABELS = 500
-_STATUSES = {status.value for status in EventStatus} | {"progress"}
+_STATUSES = {status.value for status in EventStatus}
 
 
 class TaskMetrics:

@@ -1,6 +1,8 @@
 """Results: the handle a call returns, groups of them, and chords.
 
-`Result.get()` reads the stored value (an `Error` becomes `TaskException`). A group enqueues
+`Result.get()` reads the stored value (an `Error` becomes `TaskException`); async code awaits
+it instead (`await result`, `await result.aget(timeout=5)`), which polls the store from a thread
+with asyncio.sleep between reads and so never blocks the event loop. A group enqueues
 tasks together; a chord runs its members in parallel and then one callback with all their
 results, in member order. Chord members report through the data store: each writes its result
 under `chord:<cid>:<i>` and increments `chord:<cid>`; the member whose increment reaches the size
@@ -9,16 +11,19 @@ enqueues the callback.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
+import functools
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from huey_core import clock, keys
+from huey_core import aio, clock, keys
 from huey_core.exceptions import ResultTimeout, TaskException
+from huey_core.progress import Progress, read_progress
 from huey_core.serializer import Error
 from huey_core.task import ChordConfig, Task, signature
 
@@ -122,6 +127,51 @@ class Result:
             raise TaskException(value.metadata)
         return value
 
+    async def aget(
+        self,
+        timeout: float | None = None,
+        *,
+        blocking: bool = True,
+        backoff: float = 1.5,
+        max_delay: float = 0.5,
+        revoke_on_timeout: bool = False,
+        preserve: bool = False,
+    ) -> Any:
+        """`get(blocking=True)` for async code: waits without blocking the event loop.
+
+        Reads run in a thread; between reads it sleeps 10 ms, growing by `backoff` up to
+        `max_delay` seconds (so a result is seen at most that late). `blocking=False` reads once
+        and returns None when the task has not finished. Raises like get().
+        """
+        if blocking:
+            read = functools.partial(self._get, preserve)
+            value = await aio.poll(read, EmptyData, timeout, backoff, max_delay)
+        else:
+            value = await asyncio.to_thread(self._get, preserve)
+            if value is EmptyData:
+                return None
+        if value is EmptyData:
+            if revoke_on_timeout:
+                await asyncio.to_thread(self.revoke)
+            raise ResultTimeout(
+                f"timed out after {timeout}s waiting for the result of task {self.id}"
+            )
+        if isinstance(value, Error):
+            raise TaskException(value.metadata)
+        return value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """`await result`: the value, waiting as long as it takes (see aget)."""
+        return self.aget().__await__()
+
+    def progress(self) -> Progress | None:
+        """The latest progress the task reported (one read; the result is not consumed)."""
+        return read_progress(self.huey, self.id)
+
+    async def aprogress(self) -> Progress | None:
+        """progress() for async code (the read runs in a thread)."""
+        return await asyncio.to_thread(self.progress)
+
     def is_revoked(self) -> bool:
         return self.huey.is_revoked(self.task, peek=True)
 
@@ -174,6 +224,13 @@ class ResultGroup:
 
     __call__ = get
 
+    async def aget(self, *args: Any, **kwargs: Any) -> list[Any]:
+        """Every value, in order, awaited together (options of Result.aget)."""
+        return list(await asyncio.gather(*(r.aget(*args, **kwargs) for r in self._results)))
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        return self.aget().__await__()
+
     def __getitem__(self, idx: int) -> Any:
         return self._results[idx].get(True)
 
@@ -212,6 +269,12 @@ class ChordResult:
         return self.callback.get(*args, **kwargs)
 
     __call__ = get
+
+    async def aget(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.callback.aget(*args, **kwargs)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.aget().__await__()
 
     def reset(self) -> None:
         self.callback.reset()

@@ -3,11 +3,15 @@
 `@huey.task()` returns a `TaskWrapper`; calling it builds a `Task` (an instance of a subclass
 made for the function) and enqueues it. A message names its task by registry name,
 "<module>.<name>", and the `Registry` turns that name back into the class in the consumer.
+An `async def` function makes an async task: its `execute()` returns a coroutine, which the
+executor runs on the worker thread's event loop (huey_core.aio).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import functools
 import inspect
 import time
 import uuid
@@ -15,10 +19,11 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from huey_core import clock, keys
-from huey_core.exceptions import ConfigurationError, PoisonMessage, TaskTimeout
+from huey_core.exceptions import PoisonMessage, TaskTimeout
 
 if TYPE_CHECKING:
     from huey_core.api import Huey
+    from huey_core.progress import ProgressReporter
     from huey_core.results import ResultGroup
 
 __all__ = ["ChordConfig", "PeriodicTask", "Registry", "Task", "TaskWrapper", "signature"]
@@ -42,6 +47,7 @@ class Task:
     name: str = "Task"
     registry_name: str = "Task"
     context = False
+    is_async = False  # execute() returns a coroutine: the executor runs it on the worker's loop
     default_expires: Any = None
     default_priority: int | None = None
     default_retries = 0
@@ -87,6 +93,7 @@ class Task:
         self.on_complete = on_complete
         self.on_error = on_error
         self._deadline: float | None = None
+        self._progress: ProgressReporter | None = None  # set by the executor while it runs
 
     @property
     def data(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -139,6 +146,19 @@ class Task:
         """Raise TaskTimeout when the task ran past its timeout (call it inside long loops)."""
         if self.is_timed_out:
             raise TaskTimeout(f"timeout {self.timeout}s")
+
+    def progress(self, done: float, total: float | None = None, note: str | None = None) -> None:
+        """Report how far the task got (`context=True` tasks): `task.progress(3, 10, "pages")`.
+
+        Stored for `Result.progress()` and published as a `progress` event; calls closer than
+        0.1 s apart are merged, the last one always lands (huey_core.progress).
+        """
+        if self._progress is None:
+            raise RuntimeError(
+                f"task {self.id}: progress() works only while a consumer (or immediate mode) "
+                "runs the task"
+            )
+        self._progress.report(done, total, note)
 
     def extend_data(self, data: Any) -> None:
         """Append a parent's return value: tuple -> more args, dict -> default kwargs, else one arg."""
@@ -211,11 +231,6 @@ class TaskWrapper:
         task_base: type[Task] | None = None,
         **settings: Any,
     ) -> None:
-        if inspect.iscoroutinefunction(func):
-            raise ConfigurationError(
-                "async functions cannot be tasks; wrap the coroutine with asyncio.run() in a "
-                "plain function"
-            )
         self.__doc__ = getattr(func, "__doc__", None)
         self.__name__ = getattr(func, "__name__", "task")
         self.__wrapped__ = func
@@ -253,6 +268,7 @@ class TaskWrapper:
         task_name = name or func.__name__
         attrs: dict[str, Any] = {
             "context": context,
+            "is_async": inspect.iscoroutinefunction(func),
             "execute": execute,
             "name": task_name,
             "registry_name": f"{func.__module__}.{task_name}",
@@ -330,8 +346,16 @@ class TaskWrapper:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.huey.enqueue(self.s(*args, **kwargs))
 
+    async def aenqueue(self, *args: Any, **kwargs: Any) -> Any:
+        """`await add.aenqueue(1, 2)`: enqueue from async code, the backend call in a thread."""
+        return await self.huey.aenqueue(self.s(*args, **kwargs))
+
+    async def aschedule(self, *args: Any, **kwargs: Any) -> Any:
+        """`await add.aschedule((1, 2), delay=10)`: schedule() without blocking the event loop."""
+        return await asyncio.to_thread(functools.partial(self.schedule, *args, **kwargs))
+
     def call_local(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the function here and now, bypassing the queue."""
+        """Run the function here and now, bypassing the queue (async tasks: await the result)."""
         return self.func(*args, **kwargs)
 
     def s(self, *args: Any, **kwargs: Any) -> Task:

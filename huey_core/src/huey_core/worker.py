@@ -21,6 +21,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from huey_core import aio
 from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
 from huey_core.protocols import Delivery, Queue
@@ -133,6 +134,7 @@ class Worker:
                     huey.run_shutdown_hooks()
                 except Exception:
                     logger.exception("%s: a shutdown hook failed", self.name)
+            aio.close_thread_loop()  # the loop async tasks and hooks of this worker ran on
 
     def loop(self) -> None:
         try:

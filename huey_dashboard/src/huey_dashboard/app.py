@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from huey_core.events import EventStatus
 from huey_core.plugins import mask_url
 from huey_dashboard import actions, views
-from huey_dashboard.feed import PROGRESS, EventFeed
+from huey_dashboard.feed import EventFeed
 from huey_dashboard.security import COOKIE, Guard, Settings, safe_next
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ __all__ = ["Dashboard", "create_app"]
 TICK = 1.0  # seconds between checks for changes behind a page
 OVERVIEW_TTL = 1.0  # seconds one overview computation serves every browser
 FLASH = "huey_dashboard_flash"
-STATUSES = [s.value for s in EventStatus] + [PROGRESS]
+STATUSES = [s.value for s in EventStatus]
 
 
 def _clock(stamp: Any) -> str:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["EventFeed", "Subscriber"]
 
 Event = dict[str, Any]
-PROGRESS = "progress"  # the status of progress events (EventStatus.PROGRESS once issue 14 lands)
 _LONG_TEXT = 20_000  # characters kept of a traceback or message
 
 

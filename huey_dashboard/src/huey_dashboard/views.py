@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import collections
 import datetime
-import json
 import reprlib
 import time
 from typing import TYPE_CHECKING, Any
 
 from huey_core import clock
 from huey_core.cli.info import collect_info, periodic_schedules
+from huey_core.events import EventStatus
 from huey_core.plugins import mask_url
 from huey_core.serializer import Error
 from huey_core.task import PeriodicTask
@@ -35,7 +35,6 @@ __all__ = [
     "describe",
     "overview",
     "preview",
-    "progress_key",
     "queue_lists",
     "registered_tasks",
     "task_detail",
@@ -292,27 +291,18 @@ def _last_error(timeline: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def progress_key(task_id: str) -> str:
-    # Issue 14 adds keys.progress(); until it lands, its documented key is spelled here.
-    return f"progress:{task_id}"
-
-
 def _progress(huey: Huey, timeline: list[dict[str, Any]], task_id: str) -> dict[str, Any] | None:
     """The latest progress a task reported: its newest progress event, else the stored key."""
     latest: dict[str, Any] | None = None
     for event in reversed(timeline):
-        if event.get("status") == "progress":
+        if event.get("status") == EventStatus.PROGRESS.value:
             latest = {k: event.get(k) for k in ("done", "total", "note")}
             latest["time"] = event.get("timestamp")
             break
     if latest is None:
-        raw = huey.storage.store.peek(progress_key(task_id))
-        try:
-            stored = json.loads(raw) if raw is not None else None
-        except ValueError:
-            stored = None
-        if isinstance(stored, dict):
-            latest = {k: stored.get(k) for k in ("done", "total", "note", "time")}
+        stored = huey.progress(task_id)
+        if stored is not None:
+            latest = stored._asdict()
     if latest is None:
         return None
     done, total = latest.get("done"), latest.get("total")
