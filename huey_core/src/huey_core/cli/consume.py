@@ -185,7 +185,7 @@ def run_consumer(  # noqa: PLR0913 - one parameter per command-line option
             f"--max-delay ({max_delay}) must be at least --delay ({delay})",
             param_hint="'-m' / '--max-delay'",
         )
-    huey = app(import_path, backend, url)
+    huey = app(import_path, backend, url, warn_split=True)
     if huey.immediate:
         raise UserError(
             f"{import_path} runs tasks immediately (immediate=True), so a consumer has nothing "
