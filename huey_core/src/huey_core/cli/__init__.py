@@ -8,6 +8,7 @@ backend) prints one line on stderr and exits with code 2: no usage block, no tra
 
     base.py      one-line errors, loading the app, the shared options
     consume.py   huey consume / huey_consumer
+    logs.py      the consumer's logging (the app's own, text, simple, JSON, dictConfig)
     info.py      huey info
     operate.py   huey backends, events, enqueue, flush, dead-letters
 """
@@ -18,16 +19,15 @@ import click
 
 from huey_core import plugins
 from huey_core.cli.base import HueyCommand, HueyGroup, UserError, load_huey
-from huey_core.cli.consume import (
+from huey_core.cli.consume import consume, consumer_command, run_consumer
+from huey_core.cli.info import collect_info, format_info, info
+from huey_core.cli.logs import (
     LOG_FORMAT,
     LOGFILE_BACKUPS,
     LOGFILE_BYTES,
-    consume,
-    consumer_command,
-    run_consumer,
+    JsonFormatter,
     setup_logging,
 )
-from huey_core.cli.info import collect_info, format_info, info
 from huey_core.cli.operate import backends, dead_letters, enqueue, events, flush, format_event
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "LOG_FORMAT",
     "HueyCommand",
     "HueyGroup",
+    "JsonFormatter",
     "UserError",
     "cli",
     "collect_info",
