@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from huey_core.cli import cli, consumer_command
+from tests.core.helpers import cli_runner as CliRunner
 
 BIN = Path(sys.executable).parent
 
@@ -20,6 +20,9 @@ CONSUME_OPTIONS = {
     "-l, --logfile": "default: stderr",
     "-v, --verbose": None,
     "-q, --quiet": None,
+    "-S, --simple": None,
+    "--log-format [text|json]": "default: text",
+    "--logging-config": None,
     "-w, --workers": "default: 1",
     "-p, --periodic / -n, --no-periodic": "default: periodic",
     "-d, --delay": "default: 0.1",

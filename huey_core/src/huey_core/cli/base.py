@@ -20,6 +20,14 @@ from huey_core.exceptions import HueyException
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# click 8.2 raises NoArgsIsHelpError for a bare group (`huey`); 8.1 prints the help itself and
+# exits through click.exceptions.Exit. An empty tuple catches nothing on 8.1.
+_NO_ARGS_IS_HELP: tuple[type[click.ClickException], ...] = tuple(
+    getattr(click.exceptions, name)
+    for name in ("NoArgsIsHelpError",)
+    if hasattr(click.exceptions, name)
+)
+
 
 class _OneLineErrors:
     """Mixin for click commands: user errors print one line and exit 2, never a usage block."""
@@ -40,8 +48,9 @@ class _OneLineErrors:
             )
         except click.exceptions.Exit as exc:  # --help and ctx.exit()
             rv = exc.exit_code
-        except click.exceptions.NoArgsIsHelpError as exc:
-            click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        except _NO_ARGS_IS_HELP as exc:
+            ctx = getattr(exc, "ctx", None)
+            click.echo(ctx.get_help() if ctx else exc.format_message())
             rv = 0
         except Exception as exc:  # noqa: BLE001 - every error ends as one line
             rv = self._report(exc, prog_name)
