@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint dev bench clean
+.PHONY: demo test lint dev bench clean docs dists lowest
 
 $(BIN)/huey: huey_core/pyproject.toml huey_memory/pyproject.toml huey_redis/pyproject.toml huey_sql/pyproject.toml examples/example_backend/pyproject.toml requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -27,8 +27,36 @@ lint: dev
 	$(BIN)/mypy --strict huey_core/src/huey_core
 	$(BIN)/mypy huey_memory/src huey_redis/src huey_sql/src examples/example_backend/src
 
+# The documentation site, strict: a broken link or anchor, a page missing from nav, or a
+# docstring mkdocstrings cannot render fails (docs/contributing.md).
+docs: dev
+	$(BIN)/mkdocs build --strict --site-dir site
+
+# Wheels and sdists of the four distributions in dist/, checked as an index would.
+DISTS = huey_core huey_memory huey_redis huey_sql
+dists: dev
+	rm -rf dist && mkdir -p dist
+	for d in $(DISTS); do $(BIN)/python -m build -q --outdir dist $$d || exit 1; done
+	$(BIN)/twine check --strict dist/*
+
+# The suite's dependency-facing tests on the LOWEST version of every declared dependency, in a
+# venv of their own (.venv-lowest): a minimum in a pyproject.toml that is not true fails here.
+# click: the CLI tests; pluggy: the plugin tests; pytest + hypothesis (the [testing] extra):
+# the conformance suite on memory and huey-lite; redis-py: huey_redis/tests; SQLAlchemy,
+# psycopg, PyMySQL: huey_sql/tests (SQLite, PostgreSQL, MariaDB).
+LOWEST = .venv-lowest
+LOWEST_TESTS = tests/cli/test_cli_commands.py tests/cli/test_cli_inspect.py tests/cli/test_cli_log_formats.py tests/plugins huey_memory/tests huey_redis/tests huey_sql/tests
+lowest: dev
+	rm -rf $(LOWEST)
+	$(BIN)/uv venv -q --python $(PY) $(LOWEST)
+	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip install -q --resolution lowest-direct \
+		-e "huey_core[testing]" -e huey_memory -e "huey_redis[hiredis,testing]" \
+		-e "huey_sql[postgres,mysql,testing]" -e examples/example_backend "pytest-timeout>=2.3"
+	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip list | grep -iE '^(click|pluggy|redis|hiredis|sqlalchemy|psycopg|pymysql|pytest|hypothesis) '
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS) $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) build dist */build */dist
+	rm -rf $(VENV) $(LOWEST) build dist site */build */dist
 
 bench: dev
 	$(BIN)/python bench/run.py

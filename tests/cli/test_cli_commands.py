@@ -225,3 +225,17 @@ def test_inspection_command_with_the_server_down_is_one_line(make_app):
     assert out.returncode == 1
     assert "Traceback" not in out.stderr and "hunter2" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "ConnectionError" in out.stderr
+
+
+def test_version_names_huey_core_and_every_backend_distribution():
+    from importlib.metadata import version
+
+    import huey_core
+
+    out = subprocess.run([BIN / "huey", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first.startswith(f"huey-core {version('huey-core')} (Python ")
+    assert huey_core.__version__ == version("huey-core")
+    for name, dist in (("memory", "huey-memory"), ("redis", "huey-redis"), ("sql", "huey-sql")):
+        assert f"{name} ({dist} {version(dist)})" in second

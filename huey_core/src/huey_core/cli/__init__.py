@@ -51,7 +51,38 @@ __all__ = [
 ]
 
 
+def version_text() -> str:
+    """`huey --version`: huey-core's version, then each installed backend's distribution."""
+    import platform
+
+    from huey_core import __version__
+
+    lines = [f"huey-core {__version__} (Python {platform.python_version()})"]
+    try:
+        found = sorted(plugins.backends().values(), key=lambda info: info.name)
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the version
+        lines.append(f"backends: cannot list them ({exc})")
+    else:
+        listed = ", ".join(f"{i.name} ({i.distribution} {i.version})" for i in found)
+        lines.append(f"backends: {listed or 'none'}")
+    return "\n".join(lines)
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_text())
+        ctx.exit()
+
+
 @click.group(cls=HueyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the versions of huey-core and the installed backends, then exit.",
+)
 def cli() -> None:
     """huey toolkit: run consumers and inspect queues."""
 
