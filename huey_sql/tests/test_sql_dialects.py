@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from huey_core.exceptions import ConfigurationError
+from huey_core.protocols import EVENT_RETENTION
 from huey_sql.backend import SQLBackend
 from huey_sql.testing import (
     claim_worker,
@@ -199,13 +200,25 @@ class TestEveryDatabase:
         backend = factory(events_keep=5)
         for i in range(12):
             backend.events.emit(str(i).encode())
-        backend.events.trim()
         ev = backend._db.tables.events
-        with backend.engine.connect() as conn:
-            rows = conn.execute(
-                ev.select().where(ev.c.name == backend.name).order_by(ev.c.id)
-            ).all()
-        assert [bytes(r.data) for r in rows] == [str(i).encode() for i in range(7, 12)]
+
+        def stored() -> list[bytes]:
+            with backend.engine.connect() as conn:
+                rows = conn.execute(
+                    ev.select().where(ev.c.name == backend.name).order_by(ev.c.id)
+                ).all()
+            return [bytes(r.data) for r in rows]
+
+        backend.events.trim()  # a burst younger than EVENT_RETENTION stays readable in full
+        assert stored() == [str(i).encode() for i in range(12)]
+        with backend.engine.begin() as conn:  # the burst ages past EVENT_RETENTION
+            conn.execute(
+                ev.update()
+                .where(ev.c.name == backend.name)
+                .values(created=time.time() - EVENT_RETENTION - 1)
+            )
+        backend.events.trim()
+        assert stored() == [str(i).encode() for i in range(7, 12)]
 
     def test_move_due_by_concurrent_movers_moves_each_row_once(
         self, factory: Callable[..., Any]
