@@ -4,7 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo dashboard-demo django-demo flask-demo fastapi-demo test lint dev bench clean
+.PHONY: demo dashboard-demo django-demo flask-demo fastapi-demo test lint dev bench clean docs dists lowest
 
 $(BIN)/huey: huey_core/pyproject.toml huey_memory/pyproject.toml huey_redis/pyproject.toml huey_sql/pyproject.toml huey_dashboard/pyproject.toml huey_django/pyproject.toml examples/example_backend/pyproject.toml requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -43,8 +43,41 @@ lint: dev
 	$(BIN)/mypy huey_memory/src huey_redis/src huey_sql/src huey_dashboard/src huey_django/src examples/example_backend/src
 	$(BIN)/mypy examples/flask_app examples/fastapi_app examples/webdemo.py
 
+# The documentation site, strict: a broken link or anchor, a page missing from nav, or a
+# docstring mkdocstrings cannot render fails (docs/contributing.md).
+docs: dev
+	$(BIN)/mkdocs build --strict --site-dir site
+
+# Wheels and sdists of the four distributions in dist/, checked as an index would.
+DISTS = huey_core huey_memory huey_redis huey_sql huey_dashboard huey_django
+dists: dev
+	rm -rf dist && mkdir -p dist
+	for d in $(DISTS); do $(BIN)/python -m build -q --outdir dist $$d || exit 1; done
+	$(BIN)/twine check --strict dist/*
+
+# The dependency-facing tests on the LOWEST version of every declared dependency, in a venv of
+# their own (.venv-lowest): a minimum in a pyproject.toml that is not true fails here. Chosen to
+# touch each dependency's API in about two minutes: click (the CLI tests run in process),
+# pluggy (discovery, hookspecs, backend selection), redis-py (huey_redis/tests, with the
+# conformance suite, i.e. the [testing] extra's pytest and hypothesis), SQLAlchemy with psycopg
+# and PyMySQL (the tests run on SQLite, PostgreSQL and MariaDB alike, and every URL form).
+# The rest of the suite drives these same calls through consumers and takes far longer.
+LOWEST = .venv-lowest
+LOWEST_TESTS = tests/cli/test_cli_commands.py tests/cli/test_cli_inspect.py \
+	tests/plugins/test_discovery.py tests/plugins/test_hookspecs.py \
+	tests/plugins/test_selection.py tests/plugins/test_missing_backends.py \
+	huey_redis/tests huey_sql/tests/test_sql_dialects.py huey_sql/tests/test_sql_urls.py
+lowest: dev
+	rm -rf $(LOWEST)
+	$(BIN)/uv venv -q --python $(PY) $(LOWEST)
+	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip install -q --resolution lowest-direct \
+		-e "huey_core[testing]" -e huey_memory -e "huey_redis[hiredis,testing]" \
+		-e "huey_sql[postgres,mysql,testing]" -e examples/example_backend "pytest-timeout>=2.3"
+	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip list | grep -iE '^(click|pluggy|redis|hiredis|sqlalchemy|psycopg|pymysql|pytest|hypothesis) '
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS) $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) build dist */build */dist
+	rm -rf $(VENV) $(LOWEST) build dist site */build */dist
 
 bench: dev
 	$(BIN)/python bench/run.py

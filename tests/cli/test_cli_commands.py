@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from huey_core.cli import cli, consumer_command
+from tests.core.helpers import cli_runner as CliRunner
 
 BIN = Path(sys.executable).parent
 
@@ -20,6 +20,9 @@ CONSUME_OPTIONS = {
     "-l, --logfile": "default: stderr",
     "-v, --verbose": None,
     "-q, --quiet": None,
+    "-S, --simple": None,
+    "--log-format [text|json]": "default: text",
+    "--logging-config": None,
     "-w, --workers": "default: 1",
     "-p, --periodic / -n, --no-periodic": "default: periodic",
     "-d, --delay": "default: 0.1",
@@ -222,3 +225,17 @@ def test_inspection_command_with_the_server_down_is_one_line(make_app):
     assert out.returncode == 1
     assert "Traceback" not in out.stderr and "hunter2" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "ConnectionError" in out.stderr
+
+
+def test_version_names_huey_core_and_every_backend_distribution():
+    from importlib.metadata import version
+
+    import huey_core
+
+    out = subprocess.run([BIN / "huey", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first.startswith(f"huey-core {version('huey-core')} (Python ")
+    assert huey_core.__version__ == version("huey-core")
+    for name, dist in (("memory", "huey-memory"), ("redis", "huey-redis"), ("sql", "huey-sql")):
+        assert f"{name} ({dist} {version(dist)})" in second

@@ -16,10 +16,10 @@ import threading
 import time
 
 import pytest
-from click.testing import CliRunner
 
 from huey_core.cli import cli
 from huey_core.protocols import Delivery
+from tests.core.helpers import cli_runner
 
 OWNER = "host-a:4242:Worker-3"
 
@@ -33,7 +33,7 @@ def app(make_app, monkeypatch):
 
 
 def run(*args: str, input: str | None = None):
-    return CliRunner().invoke(cli, list(args), input=input)
+    return cli_runner().invoke(cli, list(args), input=input)
 
 
 def one_line_error(result, fragment: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import uuid
 
+from click.testing import CliRunner
+
 from huey_core import Huey
 
 # The core tests run on the memory backend. HUEY_CORE_TEST_BACKEND / HUEY_CORE_TEST_URL run the
@@ -102,3 +104,12 @@ def collect_events(huey: Huey, action, expected: int, wait: float = 5.0) -> list
     sub.close()
     reader.join(5)
     return events[:expected] if len(events) >= expected else events
+
+
+def cli_runner() -> CliRunner:
+    """A CliRunner that captures stderr apart from stdout: click 8.2 always does, 8.1 (the
+    lowest version huey-core declares, which CI also tests) only with mix_stderr=False."""
+    try:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg, unused-ignore]
+    except TypeError:  # click 8.2+: no mix_stderr, stderr always separate
+        return CliRunner()

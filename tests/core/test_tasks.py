@@ -934,3 +934,25 @@ def test_huey_storage_class_names() -> None:
         "sql",
         "sqlite:////tmp/app.db",
     )
+
+
+def test_a_module_run_as_a_script_names_its_tasks_as_the_consumer_imports_them(tmp_path):
+    """`python my_app.py` enqueues tasks that `huey consume my_app.huey` knows (issue 12): the
+    script's tasks are not `__main__.add` but `my_app.add`, in both ways of running it."""
+    import subprocess
+    import sys
+
+    (tmp_path / "my_app.py").write_text(
+        "from huey_core import Huey\n"
+        "huey = Huey('script', backend='memory')\n"
+        "@huey.task()\n"
+        "def add(a, b):\n"
+        "    return a + b\n"
+        "if __name__ == '__main__':\n"
+        "    print(add.task_class.registry_name, sorted(huey.registry.tasks))\n"
+    )
+    for args in (["my_app.py"], ["-m", "my_app"]):
+        out = subprocess.run(
+            [sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.split()[0] == "my_app.add", (args, out.stdout, out.stderr)

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 import uuid
+from importlib.metadata import version as dist_version
 from pathlib import Path
 
 import pytest
@@ -56,14 +57,71 @@ def listed_backends(venv: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    ("extra", "expected"),
-    [("redis", {"redis"}), ("sql", {"sql"}), ("all", {"memory", "redis", "sql"})],
+    ("extra", "expected", "driver"),
+    [
+        ("redis", {"memory", "redis"}, "redis"),
+        ("sql", {"memory", "sql"}, "sqlalchemy"),
+        ("postgres", {"memory", "sql"}, "psycopg"),
+        ("mysql", {"memory", "sql"}, "pymysql"),
+        ("all", {"memory", "redis", "sql"}, "hiredis"),
+    ],
 )
 def test_extra_installs_its_backends(
-    extra: str, expected: set[str], wheelhouse: Path, tmp_path: Path
+    extra: str, expected: set[str], driver: str, wheelhouse: Path, tmp_path: Path
 ) -> None:
     venv = make_venv(tmp_path, wheelhouse, f"huey-core[{extra}]")
     assert listed_backends(venv) == expected
+    subprocess.run([str(venv / "bin/python"), "-c", f"import {driver}"], check=True)
+
+
+BARE_SCRIPT = """
+from huey_core import Huey
+
+tests = Huey("tests", immediate=True)
+
+
+@tests.task()
+def add(a, b):
+    return a + b
+
+
+print("immediate:", add(1, 2)())
+app = Huey("my-app")  # the SQLite default, which needs huey-sql
+
+
+@app.task()
+def mul(a, b):
+    return a * b
+
+
+mul(6, 7)
+"""
+
+
+def test_bare_core_runs_immediate_mode_and_names_the_missing_extra(
+    wheelhouse: Path, tmp_path: Path
+) -> None:
+    """`pip install huey-core` alone: the memory backend comes with it, immediate mode works,
+    and the missing default store is one line at Huey(...) naming the extra, then raised once
+    at the first enqueue (no second report through a failed event)."""
+    venv = make_venv(tmp_path, wheelhouse, "huey-core")
+    assert listed_backends(venv) == {"memory"}
+    (tmp_path / "bare.py").write_text(BARE_SCRIPT)
+    out = subprocess.run(
+        [str(venv / "bin/python"), "bare.py"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.stdout == "immediate: 3\n"
+    assert out.returncode == 1
+    lines = out.stderr.splitlines()
+    hint = 'pip install "huey-core[sql]"'
+    assert lines[0].startswith("Huey('my-app'): the default storage") and hint in lines[0]
+    assert lines[-1].startswith("huey_core.exceptions.UnknownBackend: ") and hint in lines[-1]
+    assert out.stderr.count(hint) == 2 and "could not emit" not in out.stderr
+    version = subprocess.run(
+        [str(venv / "bin/huey"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"huey-core {dist_version('huey-core')} (Python" in version
+    assert f"memory (huey-memory {dist_version('huey-memory')})" in version
 
 
 def test_redis_extra_runs_a_consumer(wheelhouse: Path, tmp_path: Path, redis_url: str) -> None:

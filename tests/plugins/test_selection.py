@@ -135,8 +135,8 @@ def test_missing_default_backend_names_installed_ones(monkeypatch: pytest.Monkey
     monkeypatch.setattr(plugins, "DEFAULT_BACKEND", "not-installed")
     with pytest.raises(UnknownBackend) as caught:
         resolve()
-    assert f"{_installed()}." in str(caught.value) and "memory, redis, sql" in str(caught.value)
-    assert "HUEY_BACKEND" in str(caught.value)
+    assert f"{_installed()})" in str(caught.value) and "memory, redis, sql" in str(caught.value)
+    assert 'pip install "huey-core[sql]"' in str(caught.value) and "HUEY_URL" in str(caught.value)
 
 
 def test_create_backend_builds_the_chosen_backend() -> None:

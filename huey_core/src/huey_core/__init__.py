@@ -6,6 +6,8 @@ ports by changing its imports and the storage class.
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 from huey_core.api import Huey
 from huey_core.compat import MemoryHuey, PriorityRedisHuey, RedisHuey, SqliteHuey
 from huey_core.crontab import crontab
@@ -29,7 +31,10 @@ from huey_core.results import ChordResult, Result, ResultGroup, chord, group
 from huey_core.serializer import JSONSerializer, PickleSerializer, Serializer, SignedSerializer
 from huey_core.task import PeriodicTask, Task, TaskWrapper
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("huey-core")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "CancelExecution",

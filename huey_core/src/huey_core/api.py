@@ -135,6 +135,8 @@ class Huey:
         self._local = threading.local()  # the consumer worker running a task, for its events
         # Events go out from a background thread in batches: a task never waits for them.
         self._publisher = EventPublisher()
+        if not (self._immediate and immediate_use_memory):
+            self._storage.warn_if_missing()
 
     def __repr__(self) -> str:
         return f"<Huey {self.name!r}>"
@@ -394,11 +396,14 @@ class Huey:
             return enqueue_chord(self, task)
         if task.expires:
             task.resolve_expires(self.utc)
+        # Storage first: a backend that cannot be built fails here once, before any signal or
+        # event is sent for a task that was never queued.
+        queue = None if self._immediate else self.storage.queue
         self.send_signal(S.SIGNAL_ENQUEUED, task)
-        if self._immediate:
+        if queue is None:
             self.execute(task)
         else:
-            self.storage.queue.enqueue(self.serialize_task(task), task.priority or 0)
+            queue.enqueue(self.serialize_task(task), task.priority or 0)
         if not self.results:
             return None
         results = pipeline_results(self, task)

@@ -201,11 +201,18 @@ class Executor:
             huey.add_schedule(task)
             return Outcome(task, ran=False)
         if huey.is_revoked(task, timestamp, False):
-            logger.warning("task %s was revoked, not running it", task.id)
+            logger.warning(
+                "task %s was revoked, not running it", task.id, extra=_log(task, "revoked")
+            )
             self._skip(task, S.SIGNAL_REVOKED)
             return Outcome(task, ran=False)
         if task.expires_resolved and task.expires_resolved < timestamp:
-            logger.info("task %s expired at %s, not running it", task.id, task.expires_resolved)
+            logger.info(
+                "task %s expired at %s, not running it",
+                task.id,
+                task.expires_resolved,
+                extra=_log(task, "expired"),
+            )
             self._skip(task, S.SIGNAL_EXPIRED)
             return Outcome(task, ran=False)
         if not huey.hooks.before(task):
@@ -223,7 +230,7 @@ class Executor:
 
     def run(self, task: Task) -> Outcome:
         """Call the task under its timeout; the outcome says how it went (nothing settled yet)."""
-        logger.info("executing %s", task)
+        logger.info("executing %s", task, extra=_log(task, "started"))
         self.huey.send_signal(S.SIGNAL_EXECUTING, task)
         start = time.monotonic()
         task.start_clock()
@@ -232,7 +239,9 @@ class Executor:
         try:
             value = self._call(task)
         except KeyboardInterrupt:
-            logger.warning("task %s interrupted by an exit signal", task.id)
+            logger.warning(
+                "task %s interrupted by an exit signal", task.id, extra=_log(task, "interrupted")
+            )
             self.huey.send_signal(S.SIGNAL_INTERRUPTED, task)
             return Outcome(task, interrupted=True, duration=time.monotonic() - start)
         except BaseException as exc:  # noqa: BLE001 - whatever the task raises is its outcome
@@ -242,7 +251,7 @@ class Executor:
             task._progress = None
             reporter.flush()  # the last report lands before the task's result and events
         duration = time.monotonic() - start
-        logger.info("%s finished in %0.3fs", task, duration)
+        logger.info("%s finished in %0.3fs", task, duration, extra=_log(task, "finished", duration))
         return Outcome(task, value=value, duration=duration)
 
     @staticmethod
@@ -276,7 +285,13 @@ class Executor:
                     exc.__traceback__
                 )
             else:
-                logger.exception("%s failed after %0.3fs", task, duration, exc_info=exc)
+                logger.exception(
+                    "%s failed after %0.3fs",
+                    task,
+                    duration,
+                    exc_info=exc,
+                    extra=_log(task, "error", duration),
+                )
         eta = retries.prepare(task, exc, self.huey.utc)
         _log_failure(task, exc, eta)
         return Outcome(task, exception=exc, signal=signal, duration=duration, retry_eta=eta)
@@ -357,17 +372,33 @@ class Executor:
 
     def _retry(self, task: Task, eta: datetime.datetime | None) -> None:
         task.eta = retries.next_run(task, clock.now(self.huey.utc), eta)
-        logger.info("requeueing task %s, %s retries left", task.id, task.retries)
+        logger.info(
+            "requeueing task %s, %s retries left",
+            task.id,
+            task.retries,
+            extra=_log(task, "retrying"),
+        )
         if task.eta is None:
             self.huey.enqueue(task)
         else:
             self.huey.add_schedule(task)
 
 
+def _log(task: Task, status: str, duration: float | None = None) -> dict[str, Any]:
+    """Fields of a task's log record that structured formatters (--log-format json) pick up;
+    the status is the matching event's."""
+    fields: dict[str, Any] = {"task_id": task.id, "task_name": task.name, "task_status": status}
+    if duration is not None:
+        fields["task_duration"] = round(duration, 6)
+    return fields
+
+
 def _log_failure(task: Task, exc: BaseException, eta: datetime.datetime | None) -> None:
     """The log line for an exception that is not a plain error (errors log their traceback)."""
     if isinstance(exc, TaskTimeout):
-        logger.warning("task %s timed out after %ss", task.id, task.timeout)
+        logger.warning(
+            "task %s timed out after %ss", task.id, task.timeout, extra=_log(task, "error")
+        )
     elif isinstance(exc, RateLimitExceeded) and eta is not None:
         delay = task.retry_delay or exc.delay
         logger.info("task %s rate-limited on %r, retrying in %0.1fs", task.id, exc.key, delay)

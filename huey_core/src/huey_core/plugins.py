@@ -32,6 +32,29 @@ _PARTS: tuple[tuple[str, type], ...] = (
 DEFAULT_BACKEND = "sql"
 DEFAULT_URL = "sqlite:///huey.db"
 
+# The huey-core extra that installs each built-in backend, by backend name and by URL scheme.
+# Only consulted when nothing installed handles a name or scheme: an uninstalled plugin cannot
+# say which schemes it would take, so the core names its own extras (a test checks this table
+# against what the installed built-ins register).
+BUILTIN_EXTRAS = {"memory": "memory", "redis": "redis", "sql": "sql"}
+BUILTIN_SCHEME_EXTRAS = {
+    "memory": "memory",
+    "redis": "redis",
+    "rediss": "redis",
+    "unix": "redis",
+    "sqlite": "sql",
+    "postgresql": "postgres",
+    "postgresql+psycopg": "postgres",
+    "postgresql+psycopg2": "postgres",
+    "postgres": "postgres",
+    "mysql": "mysql",
+    "mysql+pymysql": "mysql",
+    "mysql+mysqldb": "mysql",
+    "mariadb": "mysql",
+    "mariadb+pymysql": "mysql",
+    "mariadb+mysqldb": "mysql",
+}
+
 _lock = threading.Lock()
 _manager: pluggy.PluginManager | None = None
 _backends: dict[str, BackendInfo] | None = None
@@ -175,6 +198,11 @@ def scheme_of(url: str) -> str:
 
 def _unknown(name: str, known: dict[str, BackendInfo]) -> UnknownBackend:
     names = ", ".join(sorted(known)) or "none"
+    if name in BUILTIN_EXTRAS:
+        return UnknownBackend(
+            f"backend {name!r} is not installed (installed backends: {names}); "
+            f'install it with: pip install "huey-core[{BUILTIN_EXTRAS[name]}]"'
+        )
     hint = difflib.get_close_matches(name, list(known), n=1)
     suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
     return UnknownBackend(f"unknown backend {name!r}; installed backends: {names}.{suggestion}")
@@ -219,6 +247,11 @@ def resolve(backend: str | None = None, url: str | None = None) -> tuple[Backend
         for info in known.values():
             if scheme in info.schemes:
                 return info, url
+        if scheme in BUILTIN_SCHEME_EXTRAS:
+            raise UnknownBackend(
+                f"no installed backend handles URL {mask_url(url)!r} (scheme {scheme!r}); "
+                f'install it with: pip install "huey-core[{BUILTIN_SCHEME_EXTRAS[scheme]}]"'
+            )
         all_schemes = sorted(s for i in known.values() for s in i.schemes)
         hint = difflib.get_close_matches(scheme, all_schemes, n=1)
         suggestion = f" Did you mean {hint[0] + '://'!r}?" if hint else ""
@@ -229,11 +262,25 @@ def resolve(backend: str | None = None, url: str | None = None) -> tuple[Backend
     if DEFAULT_BACKEND not in known:
         names = ", ".join(sorted(known)) or "none"
         raise UnknownBackend(
-            f"no backend given and the default {DEFAULT_BACKEND!r} backend is not installed; "
-            f"installed backends: {names}. Pass backend=/url=, set HUEY_BACKEND, "
-            f'or pip install "huey-core[sql]"'
+            "the default storage, SQLite in ./huey.db, needs huey-sql, which is not installed: "
+            'pip install "huey-core[sql]" (or choose a backend with url=, backend= or HUEY_URL; '
+            f"installed backends: {names})"
         )
     return known[DEFAULT_BACKEND], DEFAULT_URL
+
+
+def missing_backend(backend: str | None = None, url: str | None = None) -> str | None:
+    """Why the backend these arguments select is not installed (one line), or None when it is.
+
+    Cheap: it reads the registrations only, imports no driver and connects nowhere.
+    """
+    try:
+        resolve(backend, url)
+    except UnknownBackend as exc:
+        return str(exc)
+    except ConfigurationError:
+        return None  # installed, but the URL is wrong: reported when the backend is built
+    return None
 
 
 def create_backend(

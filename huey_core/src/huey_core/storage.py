@@ -44,6 +44,22 @@ class StorageChoice:
 
         return create_backend(self.name, backend, url, **options)
 
+    def warn_if_missing(self) -> None:
+        """Say in one line, at construction, which extra to install when the backend is absent.
+
+        Only a warning: a test or script that switches to immediate mode needs no backend, and
+        a consumer may choose another one with --backend/--url. The first use of storage raises
+        the same message.
+        """
+        backend, url, _ = self.spec
+        if backend is not None and not isinstance(backend, str):
+            return  # a ready Backend object
+        from huey_core.plugins import missing_backend
+
+        problem = missing_backend(backend, url)
+        if problem:
+            logger.warning("Huey(%r): %s", self.name, problem)
+
     def get(self, build: Callable[[], Backend]) -> Backend:
         """The Backend in use, built with `build` on first use."""
         if self._built is None:

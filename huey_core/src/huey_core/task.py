@@ -13,6 +13,8 @@ import asyncio
 import datetime
 import functools
 import inspect
+import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -266,13 +268,14 @@ class TaskWrapper:
             return func(*args, **kwargs)
 
         task_name = name or func.__name__
+        module = _module_of(func)
         attrs: dict[str, Any] = {
             "context": context,
             "is_async": inspect.iscoroutinefunction(func),
             "execute": execute,
             "name": task_name,
-            "registry_name": f"{func.__module__}.{task_name}",
-            "__module__": func.__module__,
+            "registry_name": f"{module}.{task_name}",
+            "__module__": module,
             "__doc__": func.__doc__,
         }
         attrs.update(settings)
@@ -378,6 +381,26 @@ class TaskWrapper:
             expires=kwargs.pop("expires", None),
             timeout=kwargs.pop("timeout", None),
         )
+
+
+def _module_of(func: Callable[..., Any]) -> str:
+    """The module a consumer imports to find `func`.
+
+    A module run as a script (`python my_app.py`, `python -m my_app`) is `__main__` in that
+    process, but `my_app` in the consumer that imports it; the messages it sends must carry
+    the name the consumer knows, or every task would be dead-lettered as unknown.
+    """
+    module = func.__module__
+    if module != "__main__":
+        return module
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        return str(spec.name)  # python -m my_app
+    path = getattr(main, "__file__", None)
+    if path:
+        return os.path.splitext(os.path.basename(str(path)))[0]  # python my_app.py
+    return module  # an interactive session: only this process knows the task
 
 
 class Registry:

@@ -9,6 +9,7 @@ backend) prints one line on stderr and exits with code 2: no usage block, no tra
 
     base.py      one-line errors, loading the app, the shared options
     consume.py   huey consume / huey_consumer
+    logs.py      the consumer's logging (the app's own, text, simple, JSON, dictConfig)
     info.py      huey info
     operate.py   huey backends, events, enqueue, flush, dead-letters
     metrics.py   huey metrics (and consume --metrics-port): Prometheus exporters
@@ -20,16 +21,15 @@ import click
 
 from huey_core import plugins
 from huey_core.cli.base import HueyCommand, HueyGroup, UserError, load_huey
-from huey_core.cli.consume import (
+from huey_core.cli.consume import consume, consumer_command, run_consumer
+from huey_core.cli.info import collect_info, format_info, info
+from huey_core.cli.logs import (
     LOG_FORMAT,
     LOGFILE_BACKUPS,
     LOGFILE_BYTES,
-    consume,
-    consumer_command,
-    run_consumer,
+    JsonFormatter,
     setup_logging,
 )
-from huey_core.cli.info import collect_info, format_info, info
 from huey_core.cli.metrics import metrics
 from huey_core.cli.operate import backends, dead_letters, enqueue, events, flush, format_event
 
@@ -39,6 +39,7 @@ __all__ = [
     "LOG_FORMAT",
     "HueyCommand",
     "HueyGroup",
+    "JsonFormatter",
     "UserError",
     "cli",
     "collect_info",
@@ -53,7 +54,38 @@ __all__ = [
 ]
 
 
+def version_text() -> str:
+    """`huey --version`: huey-core's version, then each installed backend's distribution."""
+    import platform
+
+    from huey_core import __version__
+
+    lines = [f"huey-core {__version__} (Python {platform.python_version()})"]
+    try:
+        found = sorted(plugins.backends().values(), key=lambda info: info.name)
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the version
+        lines.append(f"backends: cannot list them ({exc})")
+    else:
+        listed = ", ".join(f"{i.name} ({i.distribution} {i.version})" for i in found)
+        lines.append(f"backends: {listed or 'none'}")
+    return "\n".join(lines)
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_text())
+        ctx.exit()
+
+
 @click.group(cls=HueyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the versions of huey-core and the installed backends, then exit.",
+)
 def cli() -> None:
     """huey toolkit: run consumers and inspect queues."""
 

@@ -20,6 +20,14 @@ from huey_core.exceptions import HueyException
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# click 8.2 raises NoArgsIsHelpError for a bare group (`huey`); 8.1 prints the help itself and
+# exits through click.exceptions.Exit. An empty tuple catches nothing on 8.1.
+_NO_ARGS_IS_HELP: tuple[type[click.ClickException], ...] = tuple(
+    getattr(click.exceptions, name)
+    for name in ("NoArgsIsHelpError",)
+    if hasattr(click.exceptions, name)
+)
+
 
 class _OneLineErrors:
     """Mixin for click commands: user errors print one line and exit 2, never a usage block."""
@@ -40,8 +48,9 @@ class _OneLineErrors:
             )
         except click.exceptions.Exit as exc:  # --help and ctx.exit()
             rv = exc.exit_code
-        except click.exceptions.NoArgsIsHelpError as exc:
-            click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        except _NO_ARGS_IS_HELP as exc:
+            ctx = getattr(exc, "ctx", None)
+            click.echo(ctx.get_help() if ctx else exc.format_message())
             rv = 0
         except Exception as exc:  # noqa: BLE001 - every error ends as one line
             rv = self._report(exc, prog_name)
@@ -155,10 +164,51 @@ def one_line_message(exc: BaseException) -> str:
     return plugins.mask_url(" ".join(str(exc).split()))
 
 
-def app(import_path: str, backend: str | None = None, url: str | None = None) -> Huey:
-    """The app's Huey with its storage open, or one line (UserError) saying what is wrong."""
+def split_storage(huey: Huey, backend: str | None, url: str | None) -> str | None:
+    """One line when --backend/--url point this process away from the app's own storage.
+
+    Producers import the app and use what it configures, so a consumer told to use something
+    else waits on a queue nobody fills. None when the options pick what the app picks anyway.
+    """
+    if not backend and not url:
+        return None
+    own_backend, own_url, _ = huey.backend_spec
+    if own_backend is not None and not isinstance(own_backend, str):
+        own = f"a {type(own_backend).__name__} object"
+    else:
+        try:
+            info, where = plugins.resolve(own_backend, own_url)
+            own = f"{info.name} ({where or 'its default URL'})"
+        except HueyException:
+            own = "a backend that is not installed here"
+    try:
+        info, where = plugins.resolve(backend, url)
+    except HueyException:
+        return None  # the override itself is wrong: override_storage says why
+    chosen = f"{info.name} ({where or 'its default URL'})"
+    if chosen == own:
+        return None
+    return plugins.mask_url(
+        f"--backend/--url point this process at {chosen}, but the app uses {own}: code that "
+        "imports the app still sends tasks there; set HUEY_URL (or HUEY_BACKEND) for both sides "
+        "instead"
+    )
+
+
+def app(
+    import_path: str, backend: str | None = None, url: str | None = None, warn_split: bool = False
+) -> Huey:
+    """The app's Huey with its storage open, or one line (UserError) saying what is wrong.
+
+    With `warn_split`, a --backend/--url that differs from the app's own storage is reported
+    on stderr (the consumer: producers would enqueue elsewhere).
+    """
     huey = load_huey(import_path)
+    split = split_storage(huey, backend, url) if warn_split else None
     override_storage(huey, backend, url)
+    if split:
+        ctx = click.get_current_context(silent=True)
+        click.echo(f"{ctx.command_path if ctx else 'huey'}: warning: {split}", err=True)
     try:
         huey.storage  # noqa: B018 - build a lazily created backend now, so errors surface here
     except HueyException as exc:

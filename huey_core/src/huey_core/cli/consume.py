@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 from typing import Any
@@ -19,29 +18,9 @@ from huey_core.cli.base import (
     import_path_arg,
     one_line_message,
 )
+from huey_core.cli.logs import setup_logging
 from huey_core.consumer import MODES, WORKER_TYPES, Consumer
 from huey_core.exceptions import ConfigurationError
-
-LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s %(processName)s:%(threadName)s %(message)s"
-LOGFILE_BYTES = 1024 * 1024
-LOGFILE_BACKUPS = 3
-
-
-def setup_logging(logfile: str | None, verbose: bool, quiet: bool) -> None:
-    """Log to stderr, or to a rotating file (1 MB x 3); INFO, DEBUG with -v, ERROR with -q."""
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
-    handler: logging.Handler
-    if logfile:
-        handler = logging.handlers.RotatingFileHandler(
-            logfile, maxBytes=LOGFILE_BYTES, backupCount=LOGFILE_BACKUPS
-        )
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger("huey")
-    root.setLevel(level)
-    root.addHandler(handler)
-    root.propagate = False
 
 
 def _backoff(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -68,6 +47,20 @@ def consume_options(f: F) -> F:
         ),
         click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level."),
         click.option("-q", "--quiet", is_flag=True, help="Log errors only."),
+        click.option("-S", "--simple", is_flag=True, help="Log only the time and the message."),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="json: one JSON object per line (task records carry id, task, status, duration).",
+        ),
+        click.option(
+            "--logging-config",
+            metavar="FILE",
+            help="Configure logging from a dictConfig file (JSON, or YAML with PyYAML) "
+            "instead; replaces -l, -S and --log-format.",
+        ),
         click.option(
             "-w",
             "--workers",
@@ -180,6 +173,9 @@ def run_consumer(  # noqa: PLR0913 - one parameter per command-line option
     logfile: str | None,
     verbose: bool,
     quiet: bool,
+    simple: bool,
+    log_format: str,
+    logging_config: str | None,
     workers: int,
     periodic: bool,
     delay: float,
@@ -207,14 +203,19 @@ def run_consumer(  # noqa: PLR0913 - one parameter per command-line option
             f"--max-delay ({max_delay}) must be at least --delay ({delay})",
             param_hint="'-m' / '--max-delay'",
         )
-    huey = app(import_path, backend, url)
+    huey = app(import_path, backend, url, warn_split=True)
     if huey.immediate:
         raise UserError(
             f"{import_path} runs tasks immediately (immediate=True), so a consumer has nothing "
             "to do; set huey.immediate = False for production"
         )
+    if logging_config and (logfile or simple or log_format != "text"):
+        raise UserError("--logging-config replaces -l, -S and --log-format: give one or the other")
     if configure_logging:
-        setup_logging(logfile, verbose, quiet)
+        try:
+            setup_logging(logfile, verbose, quiet, simple, log_format, logging_config)
+        except ValueError as exc:
+            raise UserError(f"--logging-config: {exc}") from None
     try:
         consumer = Consumer(
             huey,

@@ -19,6 +19,20 @@ from huey_sql.dialects.sqlite import SQLiteDialect
 
 __all__ = ["Dialect", "Waker", "dialect_for", "normalize_url"]
 
+# Every driver name a user's URL may carry maps to the one driver each database is tested with:
+# the driver is ours to choose, the server, credentials and options are the user's. Without
+# this a Django or SQLAlchemy URL (postgres://, postgresql+psycopg2://, mysql://,
+# mysql+mysqldb:// for mysqlclient) would have to be rewritten by hand.
+_POSTGRES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2")
+_MYSQL = (
+    "mysql",
+    "mysql+pymysql",
+    "mysql+mysqldb",
+    "mariadb",
+    "mariadb+pymysql",
+    "mariadb+mysqldb",
+)
+
 _BY_BACKEND: dict[str, type[Dialect]] = {
     "sqlite": SQLiteDialect,
     "postgresql": PostgresDialect,
@@ -35,7 +49,8 @@ def dialect_for(url: URL) -> type[Dialect]:
 def normalize_url(url: str | None) -> URL:
     """The SQLAlchemy URL for a huey URL: driver mapped, SQLite path made absolute.
 
-    `postgresql://` and `postgres://` use psycopg 3. A relative SQLite path resolves against the
+    PostgreSQL URLs connect with psycopg 3 and MySQL/MariaDB ones with PyMySQL, whatever driver
+    they name (see _POSTGRES, _MYSQL). A relative SQLite path resolves against the
     working directory now, so a later chdir (or a daemonized consumer) keeps the same file.
     In-memory SQLite is rejected: each connection would see a different empty database.
     """
@@ -45,9 +60,10 @@ def normalize_url(url: str | None) -> URL:
     except Exception:  # sqlalchemy raises ArgumentError with the URL in the message
         raise ConfigurationError(f"cannot parse database URL {mask_url(raw)!r}") from None
     driver = u.drivername
-    if driver in ("postgresql", "postgres", "postgresql+psycopg"):
+    if driver in _POSTGRES:
         return u.set(drivername="postgresql+psycopg")
-    if driver in ("mysql+pymysql", "mariadb+pymysql"):
+    if driver in _MYSQL:
+        u = u.set(drivername=f"{u.get_backend_name()}+pymysql")
         if "charset" not in u.query:
             u = u.update_query_dict({"charset": "utf8mb4"})
         return u
@@ -60,6 +76,6 @@ def normalize_url(url: str | None) -> URL:
             )
         return u.set(drivername="sqlite", database=os.path.abspath(db))
     raise ConfigurationError(
-        f"the sql backend does not support {driver!r}; use sqlite:///path, "
-        "postgresql://, postgresql+psycopg://, mysql+pymysql:// or mariadb+pymysql://"
+        f"the sql backend does not support {driver!r}; use sqlite:///path, postgresql:// "
+        "(psycopg 3) or mysql:// / mariadb:// (PyMySQL)"
     )

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import URL
 
+from huey_core.exceptions import ConfigurationError
 from huey_sql import schema
 from huey_sql.schema import Tables
 
@@ -74,6 +75,7 @@ class Dialect:
     """
 
     name = ""  # sqlite | postgresql | mysql
+    extra = "sql"  # the huey-core extra that installs this database's driver
     placeholder = "?"
     quote = '"'  # identifier quote: "key" is a reserved word in MySQL
     lock_rows = " FOR UPDATE"  # read-modify-write reads (incr, pop without RETURNING)
@@ -296,7 +298,14 @@ class Dialect:
         opts = self.options
         base = {"pool_size": opts["pool_size"], "max_overflow": opts["max_overflow"]}
         base.update(self.engine_options())
-        return create_engine(self.url, **merge_options(base, opts["engine_options"]))
+        try:
+            return create_engine(self.url, **merge_options(base, opts["engine_options"]))
+        except ImportError as exc:  # SQLAlchemy imports the driver here
+            raise ConfigurationError(
+                f"{self.url.get_backend_name()} URLs need the {self.url.get_driver_name()} "
+                f"driver, which cannot be imported ({exc}); install it with: "
+                f'pip install "huey-core[{self.extra}]"'
+            ) from exc
 
     def create_tables(self, engine: Engine) -> None:
         """Create missing tables and check the schema version, holding the schema lock."""

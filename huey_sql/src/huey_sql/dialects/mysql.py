@@ -20,6 +20,7 @@ DEADLOCK, LOCK_WAIT_TIMEOUT = 1213, 1205
 
 class MySQLDialect(Dialect):
     name = "mysql"
+    extra = "mysql"
     placeholder = "%s"
     quote = "`"
     claim_is_one_statement = False

@@ -37,6 +37,7 @@ NOT_EXECUTED = ("57P01", "57P02", "57P03")
 
 class PostgresDialect(Dialect):
     name = "postgresql"
+    extra = "postgres"
     placeholder = "%s"
     default_poll = 1.0  # only the fallback when a NOTIFY is lost: wake-ups come from LISTEN
     ack_claim_is_one_statement = True

@@ -1,0 +1,158 @@
+"""How `huey consume` logs: the application's own logging first, else a handler of its own.
+
+The consumer imports the app before it touches logging. If the app configured logging (its
+root or `huey` logger has a handler), huey's records go to those handlers unchanged: only the
+`huey` logger's level is set (-v, -q). Asking for a format (-l, -S, --log-format json) gives the
+`huey` logger a handler of the consumer's, and its records then stay out of the app's handlers
+so nothing is written twice. `--logging-config FILE` hands the whole set-up to
+`logging.config.dictConfig`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import logging.config
+import logging.handlers
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "LOGFILE_BACKUPS",
+    "LOGFILE_BYTES",
+    "LOG_FORMAT",
+    "SIMPLE_DATEFMT",
+    "SIMPLE_FORMAT",
+    "JsonFormatter",
+    "load_logging_config",
+    "setup_logging",
+]
+
+LOG_FORMAT = "[%(asctime)s] %(levelname)s %(name)s %(processName)s:%(threadName)s %(message)s"
+# huey's `-S/--simple`: the time and the message.
+SIMPLE_FORMAT = "%(asctime)s %(message)s"
+SIMPLE_DATEFMT = "%H:%M:%S"
+LOGFILE_BYTES = 1024 * 1024
+LOGFILE_BACKUPS = 3
+
+# LogRecord attributes set by huey_core.execution for task records, and the JSON keys they get
+# (the names events use, so one query works on both).
+_TASK_FIELDS = {
+    "task_id": "id",
+    "task_name": "task",
+    "task_status": "status",
+    "task_duration": "duration",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line.
+
+    Always: time (ISO 8601, UTC), level, logger, message, process, thread. Task records add id,
+    task, status (the event's status: started, finished, error, retrying, ...) and duration
+    (seconds, on finished and error); a record with an exception adds its traceback.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        entry: dict[str, Any] = {
+            "time": stamp.isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": record.process,
+            "thread": record.threadName,
+        }
+        for attr, key in _TASK_FIELDS.items():
+            value = getattr(record, attr, None)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["traceback"] = record.exc_text
+        return json.dumps(entry, default=str)
+
+
+def load_logging_config(path: str) -> dict[str, Any]:
+    """The dictConfig dictionary in a JSON file (or YAML, when PyYAML is installed).
+
+    Raises ValueError with one line saying what is wrong.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if file.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml  # type: ignore[import-untyped, unused-ignore]
+        except ImportError:
+            raise ValueError(f"{path} is YAML, which needs PyYAML: pip install pyyaml") from None
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    else:
+        try:
+            config = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a logging dictConfig mapping (with 'version': 1)")
+    return config
+
+
+def _app_configured_logging() -> bool:
+    return bool(logging.getLogger().handlers or logging.getLogger("huey").handlers)
+
+
+def setup_logging(
+    logfile: str | None,
+    verbose: bool,
+    quiet: bool,
+    simple: bool = False,
+    log_format: str = "text",
+    logging_config: str | None = None,
+) -> None:
+    """Set up logging for a consumer (see the module docstring for who decides what).
+
+    Levels: INFO, DEBUG with -v, ERROR with -q. A file rotates at 1 MB and keeps 3 backups.
+    Raises ValueError (one line) for a logging config that cannot be read or applied.
+    """
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
+    root = logging.getLogger("huey")
+    if logging_config:
+        config = load_logging_config(logging_config)
+        try:
+            logging.config.dictConfig(config)
+        except (ValueError, TypeError, AttributeError, ImportError) as exc:
+            raise ValueError(f"{logging_config}: {' '.join(str(exc).split())}") from None
+        if verbose or quiet:
+            root.setLevel(level)
+        return
+    explicit = bool(logfile or simple or log_format != "text")
+    if not explicit and _app_configured_logging():
+        if verbose or quiet or root.level == logging.NOTSET:
+            root.setLevel(level)
+        return
+    handler: logging.Handler
+    if logfile:
+        handler = logging.handlers.RotatingFileHandler(
+            logfile, maxBytes=LOGFILE_BYTES, backupCount=LOGFILE_BACKUPS
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    elif simple:
+        handler.setFormatter(logging.Formatter(SIMPLE_FORMAT, SIMPLE_DATEFMT))
+    else:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.setLevel(level)
+    root.addHandler(handler)
+    # The app's root handlers (reached here only when a format was asked for) would print
+    # every record a second time, in their own format.
+    root.propagate = not logging.getLogger().handlers
