@@ -96,6 +96,54 @@ def die():
     os._exit(3)  # takes the worker process with it, before any ack
 
 
+class Doom(BaseException):  # a BaseException subclass of the application's own
+    pass
+
+
+def _explode(kind):
+    import builtins
+
+    raise (Doom if kind == "Doom" else getattr(builtins, kind))(f"{kind} while unpickling")
+
+
+class Bomb:  # an argument whose unpickling raises `kind` (KeyboardInterrupt, ...)
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __reduce__(self):
+        return (_explode, (self.kind,))
+
+
+@huey.task(retries=1)
+def raises(kind, marker):
+    _append(f"{marker} {os.getpid()}\\n")
+    _explode(kind)
+
+
+@huey.task()
+def hooked(marker):
+    _append(f"{marker} {os.getpid()}\\n")
+    return marker
+
+
+@huey.pre_execute()
+def _exit_before(task):
+    if task.name == "hooked":
+        raise SystemExit("a pre-execute hook called sys.exit()")
+
+
+@huey.post_execute()
+def _interrupt_after(task, value, exc):
+    if task.name == "hooked":
+        raise KeyboardInterrupt("raised by a post-execute hook")
+
+
+@huey.signal("complete")
+def _doom_on_complete(signal, task, *args):
+    if task.name == "hooked":
+        raise Doom("raised by a signal receiver")
+
+
 if _env.get("TEST_CLOCK_EPOCH"):
     # A test clock for the consumer: one real second is SPEED seconds, from a shared epoch, so
     # every consumer process agrees on the minute and a minute passes in 60/SPEED real seconds.

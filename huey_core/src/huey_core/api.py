@@ -24,10 +24,11 @@ import datetime
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from huey_core import clock, keys, periodic
+from huey_core import clock, keys, limits, periodic
 from huey_core import signals as S
 from huey_core.crontab import crontab
 from huey_core.deadletters import DeadLetters
@@ -112,9 +113,11 @@ class Huey:
         self.store_intermediate_errors = store_intermediate_errors
         self.utc = utc
         self.events = events
-        self.lease_timeout = float(lease_timeout)
-        self.max_deliveries = int(max_deliveries)
-        self.result_ttl = result_ttl
+        self.lease_timeout = limits.check_lease_timeout(lease_timeout)
+        self.max_deliveries = limits.check_count("max_deliveries", max_deliveries, 1)
+        self.result_ttl = limits.check_seconds(
+            "result_ttl", result_ttl, open_min=True, optional=True
+        )
         self.immediate_use_memory = immediate_use_memory
         serializer = Serializer() if serializer is None else serializer
         self.serializer = SignedSerializer(serializer, secret) if secret else serializer
@@ -213,6 +216,7 @@ class Huey:
         **kwargs: Any,
     ) -> Callable[[Callable[..., Any]], TaskWrapper]:
         """Make a function a task: calling it enqueues and returns a Result."""
+        limits.check_task_options(retries, retry_delay, retry_backoff, priority, timeout, expires)
 
         def decorator(func: Callable[..., Any]) -> TaskWrapper:
             return TaskWrapper(
@@ -377,13 +381,18 @@ class Huey:
             return ResultGroup([self.enqueue(t) for t in task.tasks])
         if isinstance(task, chord):
             return enqueue_chord(self, task)
+        limits.check_task(task)
         if task.expires:
             task.resolve_expires(self.utc)
-        self.send_signal(S.SIGNAL_ENQUEUED, task)
         if self._immediate:
+            self.send_signal(S.SIGNAL_ENQUEUED, task)
             self.execute(task)
         else:
+            stamp = time.time()
             self.storage.queue.enqueue(self.serialize_task(task), task.priority or 0)
+            # Only now: an `enqueued` event promises a stored message. It keeps the time before
+            # the store, so it never sorts after the consumer's `started`.
+            self.send_signal(S.SIGNAL_ENQUEUED, task, timestamp=stamp)
         if not self.results:
             return None
         results = pipeline_results(self, task)

@@ -23,7 +23,7 @@ from multiprocessing.sharedctypes import Synchronized
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from huey_core import clock
+from huey_core import clock, limits
 from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
 from huey_core.scheduler import Heartbeat, Scheduler
@@ -89,9 +89,7 @@ class Consumer:
         self.shutdown_timeout = shutdown_timeout
         self.utc = huey.utc if utc is None else utc
         if lease_timeout is not None:
-            if lease_timeout <= 0:
-                raise ConfigurationError(f"the lease timeout must be > 0, got {lease_timeout}")
-            huey.lease_timeout = lease_timeout
+            huey.lease_timeout = limits.check_lease_timeout(lease_timeout)
         self.check_worker_health = check_worker_health
         self.run_scheduler = scheduler
         storage = huey.storage
@@ -430,18 +428,15 @@ class Consumer:
 def _check_options(
     workers: int, worker_type: str, mode: str, scheduler_interval: float, shutdown_timeout: float
 ) -> None:
-    if workers < 1:
-        raise ConfigurationError(f"workers must be at least 1, got {workers}")
+    limits.check_workers(workers)
     if worker_type not in WORKER_TYPES:
         raise ConfigurationError(
             f"unknown worker type {worker_type!r}; choose one of: {', '.join(WORKER_TYPES)}"
         )
     if mode not in MODES:
         raise ConfigurationError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
-    if scheduler_interval <= 0:
-        raise ConfigurationError(f"the scheduler interval must be > 0, got {scheduler_interval}")
-    if shutdown_timeout < 0:
-        raise ConfigurationError(f"the shutdown timeout must be >= 0, got {shutdown_timeout}")
+    limits.check_seconds("the scheduler interval", scheduler_interval, 0.0, open_min=True)
+    limits.check_seconds("the shutdown timeout", shutdown_timeout)
 
 
 class _ParentLink:

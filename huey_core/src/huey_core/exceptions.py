@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 
@@ -82,3 +83,15 @@ class ResultTimeout(HueyException):
 
 class PoisonMessage(HueyException):
     """A message that can never run: undecodable, bad signature, unknown task. Dead-lettered."""
+
+
+def is_user_interrupt(exc: BaseException) -> bool:
+    """True for a KeyboardInterrupt on the main thread: Ctrl-C, which must stop the program.
+
+    Python delivers signals to the main thread only, so anywhere else a KeyboardInterrupt (like
+    SystemExit or a bare BaseException) was raised by code, and a consumer treats it as that
+    code failing rather than let it end a worker.
+    """
+    return (
+        isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()
+    )

@@ -34,6 +34,7 @@ from huey_core.exceptions import (
     TaskException,
     TaskLockedException,
     TaskTimeout,
+    is_user_interrupt,
 )
 from huey_core.protocols import Delivery
 from huey_core.results import abort_chord_member, report_to_chord
@@ -100,7 +101,9 @@ class Hooks:
         for name, fn in list(registry.items()):
             try:
                 fn()
-            except Exception:
+            except BaseException as exc:  # noqa: BLE001 - SystemExit too: see is_user_interrupt
+                if is_user_interrupt(exc):
+                    raise
                 logger.exception("%s hook %s failed", kind, name)
 
     def before(self, task: Task) -> bool:
@@ -111,7 +114,9 @@ class Hooks:
             except CancelExecution:
                 logger.warning("task %s canceled by pre-execute hook %s", task.id, name)
                 return False
-            except Exception:
+            except BaseException as exc:  # noqa: BLE001 - SystemExit too: see is_user_interrupt
+                if is_user_interrupt(exc):
+                    raise
                 logger.exception("pre-execute hook %s failed for task %s", name, task.id)
         return True
 
@@ -119,7 +124,9 @@ class Hooks:
         for name, hook in list(self.post_execute.items()):
             try:
                 hook(task, value, exception)
-            except Exception:
+            except BaseException as exc:  # noqa: BLE001 - SystemExit too: see is_user_interrupt
+                if is_user_interrupt(exc):
+                    raise
                 logger.exception("post-execute hook %s failed for task %s", name, task.id)
 
 
