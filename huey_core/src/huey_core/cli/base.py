@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import os
 import signal
 import sys
@@ -168,6 +169,34 @@ def app(import_path: str, backend: str | None = None, url: str | None = None) ->
     return huey
 
 
+class Finite(click.ParamType):
+    """A finite float (no nan, no inf) of at least `minimum` (more than it with `open_min`)."""
+
+    name = "float"
+
+    def __init__(self, minimum: float, open_min: bool = False) -> None:
+        self.minimum = minimum
+        self.open_min = open_min
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"must be a finite number, got {value!r}", param, ctx)
+        if number <= self.minimum if self.open_min else number < self.minimum:
+            relation = ">" if self.open_min else ">="
+            self.fail(f"must be {relation} {self.minimum:g}, got {value!r}", param, ctx)
+        return number
+
+
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty; leave it out to use the app's URL")
+    return value
+
+
 def import_path_arg(f: F) -> F:
     return click.argument("import_path", metavar="IMPORT_PATH")(f)
 
@@ -176,6 +205,7 @@ def backend_options(f: F) -> F:
     f = click.option(
         "--url",
         metavar="URL",
+        callback=_not_empty,
         help="Storage URL, e.g. redis://localhost:6379/0; picks the backend by scheme. "
         "[default: the app's, else $HUEY_URL]",
     )(f)

@@ -11,7 +11,13 @@ import click
 
 from huey_core import clock, keys, plugins
 from huey_core.api import Huey
-from huey_core.cli.base import app, backend_options, import_path_arg, sigterm_as_interrupt
+from huey_core.cli.base import (
+    Finite,
+    app,
+    backend_options,
+    import_path_arg,
+    sigterm_as_interrupt,
+)
 from huey_core.crontab import Crontab, next_match
 
 
@@ -22,7 +28,7 @@ from huey_core.crontab import Crontab, next_match
 @click.option("--watch", is_flag=True, help="Refresh until interrupted (Ctrl-C).")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    type=Finite(0.1),
     default=2.0,
     show_default=True,
     metavar="SECONDS",
