@@ -44,9 +44,10 @@ def record(
     task: str | None = None,
     task_id: str | None = None,
     deliveries: int | None = None,
+    dl_id: str | None = None,
 ) -> tuple[str, bytes]:
-    """(key, value) of a new dead letter in the format above."""
-    dl_id = uuid.uuid4().hex
+    """(key, value) of a new dead letter in the format above (a fresh id unless given)."""
+    dl_id = dl_id or uuid.uuid4().hex
     value = {
         "id": dl_id,
         "reason": reason,
@@ -60,14 +61,20 @@ def record(
 
 
 def backend_dead_letter(
-    instance: str, data: bytes, reason: str, deliveries: int | None = None
+    instance: str,
+    data: bytes,
+    reason: str,
+    deliveries: int | None = None,
+    dl_id: str | None = None,
 ) -> tuple[str, bytes, bytes]:
     """For a backend that sets a malformed row aside: (key, record, event).
 
     The backend stores `record` under `key` in its own DataStore in the transaction that
-    removes the row, then emits `event` (a `dead-lettered` event) and logs the reason.
+    removes the row (or, where it cannot do both at once, first the record and then the
+    removal, with a `dl_id` derived from the row so that doing it twice stores one letter),
+    then emits `event`, a `dead-lettered` event, and logs the reason.
     """
-    key, value = record(data, reason, deliveries=deliveries)
+    key, value = record(data, reason, deliveries=deliveries, dl_id=dl_id)
     dl_id = key[len(keys.DEAD_LETTER) :]
     event = build_event(
         EventStatus.DEAD_LETTERED, None, huey=instance, error=True, reason=reason,

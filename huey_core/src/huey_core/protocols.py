@@ -70,7 +70,9 @@ class LeaseInfo:
 
     lease: str
     owner: str
-    deadline: float  # unix time after which recover() may hand the message to someone else
+    # Unix time after which recover() may hand the message to someone else. None when the
+    # backend holds no usable deadline for it (a malformed row): recover() takes it at once.
+    deadline: float | None
     deliveries: int
     data: bytes
 

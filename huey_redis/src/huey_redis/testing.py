@@ -30,6 +30,7 @@ __all__ = [
     "delete_instance_keys",
     "free_ports",
     "make_factory",
+    "malformed_rows",
     "port_free",
     "require_binaries",
     "require_server",
@@ -98,6 +99,33 @@ def make_factory(url: str = REDIS_URL, **options: Any) -> Iterator[Callable[...,
         except Exception:  # noqa: BLE001 - a test that stopped its server leaves nothing to clean
             pass
         backend.close()
+
+
+def malformed_rows() -> dict[str, Callable[[RedisBackend], bytes]]:
+    """How to write each kind of malformed entry Redis can hold, for the `malformed_rows`
+    fixture of the conformance suite (huey_core.testing.MalformedRowsConformance)."""
+
+    def message_id(backend: RedisBackend, payload: bytes) -> bytes:
+        stored = backend.client.hgetall(backend.key("data"))
+        return next(i for i, data in stored.items() if data == payload)
+
+    def count(payload: bytes, value: str) -> Callable[[RedisBackend], bytes]:
+        def plant(backend: RedisBackend) -> bytes:
+            backend.queue.enqueue(payload)
+            backend.client.hset(backend.key("dlv"), message_id(backend, payload), value)
+            return payload
+
+        return plant
+
+    def schedule(backend: RedisBackend) -> bytes:
+        backend.client.zadd(backend.key("schedule"), {b"not a schedule entry": time.time() - 10})
+        return b"not a schedule entry"
+
+    return {
+        "queue": count(b"count is not a number", "many"),
+        "schedule": schedule,
+        "deliveries": count(b"counted out", str(2**31 - 1)),
+    }
 
 
 def port_free(port: int) -> bool:

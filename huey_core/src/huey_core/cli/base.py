@@ -169,25 +169,16 @@ def app(import_path: str, backend: str | None = None, url: str | None = None) ->
     return huey
 
 
-class Finite(click.ParamType):
-    """A finite float (no nan, no inf) of at least `minimum` (more than it with `open_min`)."""
-
-    name = "float"
+class Finite(click.FloatRange):
+    """A float range that also refuses nan and inf (click's range checks let nan through)."""
 
     def __init__(self, minimum: float, open_min: bool = False) -> None:
-        self.minimum = minimum
-        self.open_min = open_min
+        super().__init__(min=minimum, min_open=open_min)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
+        number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"must be a finite number, got {value!r}", param, ctx)
-        if number <= self.minimum if self.open_min else number < self.minimum:
-            relation = ">" if self.open_min else ">="
-            self.fail(f"must be {relation} {self.minimum:g}, got {value!r}", param, ctx)
         return number
 
 

@@ -32,8 +32,7 @@ class MySQLDialect(Dialect):
             self.pick_sql.replace("SELECT id ", "SELECT id, data, deliveries ") + self.skip_locked
         )
         self.lease_sql = self.sql(
-            f"UPDATE {q} SET lease = ?, owner = ?, deadline = ?, deliveries = deliveries + 1 "
-            "WHERE id = ?"
+            f"UPDATE {q} SET lease = ?, owner = ?, deadline = ?, {self.count_up} WHERE id = ?"
         )
         self._delete_returning: bool | None = None
 
@@ -49,7 +48,7 @@ class MySQLDialect(Dialect):
         if row is None:
             return None
         cur.execute(self.lease_sql, (*claim, row[0]))
-        return (row[1], row[2] + 1)
+        return (row[1], row[2] + 1 if row[2] < 2147483647 else row[2])
 
     def pop(self, cur: Any, name: str, key: str) -> Row | None:
         if self._delete_returning is None:
