@@ -111,6 +111,7 @@ def malformed_rows(url: str) -> dict[str, Callable[[SQLBackend], bytes]]:
     top = 2**31 - 1
 
     def run(backend: SQLBackend, sql: str, **params: Any) -> None:
+        backend._db.ensure_schema()
         tables = backend._db.tables
         text = sql.format(q=tables.queue.name, s=tables.schedule.name)
         with backend.engine.begin() as conn:
@@ -118,7 +119,8 @@ def malformed_rows(url: str) -> dict[str, Callable[[SQLBackend], bytes]]:
 
     def deliveries(backend: SQLBackend) -> bytes:
         backend.queue.enqueue(b"counted out")
-        run(backend, "UPDATE {q} SET deliveries = :n WHERE name = :name", n=top)
+        run(backend, "UPDATE {q} SET deliveries = :n WHERE name = :name AND data = :data",
+            n=top, data=b"counted out")  # fmt: skip
         return b"counted out"
 
     def deadline(backend: SQLBackend) -> bytes:
