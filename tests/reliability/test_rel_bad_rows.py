@@ -103,9 +103,7 @@ def test_a_failing_move_due_holds_back_neither_recovery_nor_periodic_tasks(
     assert stop(consumer) == 0, logs(app)
 
 
-def test_the_dead_letter_records_of_malformed_rows_are_in_the_documented_format(
-    make_app, tmp_path
-):
+def test_the_dead_letter_records_of_malformed_rows_are_in_the_documented_format(make_app, tmp_path):
     app = make_app(server_url("sqlite", tmp_path))
     huey = app.load().huey
     sql_rows(app.url)["schedule"](huey.storage)
