@@ -173,7 +173,7 @@ def build_event(
     # An exception message may quote a URL with its password (a task's own database, a
     # backend error); events leave the process, so mask it here, once, for every listener.
     for key in ("traceback", "message", "reason"):
-        if isinstance(event.get(key), str) and "://" in event[key]:
+        if isinstance(event.get(key), str):
             event[key] = mask_url(event[key])
     return event
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from huey_core.plugins import mask_url, remember_secrets
 from huey_sql import dialects, schema
 
 T = TypeVar("T")
@@ -64,13 +65,13 @@ class Database:
 
     def __init__(self, name: str, url: str | None, options: dict[str, Any]) -> None:
         self.name = name
+        remember_secrets(url)  # scrubbed from every error text, in whatever form a driver quotes
         self.url = dialects.normalize_url(url)
         self.tables = schema.build_tables(options["table_prefix"])
         self.options = options
         self.dialect = dialects.dialect_for(self.url)(self.url, self.tables, options)
         self.engine = self.dialect.create_engine()
         self._dbapi = self.engine.dialect.loaded_dbapi
-        self._password = self.url.password or ""
         self._ready = False
         self._channels = {k: channel_name(self.tables.prefix, name, k) for k in ("q", "kv", "ev")}
         self.waker = self.dialect.make_waker(self)
@@ -178,8 +179,10 @@ class Database:
 
     def _raise(self, exc: BaseException) -> None:
         # Drivers do not echo passwords, but a DSN can end up in a message; never let it out.
-        if self._password and self._password in str(exc):
-            raise ConnectionError(str(exc).replace(self._password, "***")) from None
+        text = str(exc)
+        masked = mask_url(text)
+        if masked != text:
+            raise ConnectionError(masked) from None
         raise exc
 
     # -- waiting -------------------------------------------------------------------------------

@@ -144,7 +144,10 @@ def malformed_rows(url: str) -> dict[str, Callable[[SQLBackend], bytes]]:
             "VALUES (:name, 0, :data, 0)", data='{"written": "as text"}')  # fmt: skip
         return b'{"written": "as text"}'
 
-    rows = {"deliveries": deliveries, "deadline": deadline}
+    rows: dict[str, Callable[[SQLBackend], bytes]] = {
+        "deliveries": deliveries,
+        "deadline": deadline,
+    }
     if url.startswith("sqlite"):
         rows.update(queue=integer_payload, schedule=text_priority, text=text_payload)
     return rows
