@@ -92,6 +92,11 @@ def sleepy(seconds, marker):
 
 
 @huey.task()
+def blob(size):
+    return b"x" * size
+
+
+@huey.task()
 def die():
     os._exit(3)  # takes the worker process with it, before any ack
 

@@ -81,6 +81,10 @@ class ResultTimeout(HueyException):
     """Result.get(blocking=True, timeout=...) ran out of time."""
 
 
+class MessageTooLarge(HueyException, ValueError):
+    """A message or value is larger than the backend can store; the message names the limit."""
+
+
 class PoisonMessage(HueyException):
     """A message that can never run: undecodable, bad signature, unknown task. Dead-lettered."""
 

@@ -33,6 +33,7 @@ class SQLQueue(BaseQueue):
 
     def enqueue(self, data: bytes, priority: int = 0) -> None:
         """Append a message: one insert (with its NOTIFY on PostgreSQL)."""
+        self._db.check_size(data)
         args = (self._name, -int(priority), data)
         self._db.run(lambda cur: self._sql.enqueue(cur, args, self._channel), single=True)
         self._db.waker.touch("q")

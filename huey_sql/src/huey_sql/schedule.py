@@ -35,6 +35,7 @@ class SQLSchedule(BaseSchedule):
         self._name = db.name
 
     def add(self, data: bytes, timestamp: float, priority: int = 0) -> None:
+        self._db.check_size(data)
         args = (self._name, float(timestamp), int(priority), data)
         self._db.run(lambda cur: cur.execute(self._sql.schedule_add_sql, args), single=True)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -316,6 +317,11 @@ class Dialect:
     def lock_schema(self, conn: Connection) -> None:
         """Serialize schema creation across processes, until the transaction ends. SQLite:
         BEGIN IMMEDIATE already took the write lock."""
+
+    def payload_limit(self, read: Callable[[Callable[[Any], Any]], Any]) -> int | None:
+        """The largest statement the server accepts, in bytes, or None when only the column
+        types limit it. `read(fn)` runs fn(cursor) on a pooled connection."""
+        return None
 
     def check_url(self) -> None:
         """Raise ConfigurationError when the URL cannot work (checked before the first query)."""
