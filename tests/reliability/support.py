@@ -91,6 +91,14 @@ def sleepy(seconds, marker):
     return os.getpid()
 
 
+@huey.task(timeout=2)
+def nap(seconds, marker):
+    _touch(marker + ".started")
+    time.sleep(seconds)  # one blocking call: only a signal can cut it short
+    _append(f"{marker} {os.getpid()}\\n")
+    return os.getpid()
+
+
 @huey.task()
 def blob(size):
     return b"x" * size

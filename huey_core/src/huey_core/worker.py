@@ -113,6 +113,13 @@ class Worker:
         self.thread = threading.Thread(target=self.run, name=f"huey-{self.name}", daemon=True)
         self.thread.start()
 
+    def run_here(self) -> None:
+        """Run the worker loop on the calling thread (a worker process's main thread, where
+        SIGALRM can interrupt a task that outlives its timeout)."""
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{self.name}"
+        self.thread = threading.current_thread()
+        self.run()
+
     @property
     def busy(self) -> bool:
         with self._lock:
