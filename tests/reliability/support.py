@@ -54,6 +54,8 @@ if _env.get("TEST_LEASE"):
     _options["lease_timeout"] = float(_env["TEST_LEASE"])
 if _env.get("TEST_MAX_DELIVERIES"):
     _options["max_deliveries"] = int(_env["TEST_MAX_DELIVERIES"])
+if _env.get("TEST_CLUSTER"):
+    _options["cluster"] = True
 if _env.get("TEST_LEAN"):  # the drain tests count executions in a file, not in results
     _options.update(results=False, events=False)
 

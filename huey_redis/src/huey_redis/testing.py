@@ -214,20 +214,25 @@ class RedisServer:
         self.proc = None
 
 
-def start_cluster(workdir: Path) -> list[RedisServer]:
-    """Three masters on free ports, no replicas, slots assigned; returns once cluster_state is
-    ok. The URL of the first node reaches the whole Cluster. The caller stops the servers."""
+def start_cluster(
+    workdir: Path, replicas: int = 0, node_timeout_ms: int | None = None
+) -> list[RedisServer]:
+    """Three masters on free ports, each with `replicas` replicas, slots assigned; returns once
+    cluster_state is ok and every replica is in sync. The URL of the first node reaches the
+    whole Cluster. `node_timeout_ms` (cluster-node-timeout) bounds how soon a dead master's
+    replica takes over. The caller stops the servers."""
     require_binaries()
     servers: list[RedisServer] = []
+    extra = ("--cluster-node-timeout", str(node_timeout_ms)) if node_timeout_ms else ()
     try:
-        for port in free_ports(3):
+        for port in free_ports(3 * (1 + replicas)):
             server = RedisServer(
                 port, workdir / str(port), "--cluster-enabled", "yes",
-                "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-config-file", f"nodes-{port}.conf", *extra,
             )  # fmt: skip
             server.start()
             servers.append(server)
-        _create_cluster([s.port for s in servers])
+        _create_cluster([s.port for s in servers], replicas)
         return servers
     except BaseException:
         for server in servers:
@@ -235,22 +240,28 @@ def start_cluster(workdir: Path) -> list[RedisServer]:
         raise
 
 
-def _create_cluster(ports: list[int]) -> None:
+def _cli(port: int, *args: str) -> str:
+    return subprocess.run(
+        ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=10
+    ).stdout
+
+
+def _create_cluster(ports: list[int], replicas: int = 0) -> None:
     subprocess.run(
         ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-         "--cluster-replicas", "0", "--cluster-yes"],
+         "--cluster-replicas", str(replicas), "--cluster-yes"],
         check=True, capture_output=True, timeout=30,
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while True:
-        states = [
-            subprocess.run(
-                ["redis-cli", "-p", str(p), "cluster", "info"], capture_output=True, text=True
-            ).stdout
+        if all("cluster_state:ok" in _cli(p, "cluster", "info") for p in ports) and all(
+            "master_link_status:up" in _cli(p, "info", "replication")
             for p in ports
-        ]
-        if all("cluster_state:ok" in s for s in states):
-            return
+            if "role:slave" in _cli(p, "info", "replication")
+        ):
+            replicas_up = sum("role:slave" in _cli(p, "info", "replication") for p in ports)
+            if replicas_up == len(ports) - 3:
+                return
         if time.monotonic() > deadline:
             raise RuntimeError("the test cluster never reached cluster_state:ok")
         time.sleep(0.1)
