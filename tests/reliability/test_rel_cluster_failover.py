@@ -24,7 +24,10 @@ TASKS = 3000
 @pytest.fixture
 def cluster(tmp_path):
     require_binaries()
-    servers = start_cluster(tmp_path / "cluster", replicas=1, node_timeout_ms=1000)
+    try:
+        servers = start_cluster(tmp_path / "cluster", replicas=1, node_timeout_ms=1000)
+    except RuntimeError:  # a spare port taken by another test run meanwhile: pick others
+        servers = start_cluster(tmp_path / "cluster-2", replicas=1, node_timeout_ms=1000)
     yield servers
     for server in servers:
         server.stop()
