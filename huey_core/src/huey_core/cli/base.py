@@ -176,9 +176,15 @@ class Finite(click.FloatRange):
         super().__init__(min=minimum, min_open=open_min)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
         if not math.isfinite(number):
             self.fail(f"must be a finite number, got {value!r}", param, ctx)
+        if self.min is not None and (number <= self.min if self.min_open else number < self.min):
+            bound = "greater than" if self.min_open else "at least"
+            self.fail(f"must be {bound} {self.min:g}, got {value}", param, ctx)
         return number
 
 
