@@ -115,9 +115,7 @@ class Huey:
         self.events = events
         self.lease_timeout = limits.check_lease_timeout(lease_timeout)
         self.max_deliveries = limits.check_count("max_deliveries", max_deliveries, 1)
-        self.result_ttl = limits.check_seconds(
-            "result_ttl", result_ttl, open_min=True, optional=True
-        )
+        self.result_ttl = limits.check_ttl("result_ttl", result_ttl)
         self.immediate_use_memory = immediate_use_memory
         serializer = Serializer() if serializer is None else serializer
         self.serializer = SignedSerializer(serializer, secret) if secret else serializer
@@ -390,8 +388,7 @@ class Huey:
         else:
             stamp = time.time()
             self.storage.queue.enqueue(self.serialize_task(task), task.priority or 0)
-            # Only now: an `enqueued` event promises a stored message. It keeps the time before
-            # the store, so it never sorts after the consumer's `started`.
+            # Only now (stamped before the store): `enqueued` promises a stored message.
             self.send_signal(S.SIGNAL_ENQUEUED, task, timestamp=stamp)
         if not self.results:
             return None

@@ -31,6 +31,7 @@ __all__ = [
     "check_seconds",
     "check_task",
     "check_task_options",
+    "check_ttl",
     "check_workers",
 ]
 
@@ -66,6 +67,11 @@ def check_seconds(
         relation = ">" if open_min else ">="
         raise ConfigurationError(f"{name} must be {relation} {minimum:g} seconds, got {value!r}")
     return seconds
+
+
+def check_ttl(name: str, value: Any) -> float | None:
+    """None (never expires), or finite seconds > 0."""
+    return check_seconds(name, value, 0.0, open_min=True, optional=True)
 
 
 def check_lease_timeout(value: Any) -> float:
