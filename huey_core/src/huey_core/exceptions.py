@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Any
 
@@ -90,12 +91,15 @@ class PoisonMessage(HueyException):
 
 
 def is_user_interrupt(exc: BaseException) -> bool:
-    """True for a KeyboardInterrupt on the main thread: Ctrl-C, which must stop the program.
+    """True for a KeyboardInterrupt that may be Ctrl-C, which must stop the program.
 
-    Python delivers signals to the main thread only, so anywhere else a KeyboardInterrupt (like
-    SystemExit or a bare BaseException) was raised by code, and a consumer treats it as that
-    code failing rather than let it end a worker.
+    Python delivers signals to the main thread only, so on any other thread, or in a process
+    that ignores SIGINT (a consumer's worker process), a KeyboardInterrupt (like SystemExit or a
+    bare BaseException) was raised by code, and a consumer treats it as that code failing rather
+    than let it end a worker.
     """
     return (
-        isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()
+        isinstance(exc, KeyboardInterrupt)
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
     )
