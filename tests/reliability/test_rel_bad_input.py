@@ -154,3 +154,22 @@ def test_bad_input_never_wedges_an_in_process_consumer_on_memory(make_app):
         assert consumer.worker_list == workers and all(w.is_alive() for w in workers)
     finally:
         consumer.stop(timeout=5)
+
+
+def test_a_dead_lettered_task_with_a_readable_id_answers_its_result_with_an_error():
+    huey = Huey(f"dead-{uuid.uuid4().hex[:8]}", backend="memory", max_deliveries=2)
+
+    @huey.task()
+    def target(arg):
+        return arg
+
+    unknown = target.s(1)
+    data = huey.serialize_task(unknown).replace(b"target", b"gone00")  # a task nobody has
+    assert huey.process(Delivery(data, "lease-1", 1)) is True
+    with pytest.raises(TaskException, match="dead-lettered: unknown task"):
+        huey.result(unknown.id, blocking=True, timeout=5)  # answers at once, never waits
+    too_often = target.s(2)
+    assert huey.process(Delivery(huey.serialize_task(too_often), "lease-2", 3)) is True
+    with pytest.raises(TaskException, match="dead-lettered: delivered 3 times"):
+        huey.result(too_often.id, blocking=True, timeout=5)
+    assert len(huey.dead_letters()) == 2
