@@ -12,6 +12,7 @@ from huey_redis.testing import (
     REDIS_URL,
     RedisServer,
     make_factory,
+    malformed_rows,
     require_binaries,
     require_server,
     unique_name,
@@ -23,6 +24,10 @@ class TestRedisBackend(BackendConformance):
     def backend_factory(self):
         require_server()
         yield from make_factory(REDIS_URL)
+
+    @pytest.fixture
+    def malformed_rows(self):
+        return malformed_rows()
 
 
 # -- Redis specifics (fixtures in conftest.py) --------------------------------------------------

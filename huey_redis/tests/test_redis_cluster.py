@@ -6,13 +6,17 @@ from __future__ import annotations
 import pytest
 
 from huey_core.testing import BackendConformance
-from huey_redis.testing import free_ports, make_factory
+from huey_redis.testing import free_ports, make_factory, malformed_rows
 
 
 class TestRedisClusterBackend(BackendConformance):
     @pytest.fixture
     def backend_factory(self, redis_cluster):
         yield from make_factory(redis_cluster, cluster=True)
+
+    @pytest.fixture
+    def malformed_rows(self):
+        return malformed_rows()
 
 
 def test_instances_spread_over_the_nodes(redis_cluster):

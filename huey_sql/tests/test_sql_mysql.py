@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from huey_core.testing import BackendConformance
-from huey_sql.testing import make_factory
+from huey_sql.testing import make_factory, malformed_rows
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +17,10 @@ class TestMySQLBackend(BackendConformance):
     @pytest.fixture
     def backend_factory(self, sql_url: str, sql_prefix: str):
         yield from make_factory(sql_url, sql_prefix)
+
+    @pytest.fixture
+    def malformed_rows(self, sql_url: str):
+        return malformed_rows(sql_url)
 
 
 class TestMySQLSpecifics:

@@ -9,7 +9,7 @@ import pytest
 
 from huey_core.testing import BackendConformance
 from huey_sql.backend import SQLBackend
-from huey_sql.testing import make_factory
+from huey_sql.testing import make_factory, malformed_rows
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +21,10 @@ class TestPostgresBackend(BackendConformance):
     @pytest.fixture
     def backend_factory(self, sql_url: str, sql_prefix: str):
         yield from make_factory(sql_url, sql_prefix)
+
+    @pytest.fixture
+    def malformed_rows(self, sql_url: str):
+        return malformed_rows(sql_url)
 
 
 class TestPostgresPollingBackend(BackendConformance):

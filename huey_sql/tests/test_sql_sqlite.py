@@ -11,7 +11,7 @@ import pytest
 from huey_core.exceptions import ConfigurationError
 from huey_core.testing import BackendConformance
 from huey_sql.backend import SQLBackend
-from huey_sql.testing import make_factory, mixed_load, unique_name
+from huey_sql.testing import make_factory, malformed_rows, mixed_load, unique_name
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,10 @@ class TestSQLiteBackend(BackendConformance):
     @pytest.fixture
     def backend_factory(self, sql_url: str, sql_prefix: str):
         yield from make_factory(sql_url, sql_prefix)
+
+    @pytest.fixture
+    def malformed_rows(self, sql_url: str):
+        return malformed_rows(sql_url)
 
 
 class TestSQLiteSpecifics:

@@ -217,12 +217,12 @@ def test_heartbeat_keeps_a_long_task_leased_so_no_other_consumer_runs_it(consume
     runs: list[str] = []
 
     def app():
-        h = Huey(name, backend=shared, lease_timeout=0.6)
+        h = Huey(name, backend=shared, lease_timeout=1.0)  # the shortest lease allowed
 
         @h.task(name="slow")
         def slow():
             runs.append("run")
-            time.sleep(1.5)  # over twice the lease: only the heartbeat keeps it
+            time.sleep(2.5)  # over twice the lease: only the heartbeat keeps it
 
         return h, slow
 

@@ -54,6 +54,8 @@ if _env.get("TEST_LEASE"):
     _options["lease_timeout"] = float(_env["TEST_LEASE"])
 if _env.get("TEST_MAX_DELIVERIES"):
     _options["max_deliveries"] = int(_env["TEST_MAX_DELIVERIES"])
+if _env.get("TEST_CLUSTER"):
+    _options["cluster"] = True
 if _env.get("TEST_LEAN"):  # the drain tests count executions in a file, not in results
     _options.update(results=False, events=False)
 
@@ -91,9 +93,70 @@ def sleepy(seconds, marker):
     return os.getpid()
 
 
+@huey.task(timeout=2)
+def nap(seconds, marker):
+    _touch(marker + ".started")
+    time.sleep(seconds)  # one blocking call: only a signal can cut it short
+    _append(f"{marker} {os.getpid()}\\n")
+    return os.getpid()
+
+
+@huey.task()
+def blob(size):
+    return b"x" * size
+
+
 @huey.task()
 def die():
     os._exit(3)  # takes the worker process with it, before any ack
+
+
+class Doom(BaseException):  # a BaseException subclass of the application's own
+    pass
+
+
+def _explode(kind):
+    import builtins
+
+    raise (Doom if kind == "Doom" else getattr(builtins, kind))(f"{kind} while unpickling")
+
+
+class Bomb:  # an argument whose unpickling raises `kind` (KeyboardInterrupt, ...)
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __reduce__(self):
+        return (_explode, (self.kind,))
+
+
+@huey.task(retries=1)
+def raises(kind, marker):
+    _append(f"{marker} {os.getpid()}\\n")
+    _explode(kind)
+
+
+@huey.task()
+def hooked(marker):
+    _append(f"{marker} {os.getpid()}\\n")
+    return marker
+
+
+@huey.pre_execute()
+def _exit_before(task):
+    if task.name == "hooked":
+        raise SystemExit("a pre-execute hook called sys.exit()")
+
+
+@huey.post_execute()
+def _interrupt_after(task, value, exc):
+    if task.name == "hooked":
+        raise KeyboardInterrupt("raised by a post-execute hook")
+
+
+@huey.signal("complete")
+def _doom_on_complete(signal, task, *args):
+    if task.name == "hooked":
+        raise Doom("raised by a signal receiver")
 
 
 if _env.get("TEST_CLOCK_EPOCH"):

@@ -27,10 +27,11 @@ import functools
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from huey_core import clock, keys, periodic
+from huey_core import clock, keys, limits, periodic
 from huey_core import signals as S
 from huey_core.crontab import crontab
 from huey_core.deadletters import DeadLetters
@@ -116,9 +117,9 @@ class Huey:
         self.store_intermediate_errors = store_intermediate_errors
         self.utc = utc
         self.events = events
-        self.lease_timeout = float(lease_timeout)
-        self.max_deliveries = int(max_deliveries)
-        self.result_ttl = result_ttl
+        self.lease_timeout = limits.check_lease_timeout(lease_timeout)
+        self.max_deliveries = limits.check_count("max_deliveries", max_deliveries, 1)
+        self.result_ttl = limits.check_ttl("result_ttl", result_ttl)
         self.immediate_use_memory = immediate_use_memory
         serializer = Serializer() if serializer is None else serializer
         self.serializer = SignedSerializer(serializer, secret) if secret else serializer
@@ -219,6 +220,7 @@ class Huey:
         **kwargs: Any,
     ) -> Callable[[Callable[..., Any]], TaskWrapper]:
         """Make a function a task: calling it enqueues and returns a Result."""
+        limits.check_task_options(retries, retry_delay, retry_backoff, priority, timeout, expires)
 
         def decorator(func: Callable[..., Any]) -> TaskWrapper:
             return TaskWrapper(
@@ -394,16 +396,17 @@ class Huey:
             return ResultGroup([self.enqueue(t) for t in task.tasks])
         if isinstance(task, chord):
             return enqueue_chord(self, task)
+        limits.check_task(task)
         if task.expires:
             task.resolve_expires(self.utc)
-        # Storage first: a backend that cannot be built fails here once, before any signal or
-        # event is sent for a task that was never queued.
-        queue = None if self._immediate else self.storage.queue
-        self.send_signal(S.SIGNAL_ENQUEUED, task)
-        if queue is None:
+        if self._immediate:
+            self.send_signal(S.SIGNAL_ENQUEUED, task)
             self.execute(task)
         else:
-            queue.enqueue(self.serialize_task(task), task.priority or 0)
+            stamp = time.time()
+            self.storage.queue.enqueue(self.serialize_task(task), task.priority or 0)
+            # Only now (stamped before the store): `enqueued` promises a stored message.
+            self.send_signal(S.SIGNAL_ENQUEUED, task, timestamp=stamp)
         if not self.results:
             return None
         results = pipeline_results(self, task)

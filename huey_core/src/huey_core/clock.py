@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime
 
+from huey_core import limits
+
 __all__ = ["normalize_expire_time", "normalize_time", "now", "to_datetime", "to_unix", "utcnow"]
 
 Expires = float | datetime.timedelta | datetime.datetime
@@ -36,7 +38,9 @@ def normalize_time(
         raise ValueError("specify either eta (a datetime) or delay (seconds)")
     if delay is not None:
         if not isinstance(delay, datetime.timedelta):
-            delay = datetime.timedelta(seconds=delay)
+            # NaN or infinity would fail deep inside timedelta with an unhelpful message
+            seconds = limits.check_seconds("delay", delay, None)
+            delay = datetime.timedelta(seconds=seconds or 0.0)
         return now(utc) + delay
     if not isinstance(eta, datetime.datetime):
         raise ValueError("eta must be a datetime")

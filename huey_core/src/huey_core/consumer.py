@@ -24,7 +24,7 @@ from multiprocessing.sharedctypes import Synchronized
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from huey_core import clock
+from huey_core import clock, limits, processes
 from huey_core.events import consumer_identity
 from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
@@ -41,8 +41,6 @@ logger = logging.getLogger("huey.consumer")
 
 WORKER_TYPES = ("thread", "process")
 MODES = ("auto", "blocking", "polling")
-
-_RUNNING, _STOP_GRACEFUL, _STOP_NOW = 0, 1, 2  # parent -> worker process commands
 
 
 class Consumer:
@@ -91,9 +89,7 @@ class Consumer:
         self.shutdown_timeout = shutdown_timeout
         self.utc = huey.utc if utc is None else utc
         if lease_timeout is not None:
-            if lease_timeout <= 0:
-                raise ConfigurationError(f"the lease timeout must be > 0, got {lease_timeout}")
-            huey.lease_timeout = lease_timeout
+            huey.lease_timeout = limits.check_lease_timeout(lease_timeout)
         self.check_worker_health = check_worker_health
         self.run_scheduler = scheduler
         storage = huey.storage
@@ -120,11 +116,9 @@ class Consumer:
         self._started = False
         self._worker_base = 0  # index offset for a forked child's worker name
         self._signals_received = 0
-        # Process workers: the parent writes _STOP_GRACEFUL or _STOP_NOW into a shared integer
-        # that children poll. A plain shared value, not a multiprocessing.Event: a child that
-        # exits while holding an Event's lock would deadlock the parent's next set().
+        # Process workers: the parent writes STOP_GRACEFUL or STOP_NOW into a shared integer
+        # that its children poll (huey_core.processes).
         self._mp_state: Synchronized[int] | None = None
-        self._parent: _ParentLink | None = None  # set in a forked worker process
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -214,13 +208,13 @@ class Consumer:
 
     def _start_processes(self) -> None:
         ctx = multiprocessing.get_context("fork")
-        self._mp_state = ctx.RawValue("i", _RUNNING)
+        self._mp_state = ctx.RawValue("i", processes.RUNNING)
         for n in range(1, self.workers + 1):
             self._processes.append(self._spawn(ctx, n))
 
     def _spawn(self, ctx: ForkContext, n: int) -> ForkProcess:
         proc = ctx.Process(
-            target=_child_main,
+            target=processes.child_main,
             args=(self.huey, self._child_options(), self._mp_state, n),
             name=f"huey-worker-{n}",
             daemon=False,
@@ -289,14 +283,14 @@ class Consumer:
     def _stop_processes(self, graceful: bool, timeout: float) -> None:
         assert self._mp_state is not None
         if graceful:
-            self._mp_state.value = _STOP_GRACEFUL
+            self._mp_state.value = processes.STOP_GRACEFUL
             # Children enforce the shutdown timeout themselves; the margin covers their exit.
             deadline = time.monotonic() + timeout + 5.0
             while time.monotonic() < deadline and not self.hard_stop.is_set():
                 if not any(p.is_alive() for p in self._processes):
                     break
                 time.sleep(0.05)
-        self._mp_state.value = _STOP_NOW
+        self._mp_state.value = processes.STOP_NOW
         deadline = time.monotonic() + 3.0
         for proc in self._processes:
             proc.join(max(deadline - time.monotonic(), 0.0))
@@ -396,8 +390,6 @@ class Consumer:
                 self._log_ready()
             last_health = time.monotonic()
             while not self.stopping.wait(0.1):
-                if self._parent is not None and self._parent.should_stop(self.hard_stop):
-                    break
                 if self.check_worker_health and time.monotonic() - last_health > 1.0:
                     last_health = time.monotonic()
                     self.check_health()
@@ -425,9 +417,6 @@ class Consumer:
             logger.info("consumer stopped at once; running tasks were released to the queue")
             return
         # Graceful: stop() polls; a second signal sets hard_stop and cuts the wait short.
-        # Children of a process-type consumer also stop at once when the parent says so.
-        if self._parent is not None:
-            self._parent.watch(self.hard_stop, self._stopped)
         self.stop(graceful=True)
         if self.hard_stop.is_set():
             logger.info("consumer stopped at once; running tasks were released to the queue")
@@ -438,69 +427,12 @@ class Consumer:
 def _check_options(
     workers: int, worker_type: str, mode: str, scheduler_interval: float, shutdown_timeout: float
 ) -> None:
-    if workers < 1:
-        raise ConfigurationError(f"workers must be at least 1, got {workers}")
+    limits.check_workers(workers)
     if worker_type not in WORKER_TYPES:
         raise ConfigurationError(
             f"unknown worker type {worker_type!r}; choose one of: {', '.join(WORKER_TYPES)}"
         )
     if mode not in MODES:
         raise ConfigurationError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
-    if scheduler_interval <= 0:
-        raise ConfigurationError(f"the scheduler interval must be > 0, got {scheduler_interval}")
-    if shutdown_timeout < 0:
-        raise ConfigurationError(f"the shutdown timeout must be >= 0, got {shutdown_timeout}")
-
-
-class _ParentLink:
-    """A worker process's view of its parent: the shared stop command and the parent's pid."""
-
-    def __init__(self, state: Synchronized[int]) -> None:
-        self.state = state
-        self.pid = os.getppid()
-
-    def should_stop(self, hard_stop: threading.Event) -> bool:
-        command = self.state.value
-        if command == _STOP_NOW:
-            hard_stop.set()
-            return True
-        return command == _STOP_GRACEFUL or os.getppid() != self.pid
-
-    def watch(self, hard_stop: threading.Event, stopped: threading.Event) -> None:
-        """While a graceful stop runs, turn the parent's "stop now" into hard_stop."""
-
-        def run() -> None:
-            while not stopped.is_set():
-                if self.state.value == _STOP_NOW:
-                    hard_stop.set()
-                    return
-                time.sleep(0.05)
-
-        threading.Thread(target=run, name="huey-parent-watch", daemon=True).start()
-
-
-def _child_main(
-    huey: Huey, options: dict[str, Any], state: Synchronized[int], index: int
-) -> None:  # pragma: no cover - runs in a forked child (covered by subprocess tests)
-    """A worker process: one thread worker of its own, stopped by signal or by its parent."""
-    # SIGINT goes to the whole foreground process group on Ctrl-C; the parent relays shutdown
-    # through the shared state, so the child must not count the same keypress twice.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    code = 0
-    try:
-        huey.storage.after_fork()
-        child = Consumer(huey, **options)
-        child._worker_base = index - 1
-        child._parent = _ParentLink(state)
-        child.run(signals=(signal.SIGTERM,), banner=False)
-    except Exception:
-        logger.exception("worker process %d failed", index)
-        code = 1
-    finally:
-        try:
-            huey.flush_events(5.0)  # os._exit skips atexit: send this process's last events now
-        except Exception:  # noqa: BLE001
-            pass
-        logging.shutdown()
-        os._exit(code)
+    limits.check_seconds("the scheduler interval", scheduler_interval, 0.0, open_min=True)
+    limits.check_seconds("the shutdown timeout", shutdown_timeout)

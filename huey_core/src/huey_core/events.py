@@ -178,7 +178,7 @@ def build_event(
     # An exception message may quote a URL with its password (a task's own database, a
     # backend error); events leave the process, so mask it here, once, for every listener.
     for key in ("traceback", "message", "reason"):
-        if isinstance(event.get(key), str) and "://" in event[key]:
+        if isinstance(event.get(key), str):
             event[key] = mask_url(event[key])
     return event
 
@@ -203,14 +203,17 @@ def emit_event(emitter: EventEmitter, event: dict[str, Any]) -> bool:
     try:
         emitter.emit(encode_event(event))
         return True
-    except Exception:
-        logger.warning(
-            "could not emit %s event for task %s",
-            event.get("status"),
-            event.get("id"),
-            exc_info=True,
-        )
+    except Exception as exc:
+        _log_emit_failure(f"{event.get('status')} event for task {event.get('id')}", exc)
         return False
+
+
+def _log_emit_failure(what: str, exc: Exception) -> None:
+    # One line: a producer whose event backend is down must not print a traceback per batch
+    # (a command-line tool shows every warning). The traceback is there with DEBUG logging.
+    text = mask_url(" ".join(str(exc).split())) or "(no message)"
+    logger.warning("could not emit %s (%s: %s)", what, type(exc).__name__, text)
+    logger.debug("emit failure", exc_info=exc)
 
 
 class EventPublisher:
@@ -328,13 +331,12 @@ class EventPublisher:
             chunk = batch[start:end]
             try:
                 emitter.emit_many([encode_event(event) for _, event in chunk])
-            except Exception:
-                logger.warning(
-                    "could not emit %d event(s) (first: %s for task %s)",
-                    len(chunk),
-                    chunk[0][1].get("status"),
-                    chunk[0][1].get("id"),
-                    exc_info=True,
+            except Exception as exc:
+                first = chunk[0][1]
+                _log_emit_failure(
+                    f"{len(chunk)} event(s), first {first.get('status')} for task "
+                    f"{first.get('id')}",
+                    exc,
                 )
             start = end
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Any
 
 
@@ -80,5 +82,24 @@ class ResultTimeout(HueyException):
     """Result.get(blocking=True, timeout=...) ran out of time."""
 
 
+class MessageTooLarge(HueyException, ValueError):
+    """A message or value is larger than the backend can store; the message names the limit."""
+
+
 class PoisonMessage(HueyException):
     """A message that can never run: undecodable, bad signature, unknown task. Dead-lettered."""
+
+
+def is_user_interrupt(exc: BaseException) -> bool:
+    """True for a KeyboardInterrupt that may be Ctrl-C, which must stop the program.
+
+    Python delivers signals to the main thread only, so on any other thread, or in a process
+    that ignores SIGINT (a consumer's worker process), a KeyboardInterrupt (like SystemExit or a
+    bare BaseException) was raised by code, and a consumer treats it as that code failing rather
+    than let it end a worker.
+    """
+    return (
+        isinstance(exc, KeyboardInterrupt)
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    )

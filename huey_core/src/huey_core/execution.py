@@ -36,6 +36,7 @@ from huey_core.exceptions import (
     TaskException,
     TaskLockedException,
     TaskTimeout,
+    is_user_interrupt,
 )
 from huey_core.progress import ProgressReporter
 from huey_core.protocols import Delivery
@@ -109,7 +110,9 @@ class Hooks:
                 value = fn()
                 if inspect.isawaitable(value):
                     aio.run(value)
-            except Exception:
+            except BaseException as exc:  # noqa: BLE001 - SystemExit too: see is_user_interrupt
+                if is_user_interrupt(exc):
+                    raise
                 logger.exception("%s hook %s failed", kind, name)
 
     def before(self, task: Task) -> bool:
@@ -120,7 +123,9 @@ class Hooks:
             except CancelExecution:
                 logger.warning("task %s canceled by pre-execute hook %s", task.id, name)
                 return False
-            except Exception:
+            except BaseException as exc:  # noqa: BLE001 - SystemExit too: see is_user_interrupt
+                if is_user_interrupt(exc):
+                    raise
                 logger.exception("pre-execute hook %s failed for task %s", name, task.id)
         return True
 
@@ -128,7 +133,9 @@ class Hooks:
         for name, hook in list(self.post_execute.items()):
             try:
                 hook(task, value, exception)
-            except Exception:
+            except BaseException as exc:  # noqa: BLE001 - SystemExit too: see is_user_interrupt
+                if is_user_interrupt(exc):
+                    raise
                 logger.exception("post-execute hook %s failed for task %s", name, task.id)
 
 

@@ -86,13 +86,15 @@ class MessageCodec:
             message = self.serializer.deserialize(data)
         except PoisonMessage:
             raise
-        except Exception as exc:  # a user-supplied serializer may raise anything
+        except BaseException as exc:  # noqa: BLE001 - a user-supplied serializer may raise
+            # anything, KeyboardInterrupt from an object's unpickling included: that is a bad
+            # message, not a shutdown, and must not end the worker (see serializer.Serializer)
             raise PoisonMessage(f"cannot decode message: {type(exc).__name__}: {exc}") from None
         try:
             return self.from_message(message)
         except PoisonMessage:
             raise
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001 - e.g. an args container whose __len__ raises
             raise PoisonMessage(f"malformed task message: {type(exc).__name__}: {exc}") from None
 
     def peek_names(self, data: bytes) -> tuple[str | None, str | None]:
@@ -102,11 +104,11 @@ class MessageCodec:
         """
         try:
             message = self.serializer.deserialize(data)
-        except Exception:  # noqa: BLE001 - any failure just means "cannot tell"
+            if not isinstance(message, dict):
+                return None, None
+            task_id, name = message.get("id"), message.get("name")
+        except BaseException:  # noqa: BLE001 - any failure just means "cannot tell"
             return None, None
-        if not isinstance(message, dict):
-            return None, None
-        task_id, name = message.get("id"), message.get("name")
         return (
             task_id if isinstance(task_id, str) else None,
             name if isinstance(name, str) else None,

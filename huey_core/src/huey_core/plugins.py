@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 import pluggy
 
@@ -175,21 +176,60 @@ def add_commands(cli: Any) -> None:
 
 
 # scheme://user:password@host. The password runs to the LAST "@" before a "/" or whitespace,
-# because redis-py splits the netloc at its last "@" (so "p@ss" is one password).
+# because redis-py and libpq split the netloc at its last "@" (so "p@ss" is one password).
 _PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^/\s]*)(?P<at>@)")
 # ?password=... (PyMySQL, redis-py and libpq all accept the password as a query parameter).
 _QUERY_PASSWORD = re.compile(r"(?i)(?P<head>[?&](?:password|passwd|pwd)=)(?P<pw>[^&#\s]*)")
+# Shorter fragments of a password are not scrubbed from free text: "a@b" must not turn every
+# "a" of an error message into ***. (The whole password is, whatever its length, inside URLs.)
+MIN_SCRUBBED = 4
+_secrets: tuple[str, ...] = ()
+_secrets_lock = threading.Lock()
+
+
+def _forms(password: str) -> set[str]:
+    """Every way a password may show up in text: as written, decoded, encoded, and the pieces a
+    parser that ends the password at the FIRST "@" (SQLAlchemy) takes for password and host."""
+    forms = {password, unquote(password), quote(unquote(password), safe="")}
+    for form in list(forms):
+        forms.update(form.split("@"))
+    return {f for f in forms if len(f) >= MIN_SCRUBBED}
+
+
+def remember_secrets(url: str | None) -> None:
+    """Note the password of a backend URL, so that mask_url() also scrubs it from text that
+    holds no URL: a driver's error message quoting a host it parsed out of the password, say.
+
+    Backends call it with the URL they are given; mask_url() calls it for every URL it masks.
+    """
+    if not url or "://" not in url:
+        return
+    found = {m.group("pw") for m in _PASSWORD.finditer(url)}
+    found |= {m.group("pw") for m in _QUERY_PASSWORD.finditer(url)}
+    forms = set().union(*(_forms(pw) for pw in found if pw and pw != "***"))
+    global _secrets
+    if forms - set(_secrets):
+        with _secrets_lock:
+            _secrets = tuple(sorted(set(_secrets) | forms, key=len, reverse=True))
 
 
 def mask_url(url: str | None) -> str:
-    """The URL with any password replaced by ***, fit for logs, events and error messages.
+    """The text with every password hidden (***), fit for logs, events and error messages.
 
-    Also works on free text that contains URLs (an exception message, a log line).
+    Works on a URL or on free text that contains URLs (an exception message, a log line): a URL's
+    password is masked as the URL parsers read it (to the last "@" of the host part), and any
+    password seen before (see remember_secrets) is scrubbed wherever it appears, in the forms a
+    driver may quote it.
     """
     if not url:
         return ""
+    remember_secrets(url)
     masked = _PASSWORD.sub(r"\g<head>***\g<at>", url)
-    return _QUERY_PASSWORD.sub(r"\g<head>***", masked)
+    masked = _QUERY_PASSWORD.sub(r"\g<head>***", masked)
+    for secret in _secrets:  # longest first, so a piece never leaves the rest of a longer form
+        if secret in masked:
+            masked = masked.replace(secret, "***")
+    return masked
 
 
 def scheme_of(url: str) -> str:
@@ -288,6 +328,7 @@ def create_backend(
 ) -> Backend:
     """Build the Backend for huey instance `name` from the selection rules above."""
     info, url = resolve(backend, url)
+    remember_secrets(url)
     factory = info.load()
     try:
         built = factory(name, url, **options)

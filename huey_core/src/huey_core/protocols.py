@@ -12,6 +12,20 @@ only to be faster (one round trip instead of several) or to wait natively instea
 docs/backends.md has the table.
 
 Times are unix timestamps (float seconds, `time.time()`); durations are float seconds.
+
+Malformed rows. Storage can be written by something other than huey (a producer in another
+language, an operator, an old release). A row the backend cannot hand to the core as it should
+(a payload that is not bytes, a priority or delivery count that is not an integer) must never
+make dequeue() or move_due() fail for every message behind it. The backend removes such a row
+and writes it to the dead-letter store itself, in the format of huey_core.deadletters, with
+`huey_core.deadletters.backend_dead_letter()` (the record, its key and its `dead-lettered`
+event), in the same transaction where it can: dequeue() then moves on to the next message, and
+move_due() counts the row among those it moved. Where a backend cannot write both at once it
+may first set the row aside and turn it into a dead letter by the time the next move_due()
+returns (the Redis backend does). Rows that are only unusual are read leniently: a text payload
+is its UTF-8 bytes; a delivery count stops at 2**31 - 1; a lease without a deadline is listed
+with `deadline` None and recovered. The conformance suite checks this for the kinds of
+malformed rows a backend can hold (huey_core.testing.MalformedRowsConformance).
 """
 
 from __future__ import annotations
@@ -70,7 +84,9 @@ class LeaseInfo:
 
     lease: str
     owner: str
-    deadline: float  # unix time after which recover() may hand the message to someone else
+    # Unix time after which recover() may hand the message to someone else. None when the
+    # backend holds no usable deadline for it (a malformed row): recover() takes it at once.
+    deadline: float | None
     deliveries: int
     data: bytes
 
@@ -93,6 +109,7 @@ class Queue(Protocol):
 
         Atomic: no two callers ever receive the same message under live leases. The message is
         leased, not removed: it stays stored until ack(). Returns None when the queue is empty.
+        A malformed row is set aside as a dead letter, never returned (module docstring).
         When `blocking` is True and `wait` > 0 it waits up to `wait` seconds for a message;
         otherwise it returns at once and the consumer polls with backoff.
         """
@@ -160,6 +177,7 @@ class Schedule(Protocol):
 
         Atomic per message: at every instant a message is in the schedule or in the queue, so a
         crash at any point loses nothing and no message is moved twice by concurrent callers.
+        A malformed entry goes to the dead letters instead, and counts as moved.
         """
 
     def pop_due(self, now: float, limit: int = 1000) -> list[bytes]:

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from huey_core import clock, keys
@@ -151,10 +152,9 @@ class Scheduler:
     def _run(self) -> None:
         interval = self.consumer.scheduler_interval
         while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception as exc:  # noqa: BLE001 - server down: back off, never die
-                self._failed(exc)
+            failed = self.tick()
+            if failed:
+                self._failed(failed)
                 continue
             if self._failures:
                 logger.info(
@@ -164,14 +164,14 @@ class Scheduler:
             self.backoff.reset()
             self._stop.wait(self._next_wait(interval))
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, failed: list[tuple[str, Exception]]) -> None:
         delay = self.backoff.next()
         self._failures += 1
         logger.log(
             logging.WARNING if self._failures % 10 == 1 else logging.DEBUG,
-            "scheduler: %s failed (%s); retrying in %.2f s (failure %d in a row)",
+            "scheduler: %s on %s; retrying in %.2f s (failure %d in a row)",
+            "; ".join(f"{step} failed ({describe_error(exc)})" for step, exc in failed),
             self.consumer.backend_description,
-            describe_error(exc),
             delay,
             self._failures,
         )
@@ -185,13 +185,27 @@ class Scheduler:
         to_next_minute = 60.0 - (time.time() % 60.0) + 0.01
         return max(min(interval, to_next_minute), 0.01)
 
-    def tick(self, now: float | None = None) -> None:
-        """One scheduler step: move due messages, recover expired leases, periodic check."""
+    def tick(self, now: float | None = None) -> list[tuple[str, Exception]]:
+        """One scheduler step: move due messages, recover expired leases, periodic check.
+
+        Each part runs whether or not the others fail: a schedule the backend cannot move
+        must not hold back the recovery of a dead consumer's tasks, nor the periodic tasks.
+        Returns the parts that failed, with their errors (empty when all went well).
+        """
         now = time.time() if now is None else now
-        self.move_due(now)
-        self.recover()
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("moving due tasks", lambda: self.move_due(now)),
+            ("recovering expired leases", self.recover),
+        ]
         if self.consumer.periodic:
-            self.periodic_check(now)
+            steps.append(("enqueueing periodic tasks", lambda: self.periodic_check(now)))
+        failed: list[tuple[str, Exception]] = []
+        for step, run in steps:
+            try:
+                run()
+            except Exception as exc:  # noqa: BLE001 - server down: back off, never die
+                failed.append((step, exc))
+        return failed
 
     def move_due(self, now: float) -> int:
         schedule = self.consumer.huey.storage.schedule

@@ -85,8 +85,10 @@ class Serializer:
     def deserialize(self, data: bytes) -> Any:
         try:
             return pickle.loads(data)
-        except (Exception, SystemExit) as exc:  # unpickling garbage can raise nearly anything
-            # SystemExit too: a forged pickle calling exit() must not end the worker thread.
+        except BaseException as exc:  # noqa: BLE001 - unpickling runs code the data names
+            # KeyboardInterrupt, SystemExit, GeneratorExit...: raised by an object's unpickling
+            # (a forged exit() call, a __reduce__ that raises), never by a real Ctrl-C, which
+            # Python delivers between bytecodes of the caller. They must not end a worker.
             raise PoisonMessage(f"cannot unpickle data: {type(exc).__name__}: {exc}") from None
 
 
@@ -232,5 +234,5 @@ class SignedSerializer(Serializer):
             return self.inner.deserialize(payload)
         except PoisonMessage:
             raise
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001 - an inner serializer's unpickling, as above
             raise PoisonMessage(f"cannot decode signed data: {type(exc).__name__}: {exc}") from None

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from huey_core.exceptions import is_user_interrupt
+
 logger = logging.getLogger("huey")
 
 SIGNAL_CANCELED = "canceled"
@@ -73,7 +75,9 @@ class Signal:
         for receiver in receivers:
             try:
                 receiver(signal, task, *args)
-            except Exception:
+            except BaseException as exc:  # noqa: BLE001 - SystemExit too: a receiver never ends a worker
+                if is_user_interrupt(exc):
+                    raise
                 logger.exception(
                     "signal receiver %s failed for %r",
                     getattr(receiver, "__name__", receiver),

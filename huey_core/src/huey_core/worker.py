@@ -14,6 +14,7 @@ that keeps happening.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -21,7 +22,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from huey_core import aio
+from huey_core import aio, limits
 from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
 from huey_core.protocols import Delivery, Queue
@@ -50,9 +51,9 @@ class Backoff:
     """
 
     def __init__(self, initial: float = 0.1, factor: float = 1.15, maximum: float = 10.0) -> None:
-        if initial <= 0:
-            raise ConfigurationError(f"the polling delay must be > 0, got {initial}")
-        if factor <= 1:
+        limits.check_seconds("the polling delay", initial, 0.0, open_min=True)
+        limits.check_seconds("the maximum delay", maximum, 0.0, open_min=True)
+        if not math.isfinite(factor) or factor <= 1:
             raise ConfigurationError(f"the backoff factor must be greater than 1, got {factor}")
         if maximum < initial:
             raise ConfigurationError(
@@ -111,6 +112,13 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{self.name}"
         self.thread = threading.Thread(target=self.run, name=f"huey-{self.name}", daemon=True)
         self.thread.start()
+
+    def run_here(self) -> None:
+        """Run the worker loop on the calling thread (a worker process's main thread, where
+        SIGALRM can interrupt a task that outlives its timeout)."""
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{self.name}"
+        self.thread = threading.current_thread()
+        self.run()
 
     @property
     def busy(self) -> bool:
@@ -249,9 +257,11 @@ class Worker:
         """huey.process(); True when the message is done (ack), False to release it."""
         try:
             done = self.consumer.huey.process(delivery, worker=self.owner)
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001 - whatever it was, the worker goes on
             # process() handles everything a task or a message does; this is a backend failure
-            # half-way (e.g. storing the result). Give the message back so it runs again.
+            # half-way (e.g. storing the result), or a hook or signal receiver that raised
+            # SystemExit or KeyboardInterrupt outside the task. Give the message back at once
+            # so it runs again; its delivery count dead-letters it if this keeps happening.
             self._process_failures += 1
             self._log_process_failure(exc)
             return False
@@ -265,7 +275,7 @@ class Worker:
             )
         return done
 
-    def _log_process_failure(self, exc: Exception) -> None:
+    def _log_process_failure(self, exc: BaseException) -> None:
         if self._process_failures % 10 == 1:  # the traceback once, then every tenth time
             logger.exception(
                 "%s: processing a message failed outside the task (failure %d in a row); "

@@ -24,7 +24,7 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 from huey_core.exceptions import ConfigurationError
-from huey_core.plugins import mask_url
+from huey_core.plugins import mask_url, remember_secrets
 from huey_core.protocols import BaseBackend
 from huey_redis.events import RedisEvents
 from huey_redis.queue import RedisQueue, RedisSchedule
@@ -69,6 +69,7 @@ class RedisBackend(BaseBackend):
             raise ConfigurationError("the redis backend needs a non-empty instance name")
         self.name = name
         self.url = url or DEFAULT_URL
+        remember_secrets(self.url)  # scrubbed from every error text a driver may quote it in
         # options may arrive as strings (environment, CLI), hence the explicit conversions
         self.cluster = _flag(options.pop("cluster", False))
         default_ttl = _seconds(options.pop("default_ttl", None))

@@ -13,14 +13,20 @@ Layout, every key under the instance hash tag `huey:{name}:` so a Cluster keeps 
     signal    list    wake-up tokens for blocked dequeues (BLPOP), at most SIGNAL_CAP long
     schedule  zset    "<id>|<priority>|<payload>" scored by timestamp
     sseq      string  counter naming schedule entries (identical payloads stay distinct members)
+    bad       hash    entries set aside as malformed -> "<reason>\n<payload>", until move_due()
+                      turns them into dead letters
 
 Every state change is one Lua script, so a message is at each instant in exactly one of ready,
-leased or schedule. Lease deadlines use the Redis server clock (TIME inside the scripts), so
+leased, schedule or bad. Entries something other than huey wrote (a schedule member that is not
+"<id>|<priority>|<payload>", a priority or delivery count that is not an integer) are set aside
+in `bad` instead of failing the script for every message behind them. Lease deadlines use the Redis server clock (TIME inside the scripts), so
 consumers on machines whose clocks disagree still agree on when a lease has expired.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -28,10 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
+from huey_core.deadletters import backend_dead_letter
 from huey_core.protocols import BaseQueue, BaseSchedule, Delivery, LeaseInfo
 
 if TYPE_CHECKING:
     from huey_redis.backend import RedisBackend
+
+log = logging.getLogger("huey_redis")
 
 # Enough tokens to wake every worker of a typical consumer fleet at once; more only cost memory.
 # A token is a hint, never a claim: a woken dequeue re-runs the claim script and may find nothing.
@@ -48,10 +57,22 @@ local function now()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
--- splits a schedule member "<16 hex id>|<priority>|<payload>"
+-- an integer that fits the 32-bit range every backend stores, or nil (nan, inf, 1.5, 'x')
+local function int32(v)
+  local n = tonumber(v)
+  if n == nil or n ~= n or n ~= math.floor(n) or math.abs(n) > 2147483647 then return nil end
+  return n
+end
+-- splits a schedule member "<16 hex id>|<priority>|<payload>": priority (nil when malformed)
+-- and payload (the whole member when it has no such shape)
 local function unpack_member(m)
-  local bar = string.find(m, '|', 18, true)
-  return string.sub(m, 18, bar - 1), string.sub(m, bar + 1)
+  local bar = nil
+  if #m > 17 and string.sub(m, 17, 17) == '|' then bar = string.find(m, '|', 18, true) end
+  if not bar then return nil, m end
+  return int32(string.sub(m, 18, bar - 1)), string.sub(m, bar + 1)
+end
+local function set_aside(bad, field, reason, payload)
+  redis.call('HSET', bad, field, reason .. '\\n' .. payload)
 end
 """
 
@@ -66,7 +87,7 @@ signal(KEYS[5], tonumber(ARGV[3]))
 return id
 """
 
-# KEYS: ready data dlv leased owner signal   ARGV: lease_timeout owner nonce cap
+# KEYS: ready data dlv leased owner signal bad   ARGV: lease_timeout owner nonce cap
 DEQUEUE = """
 while true do
   local popped = redis.call('ZPOPMIN', KEYS[1])
@@ -76,11 +97,21 @@ while true do
   end
   local id = popped[1]
   local payload = redis.call('HGET', KEYS[2], id)
+  local n = tonumber(redis.call('HGET', KEYS[3], id) or '0')
+  if payload and (n == nil or n ~= n) then
+    -- checked before anything changes: a script error does not undo the writes before it
+    set_aside(KEYS[7], 'q' .. id .. ':' .. ARGV[3], 'queue entry has a delivery count that is '
+      .. 'not a number', payload)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[3], id)
+    payload = nil
+  end
   if payload then
     local lease = id .. ':' .. ARGV[3]
     redis.call('ZADD', KEYS[4], string.format('%.6f', now() + tonumber(ARGV[1])), lease)
     redis.call('HSET', KEYS[5], lease, ARGV[2])
-    local n = redis.call('HINCRBY', KEYS[3], id, 1)
+    if n < 2147483647 then n = n + 1 end  -- stops at the top of the range every backend stores
+    redis.call('HSET', KEYS[3], id, string.format('%d', n))
     -- pass the baton: another blocked worker may take the next message right away; when this
     -- was the last one, tokens left over from busy times would only cause empty wake-ups
     if redis.call('ZCARD', KEYS[1]) > 0 then
@@ -94,7 +125,8 @@ while true do
 end
 """
 
-# KEYS: ready data dlv leased owner signal prio   ARGV: lease_timeout owner nonce cap acked_lease
+# KEYS: ready data dlv leased owner signal bad prio
+# ARGV: lease_timeout owner nonce cap acked_lease
 # ack (as ACK) then dequeue (as DEQUEUE): a worker's two calls between tasks in one round trip
 _ACK_FIRST = """
 local acked = ARGV[5]
@@ -102,7 +134,7 @@ if redis.call('ZREM', KEYS[4], acked) == 1 then
   redis.call('HDEL', KEYS[5], acked)
   local aid = string.match(acked, '^[^:]+')
   redis.call('HDEL', KEYS[2], aid)
-  redis.call('HDEL', KEYS[7], aid)
+  redis.call('HDEL', KEYS[8], aid)
   redis.call('HDEL', KEYS[3], aid)
 end
 """
@@ -124,7 +156,7 @@ RELEASE = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 local id = string.match(ARGV[1], '^[^:]+')
-local prio = tonumber(redis.call('HGET', KEYS[3], id) or '0')
+local prio = int32(redis.call('HGET', KEYS[3], id) or '0') or 0
 redis.call('ZADD', KEYS[4], -prio, id)  -- same id: it keeps its place in line
 signal(KEYS[5], tonumber(ARGV[2]))
 return 1
@@ -144,7 +176,7 @@ for _, lease in ipairs(expired) do
   redis.call('ZREM', KEYS[1], lease)
   redis.call('HDEL', KEYS[2], lease)
   local id = string.match(lease, '^[^:]+')
-  local prio = tonumber(redis.call('HGET', KEYS[3], id) or '0')
+  local prio = int32(redis.call('HGET', KEYS[3], id) or '0') or 0
   redis.call('ZADD', KEYS[4], -prio, id)
   signal(KEYS[5], tonumber(ARGV[1]))
 end
@@ -172,7 +204,7 @@ for i = 1, #rows, 2 do
   out[#out + 1] = lease
   out[#out + 1] = redis.call('HGET', KEYS[2], lease) or ''
   out[#out + 1] = rows[i + 1]
-  out[#out + 1] = redis.call('HGET', KEYS[3], id) or '0'
+  out[#out + 1] = tostring(tonumber(redis.call('HGET', KEYS[3], id) or '0') or 0)
   out[#out + 1] = redis.call('HGET', KEYS[4], id) or ''
 end
 return out
@@ -185,19 +217,25 @@ redis.call('ZADD', KEYS[2], ARGV[1], id .. '|' .. ARGV[2] .. '|' .. ARGV[3])
 return 1
 """
 
-# KEYS: schedule seq ready data prio signal   ARGV: now limit cap
+# KEYS: schedule seq ready data prio signal bad   ARGV: now limit cap
+# Returns {moved (malformed ones included), entries waiting in bad}.
 MOVE_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, m in ipairs(due) do
   local prio, payload = unpack_member(m)
   redis.call('ZREM', KEYS[1], m)
   local id = string.format('%016x', redis.call('INCR', KEYS[2]))
-  redis.call('HSET', KEYS[4], id, payload)
-  if tonumber(prio) ~= 0 then redis.call('HSET', KEYS[5], id, prio) end
-  redis.call('ZADD', KEYS[3], -tonumber(prio), id)
-  signal(KEYS[6], tonumber(ARGV[3]))
+  if prio == nil then
+    set_aside(KEYS[7], 's' .. id, 'schedule entry is malformed (not <id>|<priority>|<payload> '
+      .. 'with an integer priority)', payload)
+  else
+    redis.call('HSET', KEYS[4], id, payload)
+    if prio ~= 0 then redis.call('HSET', KEYS[5], id, string.format('%d', prio)) end
+    redis.call('ZADD', KEYS[3], -prio, id)
+    signal(KEYS[6], tonumber(ARGV[3]))
+  end
 end
-return #due
+return {#due, redis.call('HLEN', KEYS[7])}
 """
 
 # KEYS: schedule   ARGV: now limit
@@ -241,9 +279,10 @@ class RedisQueue(BaseQueue):
         k = backend.key
         self._seq, self._ready, self._data = k("seq"), k("ready"), k("data")
         self._prio, self._dlv, self._leased = k("prio"), k("dlv"), k("leased")
-        self._owner, self._signal = k("owner"), k("signal")
-        # the KEYS of DEQUEUE, and the first six of ACK_DEQUEUE
-        self._claim_keys = [k(n) for n in ("ready", "data", "dlv", "leased", "owner", "signal")]
+        self._owner, self._signal, self._bad = k("owner"), k("signal"), k("bad")
+        # the KEYS of DEQUEUE, and the first seven of ACK_DEQUEUE
+        names = ("ready", "data", "dlv", "leased", "owner", "signal", "bad")
+        self._claim_keys = [k(n) for n in names]
         s = _scripts(backend)
         self._enqueue, self._dequeue, self._ack = s(ENQUEUE), s(DEQUEUE), s(ACK)
         self._release, self._extend, self._recover = s(RELEASE), s(EXTEND), s(RECOVER)
@@ -383,7 +422,30 @@ class RedisQueue(BaseQueue):
             self._leased,
             self._owner,
             self._signal,
+            self._bad,
         )
+
+    def dead_letter_set_aside(self) -> int:
+        """Turn the entries set aside in `bad` into dead letters; return how many.
+
+        Each one is stored (with an id derived from the entry, so two consumers doing this at
+        once store it once) before it leaves `bad`, so a crash in between loses nothing.
+        """
+        client = self._b.client
+        entries: dict[bytes, bytes] = client.hgetall(self._bad)
+        for field, value in entries.items():
+            reason, _, payload = bytes(value).partition(b"\n")
+            text = reason.decode("utf-8", "replace")
+            dl_id = hashlib.sha1(bytes(field) + bytes(value)).hexdigest()[:32]
+            key, record, event = backend_dead_letter(self._b.name, payload, text, dl_id=dl_id)
+            self._b.store.put(key, record)
+            client.hdel(self._bad, field)
+            log.error("instance %r: %s; moved it to the dead letters (%s)", self._b.name, text, key)
+            try:
+                self._b.events.emit(event)
+            except Exception:  # noqa: BLE001 - the letter is stored; the event is a courtesy
+                log.warning("could not emit the dead-lettered event for %s", key, exc_info=True)
+        return len(entries)
 
 
 class RedisSchedule(BaseSchedule):
@@ -406,12 +468,13 @@ class RedisSchedule(BaseSchedule):
         if limit <= 0:
             return 0
         q = self._q
-        return int(
-            self._move_due(
-                keys=[self._key, q._seq, q._ready, q._data, q._prio, q._signal],
-                args=[repr(float(now)), int(limit), SIGNAL_CAP],
-            )
+        moved, waiting = self._move_due(
+            keys=[self._key, q._seq, q._ready, q._data, q._prio, q._signal, q._bad],
+            args=[repr(float(now)), int(limit), SIGNAL_CAP],
         )
+        if int(waiting):
+            q.dead_letter_set_aside()
+        return int(moved)
 
     def pop_due(self, now: float, limit: int = 1000) -> list[bytes]:
         """Remove and return up to `limit` due messages, earliest first. Atomic."""

@@ -30,6 +30,7 @@ __all__ = [
     "delete_instance_keys",
     "free_ports",
     "make_factory",
+    "malformed_rows",
     "port_free",
     "require_binaries",
     "require_server",
@@ -98,6 +99,33 @@ def make_factory(url: str = REDIS_URL, **options: Any) -> Iterator[Callable[...,
         except Exception:  # noqa: BLE001 - a test that stopped its server leaves nothing to clean
             pass
         backend.close()
+
+
+def malformed_rows() -> dict[str, Callable[[RedisBackend], bytes]]:
+    """How to write each kind of malformed entry Redis can hold, for the `malformed_rows`
+    fixture of the conformance suite (huey_core.testing.MalformedRowsConformance)."""
+
+    def message_id(backend: RedisBackend, payload: bytes) -> bytes:
+        stored = backend.client.hgetall(backend.key("data"))
+        return next(i for i, data in stored.items() if data == payload)
+
+    def count(payload: bytes, value: str) -> Callable[[RedisBackend], bytes]:
+        def plant(backend: RedisBackend) -> bytes:
+            backend.queue.enqueue(payload)
+            backend.client.hset(backend.key("dlv"), message_id(backend, payload), value)
+            return payload
+
+        return plant
+
+    def schedule(backend: RedisBackend) -> bytes:
+        backend.client.zadd(backend.key("schedule"), {b"not a schedule entry": time.time() - 10})
+        return b"not a schedule entry"
+
+    return {
+        "queue": count(b"count is not a number", "many"),
+        "schedule": schedule,
+        "deliveries": count(b"counted out", str(2**31 - 1)),
+    }
 
 
 def port_free(port: int) -> bool:
@@ -186,20 +214,25 @@ class RedisServer:
         self.proc = None
 
 
-def start_cluster(workdir: Path) -> list[RedisServer]:
-    """Three masters on free ports, no replicas, slots assigned; returns once cluster_state is
-    ok. The URL of the first node reaches the whole Cluster. The caller stops the servers."""
+def start_cluster(
+    workdir: Path, replicas: int = 0, node_timeout_ms: int | None = None
+) -> list[RedisServer]:
+    """Three masters on free ports, each with `replicas` replicas, slots assigned; returns once
+    cluster_state is ok and every replica is in sync. The URL of the first node reaches the
+    whole Cluster. `node_timeout_ms` (cluster-node-timeout) bounds how soon a dead master's
+    replica takes over. The caller stops the servers."""
     require_binaries()
     servers: list[RedisServer] = []
+    extra = ("--cluster-node-timeout", str(node_timeout_ms)) if node_timeout_ms else ()
     try:
-        for port in free_ports(3):
+        for port in free_ports(3 * (1 + replicas)):
             server = RedisServer(
                 port, workdir / str(port), "--cluster-enabled", "yes",
-                "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-config-file", f"nodes-{port}.conf", *extra,
             )  # fmt: skip
             server.start()
             servers.append(server)
-        _create_cluster([s.port for s in servers])
+        _create_cluster([s.port for s in servers], replicas)
         return servers
     except BaseException:
         for server in servers:
@@ -207,22 +240,28 @@ def start_cluster(workdir: Path) -> list[RedisServer]:
         raise
 
 
-def _create_cluster(ports: list[int]) -> None:
+def _cli(port: int, *args: str) -> str:
+    return subprocess.run(
+        ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=10
+    ).stdout
+
+
+def _create_cluster(ports: list[int], replicas: int = 0) -> None:
     subprocess.run(
         ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-         "--cluster-replicas", "0", "--cluster-yes"],
+         "--cluster-replicas", str(replicas), "--cluster-yes"],
         check=True, capture_output=True, timeout=30,
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while True:
-        states = [
-            subprocess.run(
-                ["redis-cli", "-p", str(p), "cluster", "info"], capture_output=True, text=True
-            ).stdout
+        if all("cluster_state:ok" in _cli(p, "cluster", "info") for p in ports) and all(
+            "master_link_status:up" in _cli(p, "info", "replication")
             for p in ports
-        ]
-        if all("cluster_state:ok" in s for s in states):
-            return
+            if "role:slave" in _cli(p, "info", "replication")
+        ):
+            replicas_up = sum("role:slave" in _cli(p, "info", "replication") for p in ports)
+            if replicas_up == len(ports) - 3:
+                return
         if time.monotonic() > deadline:
             raise RuntimeError("the test cluster never reached cluster_state:ok")
         time.sleep(0.1)

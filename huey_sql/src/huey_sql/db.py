@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from huey_core.exceptions import MessageTooLarge
+from huey_core.plugins import mask_url, remember_secrets
 from huey_sql import dialects, schema
 
 T = TypeVar("T")
@@ -26,6 +28,10 @@ _schema_ready: set[tuple[str, str]] = set()  # (url, prefix) created by this pro
 _schema_lock = threading.Lock()
 
 RECONNECT_ATTEMPTS = 3  # tries of a transaction whose connection was lost before it committed
+# What a statement adds to the payload it carries: SQL text, the other parameters, quoting.
+STATEMENT_OVERHEAD = 4096
+# Bytes MySQL drivers send as two (a backslash escape) inside a string literal.
+ESCAPED_BYTES = (b"\x00", b"\n", b"\r", b"\x1a", b"'", b'"', b"\\")
 
 
 def channel_name(prefix: str, name: str, kind: str) -> str:
@@ -64,13 +70,13 @@ class Database:
 
     def __init__(self, name: str, url: str | None, options: dict[str, Any]) -> None:
         self.name = name
+        remember_secrets(url)  # scrubbed from every error text, in whatever form a driver quotes
         self.url = dialects.normalize_url(url)
         self.tables = schema.build_tables(options["table_prefix"])
         self.options = options
         self.dialect = dialects.dialect_for(self.url)(self.url, self.tables, options)
         self.engine = self.dialect.create_engine()
         self._dbapi = self.engine.dialect.loaded_dbapi
-        self._password = self.url.password or ""
         self._ready = False
         self._channels = {k: channel_name(self.tables.prefix, name, k) for k in ("q", "kv", "ev")}
         self.waker = self.dialect.make_waker(self)
@@ -178,9 +184,32 @@ class Database:
 
     def _raise(self, exc: BaseException) -> None:
         # Drivers do not echo passwords, but a DSN can end up in a message; never let it out.
-        if self._password and self._password in str(exc):
-            raise ConnectionError(str(exc).replace(self._password, "***")) from None
+        text = str(exc)
+        masked = mask_url(text)
+        if masked != text:
+            raise ConnectionError(masked) from None
         raise exc
+
+    # -- limits --------------------------------------------------------------------------------
+
+    def check_size(self, data: bytes, what: str = "message") -> None:
+        """MessageTooLarge, before anything is sent, when `data` cannot fit in one statement.
+
+        MySQL refuses a statement longer than max_allowed_packet by closing the connection
+        ("server has gone away"), after the driver has built the whole escaped statement in
+        memory; this check says so in one line instead.
+        """
+        limit = self.dialect.payload_limit(lambda fn: self.run(fn, read=True, single=True))
+        if limit is None or len(data) + STATEMENT_OVERHEAD <= limit // 2:
+            return  # fits even if every byte needed escaping
+        escaped = len(data) + sum(data.count(b) for b in ESCAPED_BYTES) + STATEMENT_OVERHEAD
+        if escaped > limit:
+            raise MessageTooLarge(
+                f"the {what} is {len(data):,} bytes, more than max_allowed_packet "
+                f"({limit:,} bytes) allows in one statement; raise max_allowed_packet on the "
+                "server (and in the client's connect_args), or pass a reference (a path, a "
+                "key) instead of the data itself"
+            )
 
     # -- waiting -------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from huey_core.protocols import BaseQueue, Delivery, LeaseInfo
+from huey_sql import rows
 from huey_sql.db import Database, fetchall, rowcount, scalar
 
 
@@ -32,6 +33,7 @@ class SQLQueue(BaseQueue):
 
     def enqueue(self, data: bytes, priority: int = 0) -> None:
         """Append a message: one insert (with its NOTIFY on PostgreSQL)."""
+        self._db.check_size(data)
         args = (self._name, -int(priority), data)
         self._db.run(lambda cur: self._sql.enqueue(cur, args, self._channel), single=True)
         self._db.waker.touch("q")
@@ -40,12 +42,39 @@ class SQLQueue(BaseQueue):
         return uuid.uuid4().hex, owner[:200], time.time() + lease_timeout
 
     def _claim(self, owner: str, lease_timeout: float) -> Delivery | None:
-        claim = self._lease(owner, lease_timeout)
-        row = self._db.run(
+        for _ in range(rows.BAD_ROWS_PER_CALL):
+            claim = self._lease(owner, lease_timeout)
+            row = self._claim_row(claim)
+            if row is None:
+                return None
+            delivery = self._checked(row, claim[0])
+            if delivery is not None:
+                return delivery
+        return None  # a run of bad rows: set aside so far; the next call goes on
+
+    def _claim_row(self, claim: tuple[str, str, float]) -> Any:
+        return self._db.run(
             lambda cur: self._sql.claim(cur, claim, self._name),
             single=self._sql.claim_is_one_statement,
         )
-        return None if row is None else Delivery(bytes(row[0]), claim[0], row[1])
+
+    def _checked(self, row: Any, lease: str) -> Delivery | None:
+        """The Delivery of a claimed row, or None after setting a malformed row aside."""
+        data, deliveries = rows.payload(row[0]), rows.integer(row[1])
+        if data is not None and deliveries is not None:
+            return Delivery(data, lease, deliveries)
+        if data is None:
+            reason = f"queue row holds {rows.kind(row[0])} instead of a message payload"
+        else:
+            reason = f"queue row has a delivery count of {rows.kind(row[1])}"
+        args = (self._name, lease)
+
+        def tx(cur: Any) -> str:
+            cur.execute(self._sql.ack_sql, args)
+            return rows.dead_letter(cur, self._db, row[0], reason)
+
+        rows.logged(self._db, reason, self._db.run(tx))
+        return None
 
     def dequeue(self, owner: str, lease_timeout: float, wait: float = 0.0) -> Delivery | None:
         """Claim the next ready message (priority DESC, arrival) under a new lease.
@@ -86,7 +115,8 @@ class SQLQueue(BaseQueue):
             single=self._sql.ack_claim_is_one_statement,
         )
         if row is not None:
-            return Delivery(bytes(row[0]), claim[0], row[1])
+            delivery = self._checked(row, claim[0])
+            return delivery if delivery is not None else self.dequeue(owner, lease_timeout, wait)
         if wait <= 0 or not self.blocking:
             return None
         return self._wait_and_claim(owner, lease_timeout, wait)
@@ -135,17 +165,27 @@ class SQLQueue(BaseQueue):
 
     def peek(self, n: int = 100) -> list[bytes]:
         args = (self._name, max(0, n))
-        rows = self._db.run(
+        found = self._db.run(
             lambda cur: fetchall(cur, self._sql.queue_peek_sql, args), read=True, single=True
         )
-        return [bytes(r[0]) for r in rows]
+        return [rows.shown(r[0]) for r in found]
 
     def leases(self) -> list[LeaseInfo]:
+        """Every leased row; a row without a usable deadline shows deadline None."""
         args = (self._name,)
-        rows = self._db.run(
+        found = self._db.run(
             lambda cur: fetchall(cur, self._sql.leases_sql, args), read=True, single=True
         )
-        return [LeaseInfo(r[0], r[1] or "", float(r[2]), r[3], bytes(r[4])) for r in rows]
+        return [
+            LeaseInfo(
+                str(r[0]),
+                str(r[1] or ""),
+                rows.seconds(r[2]),
+                rows.integer(r[3]) or 0,
+                rows.shown(r[4]),
+            )  # fmt: skip
+            for r in found
+        ]
 
     def flush(self) -> None:
         args = (self._name,)

@@ -41,6 +41,7 @@ class SQLStore(BaseDataStore):
     def put(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """Store `value`, replacing any value and ttl. One upsert."""
         _check(key)
+        self._db.check_size(value, "value")
         args = (self._name, key, value, _expiry(ttl))
 
         def tx(cur: Any) -> None:
@@ -85,6 +86,7 @@ class SQLStore(BaseDataStore):
         NOTHING (INSERT IGNORE on MySQL): the unique key decides the single winner.
         """
         _check(key)
+        self._db.check_size(value, "value")
         args = (self._name, key, value, _expiry(ttl))
 
         def tx(cur: Any) -> bool:

@@ -37,6 +37,7 @@ __all__ = [
     "make_factory",
     "postgres_database",
     "postgres_sql",
+    "malformed_rows",
     "require_database",
     "unavailable",
     "unique_name",
@@ -130,6 +131,60 @@ def make_factory(url: str, prefix: str, **options: Any) -> Iterator[Callable[...
     yield factory
     for backend in made:
         backend.close()
+
+
+# -- malformed rows (huey_core.testing.MalformedRowsConformance) -------------------------------
+
+
+def malformed_rows(url: str) -> dict[str, Callable[[SQLBackend], bytes]]:
+    """How to write each kind of malformed row the database at `url` can hold, for the
+    `malformed_rows` fixture of the conformance suite. PostgreSQL and MySQL enforce the column
+    types, so only SQLite can hold a payload or a priority of the wrong type."""
+    import sqlalchemy as sa
+
+    top = 2**31 - 1
+
+    def run(backend: SQLBackend, sql: str, **params: Any) -> None:
+        backend._db.ensure_schema()
+        tables = backend._db.tables
+        text = sql.format(q=tables.queue.name, s=tables.schedule.name)
+        with backend.engine.begin() as conn:
+            conn.execute(sa.text(text), {"name": backend.name, **params})
+
+    def deliveries(backend: SQLBackend) -> bytes:
+        backend.queue.enqueue(b"counted out")
+        run(backend, "UPDATE {q} SET deliveries = :n WHERE name = :name AND data = :data",
+            n=top, data=b"counted out")  # fmt: skip
+        return b"counted out"
+
+    def deadline(backend: SQLBackend) -> bytes:
+        run(backend, "INSERT INTO {q} (name, sort_key, data, lease, owner, deadline, deliveries) "
+            "VALUES (:name, 0, :data, 'lease-without-deadline', 'gone:1:Worker-1', NULL, 1)",
+            data=b"no deadline")  # fmt: skip
+        return b"no deadline"
+
+    def integer_payload(backend: SQLBackend) -> bytes:
+        run(backend, "INSERT INTO {q} (name, sort_key, data, deliveries) "
+            "VALUES (:name, 0, 12345, 0)")  # fmt: skip
+        return b"12345"
+
+    def text_priority(backend: SQLBackend) -> bytes:
+        run(backend, "INSERT INTO {s} (name, ts, priority, data) "
+            "VALUES (:name, :ts, 'high', :data)", ts=time.time() - 10, data=b"bad priority")  # fmt: skip
+        return b"bad priority"
+
+    def text_payload(backend: SQLBackend) -> bytes:
+        run(backend, "INSERT INTO {q} (name, sort_key, data, deliveries) "
+            "VALUES (:name, 0, :data, 0)", data='{"written": "as text"}')  # fmt: skip
+        return b'{"written": "as text"}'
+
+    rows: dict[str, Callable[[SQLBackend], bytes]] = {
+        "deliveries": deliveries,
+        "deadline": deadline,
+    }
+    if url.startswith("sqlite"):
+        rows.update(queue=integer_payload, schedule=text_priority, text=text_payload)
+    return rows
 
 
 # -- a private PostgreSQL cluster ----------------------------------------------------------------

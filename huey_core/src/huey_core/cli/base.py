@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import os
 import signal
 import sys
@@ -218,6 +219,31 @@ def app(
     return huey
 
 
+class Finite(click.FloatRange):
+    """A float range that also refuses nan and inf (click's range checks let nan through)."""
+
+    def __init__(self, minimum: float, open_min: bool = False) -> None:
+        super().__init__(min=minimum, min_open=open_min)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"must be a finite number, got {value!r}", param, ctx)
+        if self.min is not None and (number <= self.min if self.min_open else number < self.min):
+            bound = "greater than" if self.min_open else "at least"
+            self.fail(f"must be {bound} {self.min:g}, got {value}", param, ctx)
+        return number
+
+
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty; leave it out to use the app's URL")
+    return value
+
+
 def import_path_arg(f: F) -> F:
     return click.argument("import_path", metavar="IMPORT_PATH")(f)
 
@@ -226,6 +252,7 @@ def backend_options(f: F) -> F:
     f = click.option(
         "--url",
         metavar="URL",
+        callback=_not_empty,
         help="Storage URL, e.g. redis://localhost:6379/0; picks the backend by scheme. "
         "[default: the app's, else $HUEY_URL]",
     )(f)

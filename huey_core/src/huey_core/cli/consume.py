@@ -9,8 +9,10 @@ from typing import Any
 
 import click
 
+from huey_core import limits
 from huey_core.cli.base import (
     F,
+    Finite,
     HueyCommand,
     UserError,
     app,
@@ -21,13 +23,6 @@ from huey_core.cli.base import (
 from huey_core.cli.logs import setup_logging
 from huey_core.consumer import MODES, WORKER_TYPES, Consumer
 from huey_core.exceptions import ConfigurationError
-
-
-def _backoff(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    if value is not None and value <= 1:
-        raise click.BadParameter(f"must be greater than 1, got {value}")
-    return value
-
 
 CONSUME_HELP = """Run the consumer for the Huey instance at IMPORT_PATH (e.g. myapp.tasks.huey).
 
@@ -64,10 +59,10 @@ def consume_options(f: F) -> F:
         click.option(
             "-w",
             "--workers",
-            type=click.IntRange(min=1),
+            type=click.IntRange(min=1, max=limits.MAX_WORKERS),
             default=1,
             show_default=True,
-            help="Number of worker threads or processes.",
+            help=f"Number of worker threads or processes (at most {limits.MAX_WORKERS}).",
         ),
         click.option(
             "-p/-n",
@@ -78,7 +73,7 @@ def consume_options(f: F) -> F:
         click.option(
             "-d",
             "--delay",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Finite(0, open_min=True),
             default=0.1,
             show_default=True,
             help="Polling: first wait (seconds) after an empty poll.",
@@ -86,7 +81,7 @@ def consume_options(f: F) -> F:
         click.option(
             "-m",
             "--max-delay",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Finite(0, open_min=True),
             default=10.0,
             show_default=True,
             help="Polling: longest wait (seconds) between polls.",
@@ -94,10 +89,9 @@ def consume_options(f: F) -> F:
         click.option(
             "-b",
             "--backoff",
-            type=float,
+            type=Finite(1, open_min=True),
             default=1.15,
             show_default=True,
-            callback=_backoff,
             help="Polling: multiply the wait by this after each empty poll (> 1).",
         ),
         click.option(
@@ -126,14 +120,14 @@ def consume_options(f: F) -> F:
         click.option(
             "-s",
             "--scheduler-interval",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Finite(0, open_min=True),
             default=1.0,
             show_default=True,
             help="Seconds between moves of due scheduled tasks to the queue.",
         ),
         click.option(
             "--shutdown-timeout",
-            type=click.FloatRange(min=0),
+            type=Finite(0),
             default=30.0,
             show_default=True,
             help="Seconds running tasks get to finish at shutdown before they are "
@@ -141,10 +135,11 @@ def consume_options(f: F) -> F:
         ),
         click.option(
             "--lease-timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Finite(limits.MIN_LEASE_TIMEOUT),
             default=None,
             help="Seconds a worker owns a message before another consumer may take it "
-            "(extended while the task runs). [default: the app's lease_timeout, 30]",
+            f"(extended while the task runs; at least {limits.MIN_LEASE_TIMEOUT:g}). "
+            "[default: the app's lease_timeout, 30]",
         ),
         click.option(
             "--metrics-port",

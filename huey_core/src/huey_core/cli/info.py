@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import time
 from typing import Any
 
@@ -11,8 +12,15 @@ import click
 
 from huey_core import clock, keys, plugins
 from huey_core.api import Huey
-from huey_core.cli.base import app, backend_options, import_path_arg, sigterm_as_interrupt
+from huey_core.cli.base import (
+    Finite,
+    app,
+    backend_options,
+    import_path_arg,
+    sigterm_as_interrupt,
+)
 from huey_core.crontab import Crontab, next_match
+from huey_core.protocols import LeaseInfo
 
 
 @click.command()
@@ -22,7 +30,7 @@ from huey_core.crontab import Crontab, next_match
 @click.option("--watch", is_flag=True, help="Refresh until interrupted (Ctrl-C).")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    type=Finite(0.1),
     default=2.0,
     show_default=True,
     metavar="SECONDS",
@@ -62,23 +70,9 @@ def collect_info(huey: Huey) -> dict[str, Any]:
     now = time.time()
     items = storage.store.items()
     started = _running_since(items)
-    in_flight = []
-    for lease in storage.queue.leases():
-        task_id, task_name = _peek_message(huey, lease.data)
-        since = started.get(lease.lease)
-        in_flight.append(
-            {
-                "task": task_name,
-                "id": task_id,
-                "owner": lease.owner,
-                "deliveries": lease.deliveries,
-                "started": since,
-                # None until the consumer's next heartbeat (lease_timeout / 3) records the start.
-                "age": None if since is None else round(max(now - since, 0.0), 3),
-                "deadline": lease.deadline,
-                "expires_in": round(lease.deadline - now, 3),
-            }
-        )
+    in_flight = [
+        _lease_info(huey, lease, started.get(lease.lease), now) for lease in storage.queue.leases()
+    ]
     kinds = classify_keys(huey, items)
     return {
         "name": huey.name,
@@ -98,6 +92,36 @@ def collect_info(huey: Huey) -> dict[str, Any]:
     }
 
 
+def _lease_info(huey: Huey, lease: LeaseInfo, since: float | None, now: float) -> dict[str, Any]:
+    """One in-flight message; `odd` says what is wrong with it, if anything (else None)."""
+    task_id, task_name, readable = _peek_message(huey, lease.data)
+    deadline = lease.deadline
+    if deadline is not None and not math.isfinite(deadline):
+        deadline = None  # JSON has no nan or infinity, and neither is a time
+    odd = None
+    if deadline is None:
+        odd = "the lease has no deadline; the next scheduler run recovers it"
+    elif deadline < now:
+        odd = (
+            "the lease expired: its consumer stopped extending it (killed?); the next "
+            "scheduler run recovers it"
+        )
+    elif not readable:
+        odd = "the message cannot be decoded here; it is dead-lettered when delivered again"
+    return {
+        "task": task_name,
+        "id": task_id,
+        "owner": lease.owner,
+        "deliveries": lease.deliveries,
+        "started": since,
+        # None until the consumer's next heartbeat (lease_timeout / 3) records the start.
+        "age": None if since is None else round(max(now - since, 0.0), 3),
+        "deadline": deadline,
+        "expires_in": None if deadline is None else round(deadline - now, 3),
+        "odd": odd,
+    }
+
+
 def format_info(data: dict[str, Any]) -> str:
     """The human-readable `huey info` text."""
     lines = [
@@ -109,11 +133,14 @@ def format_info(data: dict[str, Any]) -> str:
     ]
     for lease in data["leases"]:
         age = "just started" if lease["age"] is None else f"running {_duration(lease['age'])}"
+        expires = lease["expires_in"]
+        until = "no deadline" if expires is None else f"lease expires in {expires:.0f} s"
         lines.append(
             f"  {lease['task'] or '?'} {lease['id'] or '?'} leased by {lease['owner']} "
-            f"({age}, delivery {lease['deliveries']}, "
-            f"lease expires in {lease['expires_in']:.0f} s)"
+            f"({age}, delivery {lease['deliveries']}, {until})"
         )
+        if lease["odd"]:
+            lines.append(f"    odd: {lease['odd']}")
     lines += [
         f"dead letters: {data['dead_letters']}",
         f"results: {data['results']}",
@@ -150,20 +177,20 @@ def _running_since(items: dict[str, bytes]) -> dict[str, float]:
             continue
         try:
             for lease, entry in json.loads(raw).items():
-                if isinstance(entry.get("since"), (int, float)):
+                if isinstance(entry, dict) and isinstance(entry.get("since"), (int, float)):
                     since[lease] = float(entry["since"])
         except (ValueError, AttributeError, TypeError):
             continue  # a record from another version; the age is just unknown
     return since
 
 
-def _peek_message(huey: Huey, data: bytes) -> tuple[str | None, str | None]:
-    """(task id, task name) of a queued message, or what can be read of it when it cannot run."""
+def _peek_message(huey: Huey, data: bytes) -> tuple[str | None, str | None, bool]:
+    """(task id, task name, decodable) of a queued message; what can be read of an odd one."""
     try:
         task = huey.deserialize_task(data)
-    except Exception:  # noqa: BLE001 - a poison message or a task this app does not know
-        return huey.codec.peek_names(data)
-    return task.id, task.name
+    except BaseException:  # noqa: BLE001 - a poison message or a task this app does not know
+        return (*huey.codec.peek_names(data), False)
+    return task.id, task.name, True
 
 
 def classify_keys(huey: Huey, items: dict[str, bytes]) -> dict[keys.KeyKind, list[str]]:

@@ -10,9 +10,10 @@ from typing import Any
 
 import click
 
-from huey_core import clock, plugins
+from huey_core import clock, limits, plugins
 from huey_core.api import Huey
 from huey_core.cli.base import (
+    Finite,
     UserError,
     app,
     backend_options,
@@ -245,12 +246,17 @@ def _silence_stdout() -> None:
 )
 @click.option(
     "--delay",
-    type=click.FloatRange(min=0),
+    type=Finite(0),
     default=None,
     metavar="SECONDS",
     help="Run after this many seconds.",
 )
-@click.option("--priority", type=int, default=None, help="Priority (higher runs first).")
+@click.option(
+    "--priority",
+    type=click.IntRange(limits.PRIORITY_MIN, limits.PRIORITY_MAX),
+    default=None,
+    help="Priority (higher runs first).",
+)
 def enqueue(
     import_path: str,
     task_name: str,

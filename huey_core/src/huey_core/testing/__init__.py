@@ -22,8 +22,10 @@ every backend it opened afterwards.
 The base classes are not named Test*, so importing them collects nothing. Adopt piece by piece
 with QueueConformance, ScheduleConformance, DataStoreConformance and EventEmitterConformance.
 Capability flags (`queue.blocking`, `queue.priority`, `process_safe`) turn the tests that need them
-into explicit skips. Redefining a standard test raises TypeError when the class is created unless
-it is listed with a reason: `overrides = {"test_name": "why this backend differs"}`.
+into explicit skips, and so does a `malformed_rows` fixture that names no rows of a kind
+(MalformedRowsConformance: rows something other than huey wrote). Redefining a standard test
+raises TypeError when the class is created unless it is listed with a reason:
+`overrides = {"test_name": "why this backend differs"}`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from huey_core.testing.base import (
     run_threads,
 )
 from huey_core.testing.events import EventEmitterConformance, collect, take
+from huey_core.testing.malformed import MalformedRowsConformance, Plant
 from huey_core.testing.queue import QueueConformance
 from huey_core.testing.schedule import ScheduleConformance
 from huey_core.testing.servers import in_ci, require_port, require_server
@@ -64,6 +67,8 @@ __all__ = [
     "Connect",
     "DataStoreConformance",
     "EventEmitterConformance",
+    "MalformedRowsConformance",
+    "Plant",
     "QueueConformance",
     "ScheduleConformance",
     "collect",
@@ -96,7 +101,11 @@ def _enqueue_after_fork(backend: Backend) -> None:
 
 
 class BackendConformance(
-    QueueConformance, ScheduleConformance, DataStoreConformance, EventEmitterConformance
+    QueueConformance,
+    ScheduleConformance,
+    DataStoreConformance,
+    EventEmitterConformance,
+    MalformedRowsConformance,
 ):
     """The whole suite: the four protocols plus what the Backend itself promises."""
 

@@ -239,6 +239,7 @@ class QueueConformance(ConformanceBase):
         (info,) = backend.queue.leases()
         assert info.lease == delivery.lease
         assert info.owner == "worker-7"
+        assert info.deadline is not None  # a lease taken by dequeue always has one
         assert before + 30.0 - 5.0 <= info.deadline <= time.time() + 30.0 + 5.0
         assert info.deliveries == 1
         assert info.data == b"job"
@@ -314,7 +315,7 @@ class QueueConformance(ConformanceBase):
         (before,) = [i.deadline for i in backend.queue.leases() if i.lease == a.lease]
         assert backend.queue.extend(a.lease, 100.0) is True
         (after,) = [i.deadline for i in backend.queue.leases() if i.lease == a.lease]
-        assert after >= before + 80.0
+        assert after is not None and before is not None and after >= before + 80.0
         backend.queue.ack(a.lease)
         assert backend.queue.extend(a.lease, 100.0) is False
         backend.queue.release(b.lease)

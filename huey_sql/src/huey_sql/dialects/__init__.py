@@ -46,6 +46,26 @@ def dialect_for(url: URL) -> type[Dialect]:
     return _BY_BACKEND[url.get_backend_name()]
 
 
+def _quote_at_signs(raw: str) -> str:
+    """Percent-encode the "@" signs of an unencoded password.
+
+    libpq, redis-py and browsers end the password at the last "@" before the host; SQLAlchemy
+    ends it at the first one, so `user:S3cret@tail@host` would connect to host "tail@host" (and
+    quote "tail" in every error). Encoded, both read password "S3cret@tail" and host "host".
+    """
+    scheme, sep, rest = raw.partition("://")
+    if not sep or scheme.startswith("sqlite"):  # a file path may hold "@"
+        return raw
+    head, query_sep, query = rest.partition("?")
+    location, slash, database = head.partition("/")
+    if location.count("@") < 2:
+        return raw
+    userinfo, _, host = location.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    quoted = password.replace("@", "%40")
+    return f"{scheme}://{user}{colon}{quoted}@{host}{slash}{database}{query_sep}{query}"
+
+
 def normalize_url(url: str | None) -> URL:
     """The SQLAlchemy URL for a huey URL: driver mapped, SQLite path made absolute.
 
@@ -54,7 +74,7 @@ def normalize_url(url: str | None) -> URL:
     working directory now, so a later chdir (or a daemonized consumer) keeps the same file.
     In-memory SQLite is rejected: each connection would see a different empty database.
     """
-    raw = url or "sqlite:///huey.db"
+    raw = _quote_at_signs(url or "sqlite:///huey.db")
     try:
         u = make_url(raw)
     except Exception:  # sqlalchemy raises ArgumentError with the URL in the message

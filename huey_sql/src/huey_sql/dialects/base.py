@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -122,10 +123,15 @@ class Dialect:
         )
         self.enqueue_sql = self.insert_ready_sql
         self.pick_sql = f"SELECT id FROM {q} WHERE {ready} ORDER BY sort_key, id LIMIT 1"
+        # The counter stops at the top of its 32-bit column instead of failing every claim of a
+        # row that reached it (the core dead-letters such a row by max_deliveries).
+        self.count_up = (
+            "deliveries = CASE WHEN deliveries < 2147483647 THEN deliveries + 1 ELSE deliveries END"
+        )
         # One statement: pick the first ready row (skipping rows other claimers hold) and lease
         # it. SQLite runs it under the write lock its BEGIN IMMEDIATE took.
         self.claim_sql = s(
-            f"UPDATE {q} SET lease = ?, owner = ?, deadline = ?, deliveries = deliveries + 1 "
+            f"UPDATE {q} SET lease = ?, owner = ?, deadline = ?, {self.count_up} "
             f"WHERE id = ({self.pick_sql}{self.skip_locked}) RETURNING data, deliveries"
         )
         self.ack_sql = s(f"DELETE FROM {q} WHERE name = ? AND lease = ?")
@@ -133,8 +139,11 @@ class Dialect:
         unlease = "lease = NULL, owner = NULL, deadline = NULL"
         self.release_sql = s(f"UPDATE {q} SET {unlease} WHERE name = ? AND lease = ?")
         self.extend_sql = s(f"UPDATE {q} SET deadline = ? WHERE name = ? AND lease = ?")
+        # A lease without a deadline (written by an old release or by hand) never expires by
+        # comparison: it counts as expired, or its message would stay leased forever.
         self.recover_sql = s(
-            f"UPDATE {q} SET {unlease} WHERE name = ? AND lease IS NOT NULL AND deadline < ?"
+            f"UPDATE {q} SET {unlease} WHERE name = ? AND lease IS NOT NULL "
+            "AND (deadline IS NULL OR deadline < ?)"
         )
         self.queue_size_sql = s(f"SELECT COUNT(*) FROM {q} WHERE {ready}")
         self.queue_peek_sql = s(f"SELECT data FROM {q} WHERE {ready} ORDER BY sort_key, id LIMIT ?")
@@ -317,6 +326,11 @@ class Dialect:
     def lock_schema(self, conn: Connection) -> None:
         """Serialize schema creation across processes, until the transaction ends. SQLite:
         BEGIN IMMEDIATE already took the write lock."""
+
+    def payload_limit(self, read: Callable[[Callable[[Any], Any]], Any]) -> int | None:
+        """The largest statement the server accepts, in bytes, or None when only the column
+        types limit it. `read(fn)` runs fn(cursor) on a pooled connection."""
+        return None
 
     def check_url(self) -> None:
         """Raise ConfigurationError when the URL cannot work (checked before the first query)."""

@@ -7,6 +7,7 @@ queue does not block and the consumer polls with backoff.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -33,10 +34,10 @@ class MySQLDialect(Dialect):
             self.pick_sql.replace("SELECT id ", "SELECT id, data, deliveries ") + self.skip_locked
         )
         self.lease_sql = self.sql(
-            f"UPDATE {q} SET lease = ?, owner = ?, deadline = ?, deliveries = deliveries + 1 "
-            "WHERE id = ?"
+            f"UPDATE {q} SET lease = ?, owner = ?, deadline = ?, {self.count_up} WHERE id = ?"
         )
         self._delete_returning: bool | None = None
+        self._packet: int | None = None
 
     def upsert(self, insert: str, key: str) -> str:
         return f"{insert} ON DUPLICATE KEY UPDATE value = VALUES(value), expires_at = VALUES(expires_at)"
@@ -50,7 +51,7 @@ class MySQLDialect(Dialect):
         if row is None:
             return None
         cur.execute(self.lease_sql, (*claim, row[0]))
-        return (row[1], row[2] + 1)
+        return (row[1], row[2] + 1 if row[2] < 2147483647 else row[2])
 
     def pop(self, cur: Any, name: str, key: str) -> Row | None:
         if self._delete_returning is None:
@@ -84,6 +85,19 @@ class MySQLDialect(Dialect):
             finally:
                 conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
                 conn.commit()
+
+    def payload_limit(self, read: Callable[[Callable[[Any], Any]], Any]) -> int | None:
+        """max_allowed_packet: the server's for this session, and PyMySQL's own (16 MB by
+        default), whichever is smaller. Asked once per backend."""
+        if self._packet is None:
+
+            def ask(cur: Any) -> int:
+                cur.execute("SELECT @@max_allowed_packet")
+                server = int(cur.fetchone()[0])
+                return min(server, int(getattr(cur.connection, "max_allowed_packet", server)))
+
+            self._packet = int(read(ask))
+        return self._packet
 
     def is_transient(self, exc: BaseException) -> bool:
         args: tuple[Any, ...] = getattr(exc, "args", ())
