@@ -57,8 +57,8 @@ def test_the_same_command_line_gives_the_same_options_as_huey_consume(args: list
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-w", "0"], "argument -w/--workers: 0 is not in the range x>=1."),
-        (["-b", "1"], "argument -b/--backoff: must be greater than 1, got 1.0"),
+        (["-w", "0"], "argument -w/--workers: 0 is not in the range 1<=x<=1000."),
+        (["-b", "1"], "argument -b/--backoff: must be greater than 1, got 1"),
         (["-k", "greenlet"], "argument -k/--worker-type: 'greenlet' is not one of"),
         (["-p", "-n"], "argument -n/--no-periodic: not allowed with argument -p/--periodic"),
     ],
@@ -116,7 +116,7 @@ def test_a_bad_consumer_setting_stops_run_huey_in_one_line() -> None:
         with pytest.raises(CommandError) as caught:
             call_command("run_huey")
     assert str(caught.value) == (
-        "settings.HUEY['consumer']['workers']: 0 is not in the range x>=1."
+        "settings.HUEY['consumer']['workers']: 0 is not in the range 1<=x<=1000."
     )
     assert caught.value.returncode == 2
 

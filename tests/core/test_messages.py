@@ -280,6 +280,23 @@ def test_too_many_deliveries_dead_letters_without_running(huey: Huey) -> None:
     assert ran == [1]
 
 
+def test_a_requeued_dead_letter_answers_its_result_with_the_new_run(huey: Huey) -> None:
+    @huey.task()
+    def double(n):
+        return n * 2
+
+    result = double(21)
+    (payload,) = huey.storage.queue.peek()
+    huey.storage.queue.flush()
+    huey.process(Delivery(payload, "l", huey.max_deliveries + 1))  # dead-lettered
+    (letter,) = huey.dead_letters()
+    assert huey.requeue_dead_letter(letter["id"]) is True
+    # Not the error stored when it was dead-lettered: the task has not run again yet...
+    assert result.get() is None
+    drain(huey)
+    assert result.get(blocking=True, timeout=5) == 42  # ...and then the requeued run's value
+
+
 def test_requeue_and_purge_dead_letters(huey: Huey) -> None:
     ran = []
 

@@ -147,13 +147,19 @@ class DeadLetters:
 
     def requeue(self, dl_id: str) -> bool:
         """Put a dead letter's payload back on the queue (fresh delivery count); False if unknown."""
-        raw = self.huey.storage.store.pop(keys.dead_letter(dl_id))
+        store = self.huey.storage.store
+        raw = store.pop(keys.dead_letter(dl_id))
         if raw is None:
             return False
         try:
-            payload = base64.b64decode(json.loads(raw)["payload"])
+            letter = json.loads(raw)
+            payload = base64.b64decode(letter["payload"])
         except Exception:  # noqa: BLE001 - a record we cannot read: requeue its bytes as they are
-            payload = raw
+            letter, payload = {}, raw
+        if isinstance(letter.get("task_id"), str):
+            # The error result stored when it was dead-lettered: the task gets another chance,
+            # so a caller waiting on its result waits for this run instead.
+            store.delete(letter["task_id"])
         self.huey.storage.queue.enqueue(payload, 0)
         logger.info("requeued dead letter %s", dl_id)
         return True
