@@ -9,7 +9,17 @@ from __future__ import annotations
 from importlib import metadata as _metadata
 
 from huey_core.api import Huey
-from huey_core.compat import MemoryHuey, PriorityRedisHuey, RedisHuey, SqliteHuey
+from huey_core.compat import (
+    BlackHoleHuey,
+    FileHuey,
+    MemoryHuey,
+    PostgresHuey,
+    PriorityRedisExpireHuey,
+    PriorityRedisHuey,
+    RedisExpireHuey,
+    RedisHuey,
+    SqliteHuey,
+)
 from huey_core.crontab import crontab
 from huey_core.exceptions import (
     CancelExecution,
@@ -37,9 +47,11 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
     __version__ = "0+unknown"
 
 __all__ = [
+    "BlackHoleHuey",
     "CancelExecution",
     "ChordResult",
     "ConfigurationError",
+    "FileHuey",
     "Huey",
     "HueyException",
     "JSONSerializer",
@@ -47,10 +59,13 @@ __all__ = [
     "PeriodicTask",
     "PickleSerializer",
     "PoisonMessage",
+    "PostgresHuey",
+    "PriorityRedisExpireHuey",
     "PriorityRedisHuey",
     "Progress",
     "RateLimit",
     "RateLimitExceeded",
+    "RedisExpireHuey",
     "RedisHuey",
     "Result",
     "ResultGroup",

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from huey_core import clock, keys, limits, periodic
 from huey_core import signals as S
@@ -56,6 +56,7 @@ from huey_core.results import (
 from huey_core.revocation import Revocations
 from huey_core.serializer import Serializer, SignedSerializer
 from huey_core.storage import BackendSpec, StorageChoice
+from huey_core.storage_classes import BaseStorage, from_storage_class
 from huey_core.task import PeriodicTask, Registry, Task, TaskWrapper
 
 if TYPE_CHECKING:
@@ -87,10 +88,13 @@ class Huey:
 
     Storage is built on first use with `huey_core.plugins.create_backend(name, backend, url,
     **backend_options)`; `backend` may also be a ready Backend object (two Huey objects can share
-    one). `immediate=True` runs tasks synchronously in the caller on a private memory backend.
+    one), or huey's `storage_class=` (huey_core.storage_classes) with its keyword arguments.
+    `immediate=True` runs tasks synchronously in the caller on a private memory backend.
     `secret` signs every message and stored value with HMAC-SHA256; unsigned or tampered
     messages are dead-lettered, never executed.
     """
+
+    storage_class: ClassVar[type[BaseStorage] | None] = None  # huey's; subclasses set it
 
     def __init__(
         self,
@@ -109,9 +113,15 @@ class Huey:
         result_ttl: float | None = None,
         immediate_use_memory: bool = True,
         store_intermediate_errors: bool = True,
+        storage_class: type[BaseStorage] | None = None,
         **backend_options: Any,
     ) -> None:
         self.name = name
+        storage_class = storage_class or self.storage_class
+        if storage_class is not None:
+            spec = from_storage_class(storage_class, name, backend, url, backend_options)
+            backend, url, backend_options = spec.backend, spec.url, spec.options
+            result_ttl = spec.result_ttl if result_ttl is None else result_ttl
         self.results = results
         self.store_none = store_none
         self.store_intermediate_errors = store_intermediate_errors

@@ -1,53 +1,89 @@
-"""huey's storage-class names, mapped onto backends, so a huey app ports by changing imports."""
+"""huey's Huey subclasses (`from huey import RedisHuey`), each a Huey with a storage class.
+
+As in huey, `RedisHuey(name, host=..., db=...)` is `Huey(name, storage_class=RedisStorage,
+host=..., db=...)`; huey_core.storage_classes turns the storage arguments into a backend choice
+at construction. docs/backends.md ("huey storage classes") tables the mapping.
+"""
 
 from __future__ import annotations
 
-import urllib.parse
-from typing import Any
-
 from huey_core.api import Huey
+from huey_core.storage_classes import (
+    BlackHoleStorage,
+    FileStorage,
+    MemoryStorage,
+    PostgresStorage,
+    PriorityRedisExpireStorage,
+    PriorityRedisStorage,
+    RedisExpireStorage,
+    RedisStorage,
+    SqliteStorage,
+)
 
-__all__ = ["MemoryHuey", "PriorityRedisHuey", "RedisHuey", "SqliteHuey"]
+__all__ = [
+    "BlackHoleHuey",
+    "FileHuey",
+    "MemoryHuey",
+    "PostgresHuey",
+    "PriorityRedisExpireHuey",
+    "PriorityRedisHuey",
+    "RedisExpireHuey",
+    "RedisHuey",
+    "SqliteHuey",
+]
+
+
+class BlackHoleHuey(Huey):
+    """Discards everything: enqueue does nothing and no result is ever stored."""
+
+    storage_class = BlackHoleStorage
 
 
 class MemoryHuey(Huey):
-    """huey's `MemoryHuey`: a Huey on the in-process memory backend."""
+    """The in-process memory backend."""
 
-    def __init__(self, name: str = "huey", **kwargs: Any) -> None:
-        kwargs.setdefault("backend", "memory")
-        super().__init__(name, **kwargs)
-
-
-class RedisHuey(Huey):
-    """huey's `RedisHuey(name, host=, port=, db=, password=)` or `RedisHuey(name, url=)`.
-
-    Other keyword arguments are redis backend options.
-    """
-
-    def __init__(
-        self,
-        name: str = "huey",
-        host: str | None = None,
-        port: int | None = None,
-        db: int | None = None,
-        password: str | None = None,
-        url: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if url is None and any(v is not None for v in (host, port, db, password)):
-            auth = f":{urllib.parse.quote(password, safe='')}@" if password else ""
-            url = f"redis://{auth}{host or '127.0.0.1'}:{port or 6379}/{db or 0}"
-        kwargs.setdefault("backend", "redis")
-        super().__init__(name, url=url, **kwargs)
-
-
-PriorityRedisHuey = RedisHuey  # the redis backend always honours priorities
+    storage_class = MemoryStorage
 
 
 class SqliteHuey(Huey):
-    """huey's `SqliteHuey(name, filename="huey.db")`, on the sql backend."""
+    """`SqliteHuey(name, filename="huey.db", fsync=, journal_mode=, cache_mb=, timeout=,
+    strict_fifo=)` on the sql backend."""
 
-    def __init__(self, name: str = "huey", filename: str = "huey.db", **kwargs: Any) -> None:
-        kwargs.setdefault("backend", "sql")
-        url = kwargs.pop("url", None) or f"sqlite:///{filename}"
-        super().__init__(name, url=url, **kwargs)
+    storage_class = SqliteStorage
+
+
+class PostgresHuey(Huey):
+    """`PostgresHuey(name, dsn=... or host=/dbname=/user=/password=)` on the sql backend."""
+
+    storage_class = PostgresStorage
+
+
+class FileHuey(Huey):
+    """`FileHuey(name, path=DIRECTORY)`: a SQLite database file in that directory."""
+
+    storage_class = FileStorage
+
+
+class RedisHuey(Huey):
+    """`RedisHuey(name, host=, port=, db=, password=)`, `url=` or `connection_pool=`; other
+    keyword arguments are redis-py connection options or redis backend options."""
+
+    storage_class = RedisStorage
+
+
+class RedisExpireHuey(RedisHuey):
+    """Results expire `expire_time` seconds (default 86400) after they are stored."""
+
+    storage_class = RedisExpireStorage
+
+
+class PriorityRedisHuey(RedisHuey):
+    """The same as RedisHuey: every Redis queue here honours priorities."""
+
+    storage_class = PriorityRedisStorage
+
+
+class PriorityRedisExpireHuey(RedisHuey):
+    """The same as RedisExpireHuey: every Redis queue here honours priorities."""
+
+    storage_class = PriorityRedisExpireStorage

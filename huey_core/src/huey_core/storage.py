@@ -5,6 +5,9 @@ constructor's `backend=`/`url=`, the environment (`HUEY_BACKEND`/`HUEY_URL`), th
 default; `huey_core.plugins.resolve` applies the last three. `backend=` may also be a ready
 Backend object, which two Huey objects can share. In immediate mode a private memory backend
 stands in, so a test or a script runs tasks without any server.
+
+huey's storage classes are importable from here too, as from `huey.storage`
+(`from huey_core.storage import RedisStorage`); they live in huey_core.storage_classes.
 """
 
 from __future__ import annotations
@@ -15,8 +18,35 @@ from collections.abc import Callable
 from typing import Any
 
 from huey_core.protocols import Backend
+from huey_core.storage_classes import (
+    BaseStorage,
+    BlackHoleStorage,
+    FileStorage,
+    MemoryStorage,
+    PostgresStorage,
+    PriorityRedisExpireStorage,
+    PriorityRedisStorage,
+    RedisExpireStorage,
+    RedisStorage,
+    SqliteStorage,
+    SqlStorage,
+)
 
-__all__ = ["BackendSpec", "StorageChoice"]
+__all__ = [
+    "BackendSpec",
+    "BaseStorage",
+    "BlackHoleStorage",
+    "FileStorage",
+    "MemoryStorage",
+    "PostgresStorage",
+    "PriorityRedisExpireStorage",
+    "PriorityRedisStorage",
+    "RedisExpireStorage",
+    "RedisStorage",
+    "SqlStorage",
+    "SqliteStorage",
+    "StorageChoice",
+]
 
 logger = logging.getLogger("huey")
 

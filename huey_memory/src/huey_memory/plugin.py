@@ -1,4 +1,4 @@
-"""Registers the memory backend. Import-light: the backend module loads only when used."""
+"""Registers the memory and blackhole backends. Import-light: their modules load when used."""
 
 from __future__ import annotations
 
@@ -13,3 +13,9 @@ if TYPE_CHECKING:
 @hookimpl
 def huey_register_backends(register: RegisterBackend) -> None:
     register("memory", ["memory"], "huey_memory.backend:MemoryBackend", "in-process, for tests")
+    register(
+        "blackhole",
+        ["blackhole"],
+        "huey_memory.blackhole:BlackHoleBackend",
+        "discards everything (huey's BlackHoleStorage)",
+    )

@@ -8,6 +8,7 @@ unchanged on a Cluster (`cluster=True`). See docs/redis.md for the design.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -59,6 +60,14 @@ class RedisBackend(BaseBackend):
       health_check_interval   idle seconds after which a pooled connection is PINGed before use
       retries          reconnect attempts per call after a connection error, with jittered
                        exponential backoff (default 3), before redis.ConnectionError is raised
+      connection_pool  a ready redis.ConnectionPool to use instead of a URL (its own connection
+                       options apply; not with cluster)
+      blocking         False: dequeue() returns at once and the consumer polls (default True)
+      read_timeout     longest single blocking read (BLPOP) in seconds; a longer wait is made of
+                       several (default: half of socket_timeout)
+      clean_name       keep only [A-Za-z0-9_] of the instance name in key names, as huey does
+      keep_on_read     pop() reads without deleting, so a value stays until its ttl expires
+                       (huey's RedisExpireStorage)
     """
 
     process_safe = True  # state lives in Redis: forked or separate processes all share it
@@ -77,6 +86,17 @@ class RedisBackend(BaseBackend):
         max_connections = int(max_connections) if max_connections else None
         retries = int(options.pop("retries", 3))
         socket_timeout = _seconds(options.pop("socket_timeout", 10.0))
+        pool = options.pop("connection_pool", None)
+        blocking = _flag(options.pop("blocking", True))
+        read_timeout = _seconds(options.pop("read_timeout", None))
+        key_name = _clean(name) if _flag(options.pop("clean_name", False)) else name
+        keep_on_read = _flag(options.pop("keep_on_read", False))
+        if pool is not None:
+            if url or self.cluster:
+                raise ConfigurationError(
+                    "the redis backend takes connection_pool= or a URL (and no cluster), not both"
+                )
+            self.url = _pool_url(pool)
         options.setdefault("socket_connect_timeout", 5.0)
         options.setdefault("health_check_interval", 30)
         if not self.url.startswith("unix:"):
@@ -87,7 +107,9 @@ class RedisBackend(BaseBackend):
         options["retry"] = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries)
         # blocking calls (BLPOP) must return before socket_timeout would call the connection dead
         self.block_chunk = 5.0 if socket_timeout is None else max(0.05, float(socket_timeout) / 2)
-        self._prefix = f"huey:{{{name}}}:"
+        if read_timeout is not None:
+            self.block_chunk = max(0.01, min(self.block_chunk, read_timeout))
+        self._prefix = f"huey:{{{key_name}}}:"
         self._lock = threading.Lock()
         self._client: Any = None
         if max_connections and self.cluster:
@@ -96,11 +118,15 @@ class RedisBackend(BaseBackend):
             options["connection_pool_class"] = redis.BlockingConnectionPool
             options["max_connections"] = max_connections
         self._options = options
-        if not self.cluster:
+        if pool is not None:
+            self._client = redis.Redis(connection_pool=pool)
+        elif not self.cluster:
             self._client = self._connect()  # builds a pool; connects on first command
         self.queue = RedisQueue(self)
+        if not blocking:
+            self.queue.blocking = False  # huey's blocking=False: the consumer polls
         self.schedule = RedisSchedule(self, self.queue)
-        self.store = RedisStore(self, default_ttl=default_ttl)
+        self.store = RedisStore(self, default_ttl=default_ttl, keep_on_read=keep_on_read)
         self.events = RedisEvents(self)
 
     def _connect(self) -> Any:
@@ -133,6 +159,11 @@ class RedisBackend(BaseBackend):
                     except RedisClusterException as exc:
                         raise redis.ConnectionError(str(exc)) from exc
         return self._client
+
+    @property
+    def conn(self) -> Any:
+        """The redis-py client, as huey's `huey.storage.conn`: apps keep their own keys with it."""
+        return self.client
 
     def key(self, suffix: str) -> str:
         """The full Redis key for `suffix`, inside this instance's hash tag."""
@@ -185,6 +216,21 @@ class RedisBackend(BaseBackend):
         return f"RedisBackend({kind}{mask_url(self.url)}, instance {self.name!r})"
 
     __repr__ = describe
+
+
+def _clean(name: str) -> str:
+    cleaned = re.sub("[^A-Za-z0-9_]", "", name)
+    if not cleaned:
+        raise ConfigurationError(f"clean_name leaves nothing of instance name {name!r}")
+    return cleaned
+
+
+def _pool_url(pool: Any) -> str:
+    """A password-free URL describing a ready pool (for describe() and logs)."""
+    kw = pool.connection_kwargs
+    if "path" in kw:
+        return f"unix://{kw['path']}?db={kw.get('db', 0)}"
+    return f"redis://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
 class Script:

@@ -176,9 +176,12 @@ def _ttl_ms(ttl: float | None) -> str:
 class RedisStore(BaseDataStore):
     """Key/value data: results, locks, counters, dedup keys, dead letters."""
 
-    def __init__(self, backend: RedisBackend, default_ttl: float | None = None) -> None:
+    def __init__(
+        self, backend: RedisBackend, default_ttl: float | None = None, keep_on_read: bool = False
+    ) -> None:
         self._b = backend
         self.default_ttl = default_ttl
+        self.keep_on_read = keep_on_read
         self._prefix = backend.key("kv:")
         self._idx, self._exp = backend.key("kv-idx"), backend.key("kv-exp")
 
@@ -232,7 +235,10 @@ class RedisStore(BaseDataStore):
         return [None if value is None else bytes(value) for value in values]
 
     def pop(self, key: str) -> bytes | None:
-        """Remove and return the value in one script: of concurrent callers one gets it."""
+        """Remove and return the value in one script: of concurrent callers one gets it.
+        With the backend's `keep_on_read` option it only reads (the value stays until its ttl)."""
+        if self.keep_on_read:
+            return self.peek(key)
         value = self._pop(keys=[self._k(key), self._idx, self._exp], args=[key])
         return None if value is None else bytes(value)
 

@@ -18,7 +18,7 @@ from huey_sql.queue import SQLQueue
 from huey_sql.schedule import SQLSchedule
 from huey_sql.store import SQLStore
 
-__all__ = ["SQLBackend", "SQLEvents", "SQLQueue", "SQLSchedule", "SQLStore"]
+__all__ = ["OPTIONS", "SQLBackend", "SQLEvents", "SQLQueue", "SQLSchedule", "SQLStore"]
 
 _DEFAULTS: dict[str, Any] = {
     "table_prefix": "huey_tk_",  # not "huey_": huey's own PostgresHuey tables use that
@@ -28,10 +28,15 @@ _DEFAULTS: dict[str, Any] = {
     "poll_interval": None,  # per dialect: sqlite 0.02, postgresql fallback 1.0, mysql 0.1
     "busy_timeout": 30.0,
     "sqlite_synchronous": "NORMAL",
+    "sqlite_journal_mode": "WAL",  # huey's SqliteHuey(journal_mode=)
+    "sqlite_cache_mb": None,  # huey's SqliteHuey(cache_mb=); None keeps SQLite's default
     "events_keep": 10_000,
     "events_max_age": 3600.0,
     "engine_options": {},
 }
+
+# Every option name the backend takes (huey_core.storage_classes checks against it).
+OPTIONS = frozenset(_DEFAULTS) | {"mode"}
 
 
 class SQLBackend(BaseBackend):

@@ -52,6 +52,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_writers)
 
 
+# WAL (the default) lets readers and the writer work at once; the others are huey's choices too.
+JOURNAL_MODES = ("WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY", "OFF")
+
+
 class SQLiteDialect(Dialect):
     name = "sqlite"
     lock_rows = ""  # BEGIN IMMEDIATE already holds the file's write lock
@@ -113,6 +117,14 @@ class SQLiteDialect(Dialect):
                 f"sqlite_synchronous must be NORMAL or FULL, not {self.options['sqlite_synchronous']!r}"
             )
         busy_ms = int(self.options["busy_timeout"] * 1000)
+        journal = str(self.options["sqlite_journal_mode"]).upper()
+        if journal not in JOURNAL_MODES:
+            raise ConfigurationError(
+                f"sqlite_journal_mode must be one of {', '.join(JOURNAL_MODES)}, "
+                f"not {self.options['sqlite_journal_mode']!r}"
+            )
+        cache_mb = self.options["sqlite_cache_mb"]
+        cache_kib = None if cache_mb is None else int(float(cache_mb) * 1000)
         engine = super().create_engine()
 
         @event.listens_for(engine, "connect")
@@ -120,7 +132,9 @@ class SQLiteDialect(Dialect):
             # Transactions are opened explicitly (begin() here, _on_begin for SQLAlchemy).
             dbapi_conn.isolation_level = None
             dbapi_conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            _set_wal(dbapi_conn)
+            _set_journal_mode(dbapi_conn, journal)
+            if cache_kib:
+                dbapi_conn.execute(f"PRAGMA cache_size = {-cache_kib}")  # negative: KiB
             # NORMAL in WAL mode is safe against process crashes (kill -9); only an OS crash or
             # power loss can drop the last commits. FULL closes that window at the cost of fsyncs.
             dbapi_conn.execute(f"PRAGMA synchronous = {synchronous}")
@@ -136,11 +150,11 @@ class SQLiteDialect(Dialect):
         return SQLiteWaker(self.path, self.options["poll_interval"] or self.default_poll)
 
 
-def _set_wal(dbapi_conn: sqlite3.Connection) -> None:
+def _set_journal_mode(dbapi_conn: sqlite3.Connection, mode: str) -> None:
     # Switching to WAL needs a moment alone with the file; processes starting together retry.
     for attempt in range(50):
         try:
-            dbapi_conn.execute("PRAGMA journal_mode = WAL")
+            dbapi_conn.execute(f"PRAGMA journal_mode = {mode}")
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or attempt == 49:
