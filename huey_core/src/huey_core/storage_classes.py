@@ -173,6 +173,7 @@ class PriorityRedisExpireStorage(RedisExpireStorage):
 
 # -- SQL ------------------------------------------------------------------------------------------
 
+_JOURNAL_MODES = ("WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY", "OFF")
 _SQLITE_CONNECT_HINT = (
     "the sql backend opens its own SQLite connections; pass filename=, timeout=, "
     "journal_mode=, cache_mb=, fsync= or a sql backend option (docs/sql.md)"
@@ -200,9 +201,16 @@ class SqliteStorage(BaseStorage):
         filename = kwargs.pop("filename", "huey.db")
         url = kwargs.pop("url", None) or f"sqlite:///{filename}"
         fsync = kwargs.pop("fsync", None)
+        journal_mode = kwargs.pop("journal_mode", "wal")
+        if journal_mode is not None and str(journal_mode).upper() not in _JOURNAL_MODES:
+            raise ConfigurationError(
+                f"{cls.__name__}: journal_mode must be one of {', '.join(_JOURNAL_MODES)} "
+                f"(or None), not {journal_mode!r}"
+            )
         options: dict[str, Any] = {
             "busy_timeout": float(kwargs.pop("timeout", 5)),
-            "sqlite_journal_mode": kwargs.pop("journal_mode", "wal"),
+            # huey leaves the file's mode alone on None; WAL is what the sql backend needs most
+            "sqlite_journal_mode": journal_mode or "wal",
             "sqlite_cache_mb": kwargs.pop("cache_mb", 8),
         }
         if fsync is not None:
