@@ -46,6 +46,7 @@ from huey_redis.backend import RedisBackend
 from huey_redis.testing import RedisServer, free_ports, require_binaries
 from huey_redis.testing import require_server as require_redis
 from huey_sql.testing import POSTGRES_URL, drop_prefix, postgres_sql, require_database
+from huey_sql.testing import malformed_rows as sql_malformed_rows
 
 DB = 7  # a Redis database no other test uses, so db= is visible as where the keys land
 
@@ -453,6 +454,10 @@ class TestFileStorageConformance(BackendConformance):
     @pytest.fixture
     def backend_factory(self, tmp_path: Path):
         yield lambda instance: FileStorage(instance, path=str(tmp_path / "files"))
+
+    @pytest.fixture
+    def malformed_rows(self, tmp_path: Path):
+        return sql_malformed_rows(f"sqlite:///{tmp_path / 'files' / 'huey.db'}")
 
 
 def test_memory_huey_takes_huey_s_generic_options():

@@ -37,9 +37,10 @@ DEFAULT_URL = "sqlite:///huey.db"
 # Only consulted when nothing installed handles a name or scheme: an uninstalled plugin cannot
 # say which schemes it would take, so the core names its own extras (a test checks this table
 # against what the installed built-ins register).
-BUILTIN_EXTRAS = {"memory": "memory", "redis": "redis", "sql": "sql"}
+BUILTIN_EXTRAS = {"memory": "memory", "blackhole": "memory", "redis": "redis", "sql": "sql"}
 BUILTIN_SCHEME_EXTRAS = {
     "memory": "memory",
+    "blackhole": "memory",
     "redis": "redis",
     "rediss": "redis",
     "unix": "redis",
