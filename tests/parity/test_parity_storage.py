@@ -141,6 +141,14 @@ def test_redis_huey_refuses_an_over_determined_connection_in_one_line():
     one_line(exc)
 
 
+def test_redis_huey_refuses_an_unknown_keyword_at_construction_not_first_use():
+    with pytest.raises(ConfigurationError) as exc:
+        RedisHuey("x", hots="127.0.0.1")  # a typo huey would only meet at the first command
+    assert "does not take hots" in one_line(exc)
+    # redis-py's own connection options still pass
+    assert RedisHuey("x", socket_connect_timeout=2, retry_on_timeout=True).backend_spec
+
+
 def test_redis_huey_password_reaches_the_server_and_stays_out_of_descriptions(tmp_path):
     require_binaries()
     secret = "pw-parity-never-shown"
@@ -348,9 +356,12 @@ def test_sqlite_huey_refusals_are_one_line_at_construction(tmp_path):
         SqliteHuey("app", filename=str(tmp_path / "x.db"), journal_mode="sideways")
     assert "journal_mode" in one_line(exc)
     # the sql backend's own options still pass
-    assert SqliteHuey("app", filename=str(tmp_path / "x.db"), events_keep=10).backend_spec[2][
-        "events_keep"
-    ] == 10
+    assert (
+        SqliteHuey("app", filename=str(tmp_path / "x.db"), events_keep=10).backend_spec[2][
+            "events_keep"
+        ]
+        == 10
+    )
 
 
 def test_huey_subclass_with_a_storage_class_attribute(tmp_path):

@@ -54,6 +54,12 @@ def _refuse_unknown(cls: type, kwargs: dict[str, Any], hint: str) -> None:
         )
 
 
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
 class BaseStorage:
     """Base of the storage classes. A huey app's own BaseStorage subclass (its own enqueue,
     dequeue, ...) cannot be mapped: write a backend instead (docs/writing-backends.md)."""
@@ -147,6 +153,13 @@ class RedisStorage(BaseStorage):
         if client_name is not None:
             options["client_name"] = client_name
         options.update(kwargs)  # redis-py connection options and the redis backend's own
+        try:
+            from huey_redis.backend import check_connection_options
+        except ImportError:  # huey-redis missing: Huey() already warns which extra to install
+            pass
+        else:
+            if not _flag(options.get("cluster")):
+                check_connection_options(options)
         return StorageSpec("redis", url or built, options)
 
 

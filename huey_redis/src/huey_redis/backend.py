@@ -8,6 +8,7 @@ unchanged on a Cluster (`cluster=True`). See docs/redis.md for the design.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 import threading
 from collections.abc import Sequence
@@ -91,6 +92,8 @@ class RedisBackend(BaseBackend):
         read_timeout = _seconds(options.pop("read_timeout", None))
         key_name = _clean(name) if _flag(options.pop("clean_name", False)) else name
         keep_on_read = _flag(options.pop("keep_on_read", False))
+        if not self.cluster:  # RedisCluster takes options of its own: redis-py checks those
+            check_connection_options(options)
         if pool is not None:
             if url or self.cluster:
                 raise ConfigurationError(
@@ -216,6 +219,39 @@ class RedisBackend(BaseBackend):
         return f"RedisBackend({kind}{mask_url(self.url)}, instance {self.name!r})"
 
     __repr__ = describe
+
+
+OPTIONS = frozenset(
+    {"cluster", "default_ttl", "max_connections", "retries", "socket_timeout"}
+    | {"connection_pool", "blocking", "read_timeout", "clean_name", "keep_on_read"}
+)
+
+
+def _connection_option_names() -> frozenset[str]:
+    names: set[str] = set()
+    for cls in (
+        redis.connection.AbstractConnection,
+        redis.connection.Connection,
+        redis.connection.SSLConnection,
+        redis.connection.UnixDomainSocketConnection,
+        redis.ConnectionPool,
+    ):
+        params = inspect.signature(cls.__init__).parameters.values()
+        names.update(
+            p.name for p in params if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
+        )
+    return frozenset(names - {"self"})
+
+
+def check_connection_options(options: dict[str, Any]) -> None:
+    """ConfigurationError, in one line, for an option neither this backend nor redis-py's
+    connections take (redis-py itself would raise TypeError only at the first command)."""
+    unknown = sorted(set(options) - OPTIONS - _connection_option_names())
+    if unknown:
+        raise ConfigurationError(
+            f"the redis backend does not take {', '.join(unknown)}; it takes its own options "
+            f"({', '.join(sorted(OPTIONS))}) and redis-py connection options (docs/redis.md)"
+        )
 
 
 def _clean(name: str) -> str:
