@@ -21,6 +21,7 @@ import redis
 
 from huey_core import (
     BlackHoleHuey,
+    CySqliteHuey,
     FileHuey,
     Huey,
     MemoryHuey,
@@ -45,7 +46,7 @@ from huey_core.testing import BackendConformance
 from huey_redis.backend import RedisBackend
 from huey_redis.testing import RedisServer, free_ports, require_binaries
 from huey_redis.testing import require_server as require_redis
-from huey_sql.testing import POSTGRES_URL, drop_prefix, postgres_sql, require_database
+from huey_sql.testing import MYSQL_URL, POSTGRES_URL, drop_prefix, postgres_sql, require_database
 from huey_sql.testing import malformed_rows as sql_malformed_rows
 
 DB = 7  # a Redis database no other test uses, so db= is visible as where the keys land
@@ -330,6 +331,20 @@ def test_sqlite_huey_options_are_pragmas_on_every_connection(tmp_path):
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_cysqlite_huey_pragmas_apply_on_the_same_sqlite_database(tmp_path):
+    pragmas_ = {"journal_mode": "delete", "cache_size": -4000, "synchronous": 2}
+    huey = CySqliteHuey("cy", filename=str(tmp_path / "cy.db"), pragmas=pragmas_, timeout=3)
+    assert pragmas(huey) == {
+        "journal_mode": "delete",
+        "cache_size": -4000,
+        "synchronous": 2,
+        "busy_timeout": 3000,
+    }
+    with pytest.raises(ConfigurationError) as exc:
+        CySqliteHuey("cy", filename=str(tmp_path / "cy.db"), pragmas={"foreign_keys": 1})
+    assert "foreign_keys" in one_line(exc)
+
+
 def test_sqlite_huey_strict_fifo_keeps_arrival_order_across_acks(tmp_path):
     huey = SqliteHuey("fifo", filename=str(tmp_path / "fifo.db"), strict_fifo=True)
 
@@ -436,6 +451,19 @@ def test_sql_huey_takes_a_database_url(pg_prefix, tmp_path):
     assert "URL" in one_line(exc)
 
 
+def test_sql_huey_takes_a_peewee_mysql_url():
+    require_database(MYSQL_URL)
+    prefix = f"pm{uuid.uuid4().hex[:8]}_"
+    url = MYSQL_URL.replace("mysql+pymysql://", "mysql://")  # peewee's spelling
+    try:
+        huey = SqlHuey("sqlm", database=url, table_prefix=prefix)
+        add_task(huey)(4, 4)
+        assert run_next(huey) == 8
+        assert huey.storage.url.startswith("mysql+pymysql://")
+    finally:
+        drop_prefix(MYSQL_URL, prefix)
+
+
 # -- files, memory, black hole -------------------------------------------------------------------
 
 
@@ -516,10 +544,10 @@ def test_every_huey_class_and_storage_name_is_importable_where_huey_has_it():
     import huey_core
     import huey_core.storage
 
-    for cls in ("BlackHoleHuey", "FileHuey", "MemoryHuey", "PostgresHuey", "RedisHuey",
+    for cls in ("BlackHoleHuey", "CySqliteHuey", "FileHuey", "MemoryHuey", "PostgresHuey", "RedisHuey",
                 "RedisExpireHuey", "PriorityRedisHuey", "PriorityRedisExpireHuey", "SqliteHuey"):  # fmt: skip
         assert issubclass(getattr(huey_core, cls), Huey), cls
-    for cls in ("BaseStorage", "BlackHoleStorage", "FileStorage", "MemoryStorage",
+    for cls in ("BaseStorage", "BlackHoleStorage", "CySqliteStorage", "FileStorage", "MemoryStorage",
                 "PostgresStorage", "PriorityRedisStorage", "PriorityRedisExpireStorage",
                 "RedisExpireStorage", "RedisStorage", "SqliteStorage"):  # fmt: skip
         assert hasattr(huey_core.storage, cls), cls

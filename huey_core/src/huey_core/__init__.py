@@ -11,6 +11,7 @@ from importlib import metadata as _metadata
 from huey_core.api import Huey
 from huey_core.compat import (
     BlackHoleHuey,
+    CySqliteHuey,
     FileHuey,
     MemoryHuey,
     PostgresHuey,
@@ -51,6 +52,7 @@ __all__ = [
     "CancelExecution",
     "ChordResult",
     "ConfigurationError",
+    "CySqliteHuey",
     "FileHuey",
     "Huey",
     "HueyException",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from huey_core.api import Huey
 from huey_core.storage_classes import (
     BlackHoleStorage,
+    CySqliteStorage,
     FileStorage,
     MemoryStorage,
     PostgresStorage,
@@ -22,6 +23,7 @@ from huey_core.storage_classes import (
 
 __all__ = [
     "BlackHoleHuey",
+    "CySqliteHuey",
     "FileHuey",
     "MemoryHuey",
     "PostgresHuey",
@@ -50,6 +52,12 @@ class SqliteHuey(Huey):
     strict_fifo=)` on the sql backend."""
 
     storage_class = SqliteStorage
+
+
+class CySqliteHuey(Huey):
+    """`CySqliteHuey(name, filename=, pragmas=)`: the same SQLite database as SqliteHuey."""
+
+    storage_class = CySqliteStorage
 
 
 class PostgresHuey(Huey):

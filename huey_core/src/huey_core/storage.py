@@ -21,6 +21,7 @@ from huey_core.protocols import Backend
 from huey_core.storage_classes import (
     BaseStorage,
     BlackHoleStorage,
+    CySqliteStorage,
     FileStorage,
     MemoryStorage,
     PostgresStorage,
@@ -36,6 +37,7 @@ __all__ = [
     "BackendSpec",
     "BaseStorage",
     "BlackHoleStorage",
+    "CySqliteStorage",
     "FileStorage",
     "MemoryStorage",
     "PostgresStorage",

@@ -24,6 +24,7 @@ from huey_core.protocols import Backend
 __all__ = [
     "BaseStorage",
     "BlackHoleStorage",
+    "CySqliteStorage",
     "FileStorage",
     "MemoryStorage",
     "PostgresStorage",
@@ -233,6 +234,32 @@ class SqliteStorage(BaseStorage):
         kwargs.pop("create_tables", None)  # tables are created on first use, if missing
         options.update(_sql_options(cls, kwargs, _SQLITE_CONNECT_HINT))
         return StorageSpec("sql", url, options)
+
+
+_SYNCHRONOUS = {"0": "OFF", "1": "NORMAL", "2": "FULL", "3": "EXTRA"}
+
+
+class CySqliteStorage(SqliteStorage):
+    """huey's CySqliteStorage(name, filename="huey.db", pragmas=None, timeout=5, ...): the same
+    SQLite database on the sql backend (its own driver, not cysqlite). `pragmas` may set
+    journal_mode, cache_size and synchronous; any other PRAGMA is refused."""
+
+    @classmethod
+    def spec(cls, name: str, kwargs: dict[str, Any]) -> StorageSpec:
+        pragmas = dict(kwargs.pop("pragmas", None) or {})
+        if "journal_mode" in pragmas:
+            kwargs.setdefault("journal_mode", pragmas.pop("journal_mode"))
+        if "cache_size" in pragmas:  # negative: KiB, as huey writes it; positive: pages
+            size = int(pragmas.pop("cache_size"))
+            kwargs.setdefault("cache_mb", -size / 1000 if size < 0 else size * 4 / 1000)
+        synchronous = pragmas.pop("synchronous", None)
+        _refuse_unknown(cls, {f"pragmas[{k!r}]": v for k, v in pragmas.items()}, "only "
+                        "journal_mode, cache_size and synchronous can be set")  # fmt: skip
+        spec = super().spec(name, kwargs)
+        if synchronous is not None:
+            level = _SYNCHRONOUS.get(str(synchronous), str(synchronous).upper())
+            spec.options["sqlite_synchronous"] = level
+        return spec
 
 
 def _conninfo_url(dsn: str | None, params: dict[str, Any]) -> str:
