@@ -197,7 +197,7 @@ _SQLITE_CONNECT_HINT = (
 def _sql_options(cls: type, kwargs: dict[str, Any], hint: str) -> dict[str, Any]:
     """The sql backend's own options among `kwargs`; anything else is refused in one line."""
     try:
-        from huey_sql.backend import OPTIONS
+        from huey_sql.options import OPTIONS
     except ImportError:  # huey-sql missing: Huey() already warns which extra to install
         return kwargs
     _refuse_unknown(cls, {k: v for k, v in kwargs.items() if k not in OPTIONS}, hint)
@@ -325,7 +325,7 @@ class PostgresStorage(BaseStorage):
 
 def _sql_option_names() -> frozenset[str]:
     try:
-        from huey_sql.backend import OPTIONS
+        from huey_sql.options import OPTIONS
     except ImportError:
         return frozenset()
     return OPTIONS

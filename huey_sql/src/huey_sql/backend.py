@@ -14,29 +14,13 @@ from huey_core.protocols import BaseBackend
 from huey_sql import schema
 from huey_sql.db import Database
 from huey_sql.events import SQLEvents
+from huey_sql.options import DEFAULTS as _DEFAULTS
+from huey_sql.options import OPTIONS
 from huey_sql.queue import SQLQueue
 from huey_sql.schedule import SQLSchedule
 from huey_sql.store import SQLStore
 
 __all__ = ["OPTIONS", "SQLBackend", "SQLEvents", "SQLQueue", "SQLSchedule", "SQLStore"]
-
-_DEFAULTS: dict[str, Any] = {
-    "table_prefix": "huey_tk_",  # not "huey_": huey's own PostgresHuey tables use that
-    "pool_size": 5,
-    "max_overflow": 10,
-    "notify": True,
-    "poll_interval": None,  # per dialect: sqlite 0.02, postgresql fallback 1.0, mysql 0.1
-    "busy_timeout": 30.0,
-    "sqlite_synchronous": "NORMAL",
-    "sqlite_journal_mode": "WAL",  # huey's SqliteHuey(journal_mode=)
-    "sqlite_cache_mb": None,  # huey's SqliteHuey(cache_mb=); None keeps SQLite's default
-    "events_keep": 10_000,
-    "events_max_age": 3600.0,
-    "engine_options": {},
-}
-
-# Every option name the backend takes (huey_core.storage_classes checks against it).
-OPTIONS = frozenset(_DEFAULTS) | {"mode"}
 
 
 class SQLBackend(BaseBackend):
