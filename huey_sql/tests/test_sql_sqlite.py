@@ -36,6 +36,22 @@ class TestSQLiteSpecifics:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 12500
 
+    def test_journal_mode_and_cache_options_on_every_connection(self, tmp_path) -> None:
+        # a file of its own: the journal mode is the file's, other tests share theirs in WAL
+        url = f"sqlite:///{tmp_path / 'journal.db'}"
+        backend = SQLBackend("j", url, sqlite_journal_mode="truncate", sqlite_cache_mb=3)
+        try:
+            backend.queue.size()
+            with backend.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "truncate"
+                assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -3000
+        finally:
+            backend.close()
+
+    def test_a_bad_journal_mode_is_refused_in_one_line(self, tmp_path) -> None:
+        with pytest.raises(ConfigurationError, match="sqlite_journal_mode must be one of"):
+            SQLBackend("j", f"sqlite:///{tmp_path / 'j.db'}", sqlite_journal_mode="sideways")
+
     def test_queue_waits_natively_and_wakes_on_another_processs_commit(self, factory) -> None:
         backend = factory()
         assert backend.queue.blocking is True
