@@ -247,6 +247,10 @@ def test_redis_expire_huey_results_carry_a_ttl_and_vanish_after_it(raw, cls):
     # as huey's RedisExpireStorage: reading does not delete, the TTL does
     assert huey.result(result.id) == 3
     assert huey.result(result.id) == 3
+    # a value without a ttl is still taken by the one reader that pops it (a dead letter
+    # requeued once, a revoke_once revocation)
+    huey.put("plain", 1)
+    assert huey.get("plain") == 1 and huey.get("plain") is None
     other = add(5, 5)
     other.revoke()
     revocations = list(raw.scan_iter(f"huey:{{{instance}}}:kv:*{other.id}*"))

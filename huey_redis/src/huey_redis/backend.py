@@ -67,8 +67,8 @@ class RedisBackend(BaseBackend):
       read_timeout     longest single blocking read (BLPOP) in seconds; a longer wait is made of
                        several (default: half of socket_timeout)
       clean_name       keep only [A-Za-z0-9_] of the instance name in key names, as huey does
-      keep_on_read     pop() reads without deleting, so a value stays until its ttl expires
-                       (huey's RedisExpireStorage)
+      keep_on_read     pop() of a value that has a ttl reads without deleting, so it stays
+                       until it expires (huey's RedisExpireStorage results)
     """
 
     process_safe = True  # state lives in Redis: forked or separate processes all share it

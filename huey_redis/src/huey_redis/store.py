@@ -236,8 +236,10 @@ class RedisStore(BaseDataStore):
 
     def pop(self, key: str) -> bytes | None:
         """Remove and return the value in one script: of concurrent callers one gets it.
-        With the backend's `keep_on_read` option it only reads (the value stays until its ttl)."""
-        if self.keep_on_read:
+        With the backend's `keep_on_read` option a value that has a ttl is only read: it stays
+        until it expires (huey's RedisExpireStorage results); one without a ttl (a dead letter, a
+        revocation) is still removed, so whoever pops it is the only one to get it."""
+        if self.keep_on_read and self._b.client.pttl(self._k(key)) > 0:
             return self.peek(key)
         value = self._pop(keys=[self._k(key), self._idx, self._exp], args=[key])
         return None if value is None else bytes(value)
