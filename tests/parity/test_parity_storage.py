@@ -122,6 +122,13 @@ def test_redis_huey_url_and_storage_class_spelling_are_the_same_store(raw):
     by_url.flush()
 
 
+def test_redis_huey_client_name_names_its_connections(raw):
+    client_name = name("parity_client")
+    huey = RedisHuey(name(), db=DB, client_name=client_name)
+    huey.pending_count()
+    assert client_name in {c["name"] for c in raw.client_list()}
+
+
 def test_redis_huey_connection_pool_is_used(raw):
     pool = redis.ConnectionPool(host="127.0.0.1", port=6379, db=DB)
     instance = name()

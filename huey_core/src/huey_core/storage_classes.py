@@ -150,10 +150,8 @@ class RedisStorage(BaseStorage):
         kwargs.pop("notify_result_ttl", None)
         if pool is not None:
             options["connection_pool"] = pool
-        client_name = kwargs.pop("client_name", None)
-        if client_name is not None:
-            options["client_name"] = client_name
-        options.update(kwargs)  # redis-py connection options and the redis backend's own
+        # redis-py connection options (client_name=, socket_timeout=, ...) and the backend's own
+        options.update(kwargs)
         try:
             from huey_redis.backend import check_connection_options
         except ImportError:  # huey-redis missing: Huey() already warns which extra to install
