@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from huey_core import clock, keys, limits, periodic
 from huey_core import signals as S
@@ -94,7 +94,7 @@ class Huey:
     messages are dead-lettered, never executed.
     """
 
-    storage_class: ClassVar[type[BaseStorage] | None] = None  # huey's; subclasses set it
+    storage_class: type[BaseStorage] | None = None  # huey's; subclasses set it
 
     def __init__(
         self,
