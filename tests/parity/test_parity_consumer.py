@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from huey_core import ConfigurationError, Huey
+from huey_core import ConfigurationError, Huey, TaskException
 from huey_core.testing.apps import App, logs, stop, wait_for
 from huey_memory.backend import MemoryBackend
 from huey_redis.testing import REDIS_URL, delete_instance_keys, require_server
@@ -70,6 +70,12 @@ def report():
     return "report"
 
 
+@huey.task(timeout=1)
+def stuck():
+    time.sleep(30)
+    _touch("stuck.done")
+
+
 @huey.task()
 def nap(i):
     import gevent
@@ -112,36 +118,33 @@ def huey_consumer(app: App, *args: str) -> subprocess.Popen:
 
 # -- the options, as huey spells them ----------------------------------------------------------
 
-HUEY_OPTIONS = [
-    ("-f", "--flush-locks"),
-    ("-L", "--extra-locks"),
-    ("-M", "--max-tasks"),
-    ("-t", "--shutdown-timeout"),
-    ("-g", "--graceful-signal"),
-    ("-c", "--health-check-interval"),
-    ("-C", "--disable-health-check"),
-    ("-s", "--scheduler-interval"),
-    ("-S", "--simple"),
-    ("-k", "--worker-type"),
-]
+HUEY_OPTIONS = {
+    # huey's option -> the default `--help` shows right after its text
+    "-f, --flush-locks": "[default: keep them]",
+    "-L, --extra-locks NAMES": "[default: none]",
+    "-M, --max-tasks COUNT": "[default: never]",
+    "-t, --shutdown-timeout": "[default: 30.0",
+    "-g, --graceful-signal [INT|TERM]": "[default: both stop gracefully]",
+    "-c, --health-check-interval SECONDS": "[default: 1.0",
+    "-C, --disable-health-check": "[default: replace them]",
+    "-s, --scheduler-interval": "[default: 1.0",
+    "-S, --simple": None,
+    "-k, --worker-type [thread|process|greenlet]": "[default: thread]",
+}
 
 
-@pytest.mark.parametrize("command", [["consume", "--help"], ["--help"]])
-def test_help_lists_each_huey_option_with_its_default(app, command):
-    if command == ["--help"]:
-        script = Path(sys.executable).parent / "huey_consumer"
-        out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
-    else:
-        out = app.cli(*command)
+@pytest.mark.parametrize("command", ["huey consume", "huey_consumer"])
+def test_help_lists_each_huey_option_with_its_default(command):
+    script = Path(sys.executable).parent / command.split()[0]
+    args = ["consume", "--help"] if command == "huey consume" else ["--help"]
+    out = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    help_text = " ".join(out.stdout.split())
-    for short, long in HUEY_OPTIONS:
-        assert f"{short}, {long}" in help_text, long
-    # Each option's line ends with its default (flags say what happens without them).
-    blocks = {long: help_text.split(f"{short}, {long}")[1] for short, long in HUEY_OPTIONS}
-    for long, block in blocks.items():
-        assert "[default:" in block.split(" -")[0] or "[default:" in block[:400], long
-    assert "thread|process|greenlet" in help_text
+    text = " ".join(out.stdout.split())
+    for option, default in HUEY_OPTIONS.items():
+        assert option in text, option
+        after = text.split(option, 1)[1]
+        if default:  # the first default shown after the option is its own
+            assert after.find(default) == after.find("[default:") >= 0, (option, after[:300])
 
 
 @pytest.mark.parametrize(
@@ -383,3 +386,16 @@ def test_greenlet_workers_run_sleeping_tasks_concurrently(tmp_path, kind, comman
         assert stop(proc) == 0, logs(app)
     finally:
         app.close()
+
+
+def test_a_greenlet_task_timeout_interrupts_the_task(app):
+    module = app.load()
+    result = module.stuck()
+    proc = app.start_consumer("-n", "-k", "greenlet", "-w", "2", "-d", "0.05", "-m", "0.2")
+    t0 = time.monotonic()
+    with pytest.raises(TaskException, match="TaskTimeout"):
+        result.get(blocking=True, timeout=30)
+    assert time.monotonic() - t0 < 15, "timeout=1 did not interrupt time.sleep(30)"
+    assert not app.marker("stuck.done").exists()
+    assert module.nap(1).get(blocking=True, timeout=15)[0] == 1  # the workers go on
+    assert stop(proc) == 0, logs(app)

@@ -21,10 +21,18 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from huey_core.exceptions import ConfigurationError
 
-__all__ = ["INSTALL_HINT", "check_ready", "patched", "relaunch_patched", "requested"]
+__all__ = [
+    "INSTALL_HINT",
+    "check_ready",
+    "patched",
+    "relaunch_patched",
+    "requested",
+    "start_timeout",
+]
 
 logger = logging.getLogger("huey.consumer")
 
@@ -65,6 +73,15 @@ def patched() -> bool:
     from gevent import monkey
 
     return bool(monkey.is_module_patched("socket") and monkey.is_module_patched("threading"))
+
+
+def start_timeout(seconds: float, exc: BaseException) -> Any:
+    """A started gevent.Timeout that raises `exc` in the calling greenlet; `.close()` it."""
+    import gevent
+
+    timeout = gevent.Timeout(seconds, exc)
+    timeout.start()
+    return timeout
 
 
 def relaunch_patched(entry: str, argv: Sequence[str] | None = None) -> None:
