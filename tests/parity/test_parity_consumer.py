@@ -388,6 +388,18 @@ def test_greenlet_workers_run_sleeping_tasks_concurrently(tmp_path, kind, comman
         app.close()
 
 
+def test_greenlet_workers_without_gevent_fail_in_one_line(app, tmp_path):
+    hidden = tmp_path / "no-gevent" / "gevent"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('No module named gevent')\n")
+    plain = App(tmp_path, "from huey_core import Huey\nhuey = Huey('x', url='memory://')\n")
+    out = plain.cli("consume", plain.import_path, "-k", "greenlet",
+                    PYTHONPATH=str(hidden.parent))  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'pip install "huey-core[gevent]"' in lines[0], out.stderr
+
+
 def test_a_greenlet_task_timeout_interrupts_the_task(app):
     module = app.load()
     result = module.stuck()

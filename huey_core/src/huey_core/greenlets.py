@@ -16,7 +16,6 @@ the very top of the program; unpatched, the workers run as OS threads and a warn
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import sys
@@ -63,7 +62,12 @@ def requested(args: Sequence[str]) -> bool:
 
 
 def available() -> bool:
-    return importlib.util.find_spec("gevent") is not None
+    """True when gevent imports (importing it patches nothing)."""
+    try:
+        import gevent.monkey  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def patched() -> bool:
@@ -92,7 +96,10 @@ def relaunch_patched(entry: str, argv: Sequence[str] | None = None) -> None:
     when gevent is missing (the consumer then refuses -k greenlet in one line).
     """
     argv = list(sys.argv if argv is None else argv)
-    if not requested(argv[1:]) or patched() or not available():
+    args = argv[1:]
+    if entry == "main":  # `huey ...`: only `huey consume` runs workers
+        args = args[args.index("consume") + 1 :] if "consume" in args else []
+    if not requested(args) or patched() or not available():
         return
     sys.stdout.flush()
     sys.stderr.flush()
