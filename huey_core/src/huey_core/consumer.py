@@ -446,14 +446,19 @@ class Consumer:
             )
         logger.info(
             "%d %s worker(s), %s mode, lease timeout %.1f s, scheduler every %.1f s, "
-            "shutdown timeout %.1f s",
+            "shutdown timeout %s",
             self.workers,
             self.worker_type,
             mode,
             self.lease_timeout,
             self.scheduler_interval,
-            self.shutdown_timeout,
+            "none" if math.isinf(self.shutdown_timeout) else f"{self.shutdown_timeout:.1f} s",
         )
+        if self.max_tasks is not None:
+            logger.info("each worker is replaced after %d tasks", self.max_tasks)
+        if self.graceful_signal is not None:
+            other = "TERM" if self.graceful_signal == "INT" else "INT"
+            logger.info("SIG%s stops gracefully, SIG%s at once", self.graceful_signal, other)
         names = sorted(cls.name for cls in self.huey.registry.periodic)
         if not self.periodic:
             logger.info("periodic tasks: disabled (--no-periodic)")

@@ -28,7 +28,7 @@ CONSUME_HELP = """Run the consumer for the Huey instance at IMPORT_PATH (e.g. my
 
 The working directory is added to the Python path first. SIGTERM or SIGINT: stop taking work,
 finish running tasks (up to --shutdown-timeout, then release them back to the queue), exit 0.
-A second signal stops at once.
+A second signal stops at once; with -g, so does the other signal of the two.
 """
 
 
