@@ -224,11 +224,14 @@ def test_flush_locks_releases_stale_locks_at_start_and_only_when_asked(app):
 # -- max tasks ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("worker_type", ["thread", "process"])
-def test_max_tasks_replaces_the_worker_and_loses_nothing(app, worker_type):
+@pytest.mark.parametrize(
+    "worker_type,extra",
+    [("thread", ()), ("process", ()), ("process", ("-C",))],  # -C: replacing is not health
+)
+def test_max_tasks_replaces_the_worker_and_loses_nothing(app, worker_type, extra):
     module = app.load()
     results = [module.whoami(i) for i in range(10)]
-    proc = app.start_consumer("-n", "-w", "1", "-k", worker_type, "-M", "3",
+    proc = app.start_consumer("-n", "-w", "1", "-k", worker_type, "-M", "3", *extra,
                               "-d", "0.01", "-m", "0.1")  # fmt: skip
     values = [r.get(blocking=True, timeout=30) for r in results]
     assert [i for i, _ in values] == list(range(10)), logs(app)
