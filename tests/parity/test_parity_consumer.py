@@ -34,9 +34,12 @@ MARKERS = os.environ["TEST_MARKERS"]
 _local = threading.local()
 
 
-def _touch(name, text=""):
-    with open(os.path.join(MARKERS, name), "w") as f:
-        f.write(text or str(os.getpid()))
+def _touch(name):
+    # Written whole, then renamed: a test that sees the file can read the pid in it.
+    path = os.path.join(MARKERS, name)
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
 
 
 @huey.task()

@@ -38,8 +38,12 @@ logger = logging.getLogger("huey.consumer")
 INSTALL_HINT = 'greenlet workers need gevent: pip install "huey-core[gevent]"'
 
 # Run by `python -c` with argv [-c, entry, program, *args]: patch first, then the command.
+# Starting twice takes a moment: a SIGTERM before the consumer installs its own handler finds
+# nothing running yet, so it ends the process cleanly (exit 0) instead of killing it.
 _BOOT = """\
+import signal
 import sys
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 from gevent import monkey
 monkey.patch_all()
 entry = sys.argv[1]
