@@ -435,6 +435,14 @@ def test_postgres_huey_connects_as_huey_does(pg_prefix, connect):
     assert "notify" in huey.storage.describe()  # blocking=True: LISTEN/NOTIFY
 
 
+def test_postgres_huey_password_keyword_stays_out_of_descriptions(pg_prefix):
+    secret = "pg-parity-never-shown"  # the test server trusts loopback, so any password works
+    huey = PostgresHuey("pg", host="127.0.0.1", dbname="test", user="postgres",
+                        password=secret, table_prefix=pg_prefix)  # fmt: skip
+    assert huey.pending_count() == 0
+    assert secret not in huey.storage.describe() and secret not in repr(huey.storage)
+
+
 def test_postgres_huey_blocking_false_polls_every_read_timeout(pg_prefix):
     huey = PostgresHuey(
         "pg", dsn=POSTGRES_URL, table_prefix=pg_prefix, blocking=False, read_timeout=0.5
