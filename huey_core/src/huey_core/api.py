@@ -9,6 +9,7 @@ storage class. Each behaviour lives in a module of its own and `Huey` hands over
     results.py     Result, groups and chords; progress.py task progress
     aio.py         async tasks on the worker's event loop; awaiting and enqueueing from async code
     locks.py       lock_task and rate_limit
+    inspection.py  pending, scheduled, results: reading the queue and the store
     revocation.py  revoke / restore
     deadletters.py the dead-letter store
     keys.py        every data-store key the core uses
@@ -28,7 +29,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from huey_core import clock, keys, limits, periodic
@@ -39,6 +40,7 @@ from huey_core.events import EventPublisher, EventStatus, Subject, build_event, 
 from huey_core.events import status_of as _status_of
 from huey_core.exceptions import ConfigurationError, PoisonMessage
 from huey_core.execution import Executor, Hooks, error_metadata
+from huey_core.inspection import QueueInspection
 from huey_core.locks import RateLimit, TaskLock
 from huey_core.message import MessageCodec
 from huey_core.progress import Progress, read_progress
@@ -82,7 +84,7 @@ __all__ = [
 Hook = Callable[..., Any]
 
 
-class Huey:
+class Huey(QueueInspection):
     """A task queue instance: `huey = Huey("my-app", backend="redis")`.
 
     Storage is built on first use with `huey_core.plugins.create_backend(name, backend, url,
@@ -556,64 +558,8 @@ class Huey:
         """
         return self._revocations.is_revoked(task, timestamp, peek)
 
-    # -- inspection -----------------------------------------------------------------------------
-
-    def read_schedule(self, timestamp: datetime.datetime | None = None) -> list[Task]:
-        """Remove and return the scheduled tasks due at `timestamp` (now by default)."""
-        if timestamp is None:
-            timestamp = clock.now(self.utc)
-        due = clock.to_unix(timestamp, self.utc) or 0.0
-        return self._deserialize_all(self.storage.schedule.pop_due(due))
-
     def read_periodic(self, timestamp: datetime.datetime | None) -> list[PeriodicTask]:
         return periodic.due_periodic_tasks(self, timestamp or clock.now(self.utc))
-
-    def _deserialize_all(self, messages: Iterable[bytes]) -> list[Task]:
-        tasks = []
-        for data in messages:
-            try:
-                tasks.append(self.deserialize_task(data))
-            except PoisonMessage as exc:
-                logger.warning("skipping a message that cannot be decoded: %s", exc)
-        return tasks
-
-    def pending(self, limit: int | None = None) -> list[Task]:
-        return self._deserialize_all(self.storage.queue.peek(limit if limit is not None else 2**31))
-
-    def pending_count(self) -> int:
-        return self.storage.queue.size()
-
-    def scheduled(self, limit: int | None = None) -> list[Task]:
-        items = self.storage.schedule.peek(limit if limit is not None else 2**31)
-        return self._deserialize_all(data for _, data in items)
-
-    def scheduled_count(self) -> int:
-        return self.storage.schedule.size()
-
-    def all_results(self) -> dict[str, bytes]:
-        """Raw stored values (results, revocations, locks), without internal bookkeeping keys."""
-        internal = (keys.KeyKind.DEAD_LETTER, keys.KeyKind.INTERNAL)
-        return {
-            key: value
-            for key, value in self.storage.store.items().items()
-            if keys.classify(key, self.name) not in internal
-        }
-
-    def result_count(self) -> int:
-        return len(self.all_results())
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        return self.pending_count()
-
-    def flush(self) -> None:
-        """Empty the queue, the schedule and the data store of this instance."""
-        storage = self.storage
-        storage.queue.flush()
-        storage.schedule.flush()
-        storage.store.flush()
 
     # -- locks and rate limits ------------------------------------------------------------------
 

@@ -86,18 +86,39 @@ class ProgressReporter:
             self._pending = progress
             wait = self._next_write - time.monotonic()
             if wait <= 0:
+                self._cancel_timer()
                 self._write_pending()
             elif self._timer is None:
-                self._timer = threading.Timer(wait, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
+                self._start_timer(wait)
+
+    def _start_timer(self, wait: float) -> None:
+        timer = threading.Timer(wait, lambda: self._timer_fired(timer))
+        timer.daemon = True
+        self._timer = timer
+        timer.start()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timer_fired(self, timer: threading.Timer) -> None:
+        # A timer that fired while the task held the lock may find its report already written
+        # (a later report fell due and wrote at once): then it is stale and writes nothing.
+        with self._lock:
+            if self._timer is not timer:
+                return
+            self._timer = None
+            wait = self._next_write - time.monotonic()
+            if wait > 0:
+                self._start_timer(wait)
+            else:
+                self._write_pending()
 
     def flush(self) -> None:
-        """Write the report held back, if any (the timer, and the executor as the task ends)."""
+        """Write the report held back, if any (the executor, as the task ends)."""
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._cancel_timer()
             self._write_pending()
 
     def _write_pending(self) -> None:
