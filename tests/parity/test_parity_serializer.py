@@ -155,7 +155,9 @@ def test_a_message_that_fails_to_decompress_is_dead_lettered():
 
     good = echo(1)
     huey.storage.queue.enqueue(b"\x1f\x8b\x08\x00 truncated gzip")
-    assert drain(huey) == 2
+    huey.storage.queue.enqueue(gzip.compress(pickle.dumps(Exits())))  # SystemExit on unpickling
+    assert drain(huey) == 3  # the worker survives both
     assert good.get() == 1
-    (letter,) = huey.dead_letters()
-    assert "decompress" in letter["reason"]
+    reasons = sorted(letter["reason"] for letter in huey.dead_letters())
+    assert len(reasons) == 2
+    assert "decompress" in reasons[0] and "SystemExit" in reasons[1]
