@@ -91,8 +91,7 @@ class Huey(QueueInspection):
     **backend_options)`; `backend` may also be a ready Backend object (two Huey objects can share
     one). `immediate=True` runs tasks synchronously in the caller on a private memory backend.
     `secret` signs every message and stored value with HMAC-SHA256; unsigned or tampered
-    messages are dead-lettered, never executed. `compression=True` gzips them (zlib with
-    `use_zlib=True`), as in huey.
+    messages are dead-lettered, never executed.
     """
 
     def __init__(
