@@ -9,6 +9,9 @@ those always raise: docs/migrating-from-huey.md.)
 from __future__ import annotations
 
 import datetime
+import importlib
+import sys
+import uuid
 
 import pytest
 
@@ -153,3 +156,23 @@ def test_the_first_registration_keeps_working_after_a_refused_duplicate():
             return ("second", x)
 
     assert send(1)() == ("first", 1)
+
+
+@pytest.mark.parametrize("package", ["huey", "huey_core"])
+def test_reloading_a_tasks_module_on_a_shared_huey_raises_like_huey(package, tmp_path, monkeypatch):
+    """A development reloader that re-imports tasks.py while the Huey lives in another module."""
+    prefix = f"reload_{package}_{uuid.uuid4().hex[:6]}"
+    (tmp_path / f"{prefix}_app.py").write_text(
+        f"from {package} import MemoryHuey\nhuey = MemoryHuey('reload')\n"
+    )
+    (tmp_path / f"{prefix}_tasks.py").write_text(
+        f"from {prefix}_app import huey\n\n@huey.task()\ndef ping():\n    return 'pong'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tasks = importlib.import_module(f"{prefix}_tasks")
+    try:
+        with pytest.raises(ValueError):
+            importlib.reload(tasks)
+    finally:
+        for name in (f"{prefix}_tasks", f"{prefix}_app"):
+            sys.modules.pop(name, None)
