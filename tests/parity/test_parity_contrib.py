@@ -149,14 +149,14 @@ def test_a_dead_holders_slot_frees_itself(huey):
 
 
 def test_acquire_renew_release_like_hueys_semaphore(huey):
-    sem = Semaphore(huey, "api", value=2, timeout=1)
+    sem = Semaphore(huey, "api", value=2, timeout=2)
     assert sem.acquire("a") == "a"
     assert sem.acquire("a") == "a"  # the same holder again: still one slot
     assert sem.holders() == 1
     assert sem.acquire("b") == "b" and sem.acquire("c") is None
-    time.sleep(0.6)
+    time.sleep(1.2)
     assert sem.renew("a")  # a keeps its slot past the first timeout; b does not
-    time.sleep(0.6)
+    time.sleep(1.2)
     assert sem.acquire("c") == "c"  # b's slot expired
     assert sem.acquire("d") is None
     assert sem.release("a") and not sem.release("a")
