@@ -81,6 +81,18 @@ def test_bad_compressed_payloads_are_poison(use_zlib):
             ours.deserialize(bad)
 
 
+def test_a_payload_that_inflates_past_the_limit_is_poison():
+    ours = Serializer(compression=True, use_zlib=True)
+    ours.max_decompressed_size = 10_000
+    assert ours.deserialize(ours.serialize("x" * 9_000)) == "x" * 9_000
+    bomb = ours.serialize("x" * 50_000)
+    assert len(bomb) < 1_000
+    with pytest.raises(PoisonMessage, match="inflates past 10000 bytes"):
+        ours.deserialize(bomb)
+    with pytest.raises(PoisonMessage, match="followed by other bytes"):
+        ours.deserialize(ours.serialize("y") + b"trailing")
+
+
 def test_signed_serializer_takes_hueys_argument_order():
     by_position = SignedSerializer("s3cret", "salt-a")
     by_keyword = SignedSerializer(secret="s3cret", salt="salt-a")

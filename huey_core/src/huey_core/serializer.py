@@ -99,9 +99,9 @@ class Serializer:
     """Base class: pickle (protocol 4), huey's default; optionally gzip- or zlib-compressed.
 
     `compression=True` compresses what `serialize` returns (gzip, or zlib with `use_zlib=True`)
-    at `compression_level` (0-9), as huey's `Serializer` does. Either way `deserialize` reads
-    compressed and uncompressed data alike when compression is on, so turning it on leaves
-    the messages already queued readable. A subclass changes the format by overriding
+    at `compression_level` (0-9), as huey's `Serializer` does. With compression on,
+    `deserialize` reads compressed and uncompressed data alike (huey does too), so turning it on
+    leaves the messages already queued readable. A subclass changes the format by overriding
     `_serialize`/`_deserialize` (huey's hooks); compression and the poison checks stay here.
     """
 
@@ -109,6 +109,7 @@ class Serializer:
     compression_level = 6
     use_zlib = False
     pickle_protocol = 4
+    max_decompressed_size = 256 * 1024 * 1024  # larger compressed payloads are poison
     _what = "unpickle"  # the verb in a poison message's reason
 
     def __init__(
@@ -143,7 +144,7 @@ class Serializer:
 
     def deserialize(self, data: bytes) -> Any:
         if self.compression and isinstance(data, (bytes, bytearray)) and _looks_compressed(data):
-            data = _decompress(bytes(data))
+            data = _decompress(bytes(data), self.max_decompressed_size)
         try:
             return self._deserialize(data)
         except PoisonMessage:
@@ -156,14 +157,19 @@ class Serializer:
             raise PoisonMessage(reason) from None
 
 
-def _decompress(data: bytes) -> bytes:
-    """gzip or zlib data, decompressed; PoisonMessage when it is corrupt or truncated."""
+def _decompress(data: bytes, limit: int) -> bytes:
+    """gzip or zlib data, decompressed; PoisonMessage when it is corrupt, truncated, or would
+    grow past `limit` bytes (a few kilobytes can inflate to gigabytes and exhaust a worker)."""
+    inflater = zlib.decompressobj(31 if data[0] == 0x1F else 15)  # 31: gzip header and trailer
     try:
-        if data[0] == 0x1F:
-            return gzip.decompress(data)
-        return zlib.decompress(data)
-    except Exception as exc:  # noqa: BLE001 - zlib.error, EOFError, gzip.BadGzipFile, OSError
-        raise PoisonMessage(f"cannot decompress data: {type(exc).__name__}: {exc}") from None
+        out = inflater.decompress(data, limit)
+    except zlib.error as exc:
+        raise PoisonMessage(f"cannot decompress data: {exc}") from None
+    if len(out) >= limit and (inflater.unconsumed_tail or not inflater.eof):
+        raise PoisonMessage(f"cannot decompress data: it inflates past {limit} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise PoisonMessage("cannot decompress data: truncated, or followed by other bytes")
+    return out
 
 
 PickleSerializer = Serializer
