@@ -59,7 +59,7 @@ def test_the_same_command_line_gives_the_same_options_as_huey_consume(args: list
     [
         (["-w", "0"], "argument -w/--workers: 0 is not in the range 1<=x<=1000."),
         (["-b", "1"], "argument -b/--backoff: must be greater than 1, got 1"),
-        (["-k", "greenlet"], "argument -k/--worker-type: 'greenlet' is not one of"),
+        (["-k", "fiber"], "argument -k/--worker-type: 'fiber' is not one of"),
         (["-p", "-n"], "argument -n/--no-periodic: not allowed with argument -p/--periodic"),
     ],
 )

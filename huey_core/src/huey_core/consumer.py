@@ -1,7 +1,14 @@
-"""The consumer: workers (threads or forked processes), the scheduler, the heartbeat, shutdown.
+"""The consumer: workers (threads, forked processes or greenlets), the scheduler, the
+heartbeat, the supervisor, shutdown.
 
 What each part does lives beside it: the worker loop in `huey_core.worker`, the scheduler and
-the heartbeat in `huey_core.scheduler`. This module starts and stops them.
+the heartbeat in `huey_core.scheduler`, worker processes in `huey_core.processes`, gevent in
+`huey_core.greenlets`. This module starts, supervises and stops them.
+
+Supervision (a thread of its own): a worker that leaves after `max_tasks` tasks is replaced at
+once; every `health_check_interval` seconds (unless the health check is disabled) a worker that
+died (a thread that escaped its loop, a killed process) is replaced too, and the messages it held
+are released back to the queue at once instead of waiting for their leases to expire.
 
 Shutdown (SIGTERM or SIGINT, or `stop()`): workers stop taking work and finish what they hold;
 after `shutdown_timeout` seconds, tasks still running are released back to the queue (event
@@ -13,18 +20,20 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import multiprocessing
 import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.context import ForkContext, ForkProcess
 from multiprocessing.sharedctypes import Synchronized
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from huey_core import clock, limits, processes
+from huey_core import clock, greenlets, limits, processes
 from huey_core.events import consumer_identity
 from huey_core.exceptions import ConfigurationError
 from huey_core.plugins import mask_url
@@ -39,7 +48,8 @@ __all__ = ["MODES", "WORKER_TYPES", "Backoff", "Consumer"]
 
 logger = logging.getLogger("huey.consumer")
 
-WORKER_TYPES = ("thread", "process")
+WORKER_TYPES = ("thread", "process", "greenlet")  # huey's spelling
+SUPERVISE_EVERY = 0.1  # seconds between the supervisor's looks for workers to replace
 MODES = ("auto", "blocking", "polling")
 
 
@@ -55,7 +65,12 @@ class Consumer:
     blocking waits or polling (auto: blocking where the queue supports it),
     `scheduler_interval` paces the scheduler, `shutdown_timeout` bounds a graceful stop,
     `utc` decides the clock periodic tasks are matched against (default: `huey.utc`),
-    `lease_timeout` overrides `huey.lease_timeout`.
+    `lease_timeout` overrides `huey.lease_timeout`. As in huey: `max_tasks` replaces a worker
+    after that many tasks; `check_worker_health` replaces dead workers, looking every
+    `health_check_interval` seconds; `flush_locks` releases the app's task locks at start, with
+    the lock names in `extra_locks` (a list or huey's comma-separated string);
+    `graceful_signal` ("INT" or "TERM") makes that signal stop gracefully and the other one
+    stop at once (default: both stop gracefully).
     """
 
     def __init__(
@@ -69,13 +84,25 @@ class Consumer:
         scheduler_interval: float = 1.0,
         worker_type: str = "thread",
         mode: str = "auto",
-        shutdown_timeout: float = 30.0,
+        shutdown_timeout: float | None = 30.0,
         utc: bool | None = None,
         lease_timeout: float | None = None,
         check_worker_health: bool = True,
         scheduler: bool = True,
+        health_check_interval: float = 1.0,
+        flush_locks: bool = False,
+        extra_locks: str | list[str] | tuple[str, ...] | None = None,
+        max_tasks: int | None = None,
+        graceful_signal: str | None = None,
     ) -> None:
         _check_options(workers, worker_type, mode, scheduler_interval, shutdown_timeout)
+        limits.check_seconds("the health check interval", health_check_interval, 0.0, open_min=True)
+        self.max_tasks = limits.check_max_tasks(max_tasks)
+        self.graceful_signal = limits.check_graceful_signal(graceful_signal)
+        self.extra_locks = _lock_names(extra_locks)
+        self.flush_locks = bool(flush_locks or self.extra_locks)
+        if worker_type == "greenlet":
+            greenlets.check_ready()
         Backoff(initial_delay, backoff, max_delay)  # validates the three together
         self.huey = huey
         self.workers = workers
@@ -86,11 +113,13 @@ class Consumer:
         self.scheduler_interval = scheduler_interval
         self.worker_type = worker_type
         self.mode = mode
-        self.shutdown_timeout = shutdown_timeout
+        # None: wait for running tasks however long they take (huey's default).
+        self.shutdown_timeout = math.inf if shutdown_timeout is None else shutdown_timeout
         self.utc = huey.utc if utc is None else utc
         if lease_timeout is not None:
             huey.lease_timeout = limits.check_lease_timeout(lease_timeout)
         self.check_worker_health = check_worker_health
+        self.health_check_interval = float(health_check_interval)
         self.run_scheduler = scheduler
         storage = huey.storage
         if worker_type == "process" and not storage.process_safe:
@@ -116,6 +145,9 @@ class Consumer:
         self._started = False
         self._worker_base = 0  # index offset for a forked child's worker name
         self._signals_received = 0
+        self._supervisor: threading.Thread | None = None
+        self._supervising = threading.Lock()  # no worker is replaced once a stop has begun
+        self.replaced = 0  # workers replaced (max_tasks or dead), for tests and operators
         # Process workers: the parent writes STOP_GRACEFUL or STOP_NOW into a shared integer
         # that its children poll (huey_core.processes).
         self._mp_state: Synchronized[int] | None = None
@@ -180,6 +212,8 @@ class Consumer:
         if self._started:
             raise RuntimeError("this consumer has already been started")
         self._started = True
+        if self.flush_locks:
+            self._flush_locks()
         if self.worker_type == "process":
             self._start_processes()
         else:
@@ -190,6 +224,18 @@ class Consumer:
                 worker.start()
         if self.run_scheduler:
             self._scheduler.start()
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="huey-supervisor", daemon=True
+        )
+        self._supervisor.start()
+
+    def _flush_locks(self) -> None:
+        """-f/-L: a consumer killed while a task held a lock left it behind; release it now."""
+        flushed = self.huey.flush_locks(*self.extra_locks)
+        if flushed:
+            logger.warning("released stale locks: %s", ", ".join(sorted(flushed)))
+        else:
+            logger.info("no stale locks to release")
 
     def _child_options(self) -> dict[str, Any]:
         return {
@@ -204,6 +250,8 @@ class Consumer:
             "shutdown_timeout": self.shutdown_timeout,
             "utc": self.utc,
             "scheduler": False,
+            "max_tasks": self.max_tasks,
+            "graceful_signal": self.graceful_signal,
         }
 
     def _start_processes(self) -> None:
@@ -231,6 +279,8 @@ class Consumer:
         """
         timeout = self.shutdown_timeout if timeout is None else timeout
         self.stopping.set()
+        with self._supervising:  # a replacement under way finishes first; none starts after
+            pass
         self._scheduler.stop()
         if not graceful:
             self.hard_stop.set()
@@ -308,26 +358,79 @@ class Consumer:
         """Wait until the consumer has stopped; True when it has."""
         return self._stopped.wait(timeout)
 
-    # -- health --------------------------------------------------------------------------------
+    # -- supervision ---------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        last_check = time.monotonic()
+        while not self.stopping.wait(SUPERVISE_EVERY):
+            due = time.monotonic() - last_check >= self.health_check_interval
+            if due:
+                last_check = time.monotonic()
+            try:
+                self.replace_workers(dead=self.check_worker_health and due)
+            except Exception:  # noqa: BLE001 - the supervisor must outlive a backend hiccup
+                logger.exception("replacing a worker failed; trying again")
 
     def check_health(self) -> None:
-        """Replace workers that died (a thread that escaped its loop, a killed process)."""
-        if self.stopping.is_set():
-            return
-        for i, worker in enumerate(self._workers):
-            if worker.thread is not None and not worker.thread.is_alive():
-                logger.error("%s stopped unexpectedly; starting a new one", worker.name)
-                fresh = Worker(self, worker.index)
-                self._workers[i] = fresh
-                fresh.start()
-        for i, proc in enumerate(self._processes):
-            if not proc.is_alive() and not self.stopping.is_set():
-                logger.error(
-                    "worker process %s exited with code %s; starting a new one",
-                    proc.pid,
-                    proc.exitcode,
-                )
+        """Replace every worker that died or reached max_tasks (what the supervisor does)."""
+        self.replace_workers(dead=True)
+
+    def replace_workers(self, dead: bool) -> None:
+        """Replace workers that left after max_tasks, and with `dead` those that died."""
+        with self._supervising:
+            if self.stopping.is_set():
+                return
+            for i, worker in enumerate(self._workers):
+                if worker.thread is None or worker.thread.is_alive():
+                    continue
+                if worker.recycled:
+                    logger.info(
+                        "%s finished %s tasks (max tasks); starting a new one",
+                        worker.name,
+                        self.max_tasks,
+                    )
+                elif dead:
+                    logger.error("%s stopped unexpectedly; starting a new one", worker.name)
+                    self._release_leases(worker.owner.__eq__)
+                else:
+                    continue
+                self._workers[i] = Worker(self, worker.index)
+                self._workers[i].start()
+                self.replaced += 1
+            for i, proc in enumerate(self._processes):
+                if proc.is_alive() or not self._replace_process(proc, dead):
+                    continue
                 self._processes[i] = self._spawn(multiprocessing.get_context("fork"), i + 1)
+                self.replaced += 1
+
+    def _replace_process(self, proc: ForkProcess, dead: bool) -> bool:
+        if proc.exitcode == processes.RECYCLED:
+            logger.info(
+                "worker process %s finished %s tasks (max tasks); starting a new one",
+                proc.pid,
+                self.max_tasks,
+            )
+            return True
+        if not dead:
+            return False
+        code = proc.exitcode or 0
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        logger.error("worker process %s %s; starting a new one", proc.pid, how)
+        prefix = f"{socket.gethostname()}:{proc.pid}:"
+        self._release_leases(lambda owner: owner.startswith(prefix))
+        return True
+
+    def _release_leases(self, owned: Callable[[str], bool]) -> None:
+        """Give the messages a dead worker held back to the queue now (their leases would
+        otherwise keep them from every consumer until they expire)."""
+        queue = self.huey.storage.queue
+        released = 0
+        for info in queue.leases():
+            if owned(info.owner):
+                queue.release(info.lease)
+                released += 1
+        if released:
+            logger.warning("released %d message(s) the dead worker held; they run again", released)
 
     # -- the command-line loop -----------------------------------------------------------------
 
@@ -343,14 +446,19 @@ class Consumer:
             )
         logger.info(
             "%d %s worker(s), %s mode, lease timeout %.1f s, scheduler every %.1f s, "
-            "shutdown timeout %.1f s",
+            "shutdown timeout %s",
             self.workers,
             self.worker_type,
             mode,
             self.lease_timeout,
             self.scheduler_interval,
-            self.shutdown_timeout,
+            "none" if math.isinf(self.shutdown_timeout) else f"{self.shutdown_timeout:.1f} s",
         )
+        if self.max_tasks is not None:
+            logger.info("each worker is replaced after %d tasks", self.max_tasks)
+        if self.graceful_signal is not None:
+            other = "TERM" if self.graceful_signal == "INT" else "INT"
+            logger.info("SIG%s stops gracefully, SIG%s at once", self.graceful_signal, other)
         names = sorted(cls.name for cls in self.huey.registry.periodic)
         if not self.periodic:
             logger.info("periodic tasks: disabled (--no-periodic)")
@@ -360,10 +468,23 @@ class Consumer:
         else:
             logger.info("periodic tasks: none registered")
 
+    def stops_at_once(self, signum: int) -> bool:
+        """True for the signal that is not the graceful one (with graceful_signal set)."""
+        if self.graceful_signal is None:
+            return False
+        return signal.Signals(signum).name != f"SIG{self.graceful_signal}"
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals_received += 1
         name = signal.Signals(signum).name
-        if self._signals_received == 1:
+        if self.stops_at_once(signum):
+            logger.warning(
+                "%s received: stopping now (the graceful signal is SIG%s), releasing running tasks",
+                name,
+                self.graceful_signal,
+            )
+            self.hard_stop.set()
+        elif self._signals_received == 1:
             logger.info(
                 "%s received: finishing running tasks (up to %.1f s); send it again to stop now",
                 name,
@@ -388,11 +509,8 @@ class Consumer:
             self.start()
             if banner:
                 self._log_ready()
-            last_health = time.monotonic()
-            while not self.stopping.wait(0.1):
-                if self.check_worker_health and time.monotonic() - last_health > 1.0:
-                    last_health = time.monotonic()
-                    self.check_health()
+            while not self.stopping.wait(0.5):
+                pass
             self._shutdown()
             return 0
         finally:
@@ -425,7 +543,11 @@ class Consumer:
 
 
 def _check_options(
-    workers: int, worker_type: str, mode: str, scheduler_interval: float, shutdown_timeout: float
+    workers: int,
+    worker_type: str,
+    mode: str,
+    scheduler_interval: float,
+    shutdown_timeout: float | None,
 ) -> None:
     limits.check_workers(workers)
     if worker_type not in WORKER_TYPES:
@@ -434,5 +556,14 @@ def _check_options(
         )
     if mode not in MODES:
         raise ConfigurationError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
-    limits.check_seconds("the scheduler interval", scheduler_interval, 0.0, open_min=True)
-    limits.check_seconds("the shutdown timeout", shutdown_timeout)
+    limits.check_scheduler_interval(scheduler_interval)
+    limits.check_seconds("the shutdown timeout", shutdown_timeout, optional=True)
+
+
+def _lock_names(names: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """huey's comma-separated `extra_locks` string, or a list of names."""
+    if names is None:
+        return ()
+    if isinstance(names, str):
+        names = names.split(",")
+    return tuple(n.strip() for n in names if n.strip())

@@ -9,6 +9,9 @@ store, and 10,000 worker threads a consumer that starved itself.
     lease timeout       finite, at least MIN_LEASE_TIMEOUT seconds
     priority            an integer from PRIORITY_MIN to PRIORITY_MAX (what every backend stores)
     workers             1 to MAX_WORKERS
+    max tasks           None, or an integer of at least 1
+    scheduler interval  more than 0 and at most MAX_SCHEDULER_INTERVAL seconds
+    graceful signal     None (both stop gracefully), "INT" or "TERM"
     other seconds       finite (no NaN, no infinity), with the lower bound each option states
 """
 
@@ -21,13 +24,18 @@ from typing import Any
 from huey_core.exceptions import ConfigurationError
 
 __all__ = [
+    "GRACEFUL_SIGNALS",
+    "MAX_SCHEDULER_INTERVAL",
     "MAX_WORKERS",
     "MIN_LEASE_TIMEOUT",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "check_count",
+    "check_graceful_signal",
     "check_lease_timeout",
+    "check_max_tasks",
     "check_priority",
+    "check_scheduler_interval",
     "check_seconds",
     "check_task",
     "check_task_options",
@@ -45,6 +53,12 @@ PRIORITY_MIN = -PRIORITY_MAX
 # Each worker is a thread (or a process) with its own connection; past this a consumer spends its
 # time switching between them. Run more consumers instead.
 MAX_WORKERS = 1000
+# The scheduler also recovers expired leases and notices a new minute for periodic tasks; less
+# often than once a minute would delay both by more than a periodic task's own period. huey
+# takes whole seconds that divide 60; any of those is accepted here, and so are fractions.
+MAX_SCHEDULER_INTERVAL = 60.0
+# huey's -g/--graceful-signal: the signal that stops gracefully; the other one stops at once.
+GRACEFUL_SIGNALS = ("INT", "TERM")
 
 
 def check_seconds(
@@ -93,6 +107,34 @@ def check_count(name: str, value: Any, minimum: int = 0, maximum: int | None = N
 
 def check_workers(value: Any) -> int:
     return check_count("workers", value, 1, MAX_WORKERS)
+
+
+def check_max_tasks(value: Any) -> int | None:
+    """None (a worker runs forever), or the number of tasks after which it is replaced."""
+    if value is None:
+        return None
+    return check_count("max_tasks", value, 1)
+
+
+def check_scheduler_interval(value: Any) -> float:
+    seconds = check_seconds("the scheduler interval", value, 0.0, open_min=True)
+    assert seconds is not None
+    if seconds > MAX_SCHEDULER_INTERVAL:
+        raise ConfigurationError(
+            f"the scheduler interval must be at most {MAX_SCHEDULER_INTERVAL:g} seconds (it "
+            f"must run at least once a minute), got {value!r}"
+        )
+    return seconds
+
+
+def check_graceful_signal(value: Any) -> str | None:
+    """None, "INT" or "TERM" (any case, with or without "SIG"), returned as "INT" or "TERM"."""
+    if value is None:
+        return None
+    name = value.upper().removeprefix("SIG") if isinstance(value, str) else value
+    if name not in GRACEFUL_SIGNALS:
+        raise ConfigurationError(f"the graceful signal must be INT or TERM, got {value!r}")
+    return str(name)
 
 
 def check_priority(value: Any) -> int | None:

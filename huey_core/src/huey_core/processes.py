@@ -26,11 +26,14 @@ if TYPE_CHECKING:
     from huey_core.consumer import Consumer
     from huey_core.worker import Worker
 
-__all__ = ["RUNNING", "STOP_GRACEFUL", "STOP_NOW", "ParentLink", "child_main"]
+__all__ = ["RECYCLED", "RUNNING", "STOP_GRACEFUL", "STOP_NOW", "ParentLink", "child_main"]
 
 logger = logging.getLogger("huey.consumer")
 
 RUNNING, STOP_GRACEFUL, STOP_NOW = 0, 1, 2  # parent -> worker process commands
+# Exit code of a worker process that left after max_tasks (EX_TEMPFAIL): the parent replaces it
+# whether or not the health check is on.
+RECYCLED = 75
 WATCH_EVERY = 0.05  # seconds between the watcher's looks at the parent and the clock
 
 
@@ -62,7 +65,10 @@ def child_main(
     try:
         huey.storage.after_fork()
         child = Consumer(huey, **options)
-        ChildRunner(child, ParentLink(state), index).run()
+        runner = ChildRunner(child, ParentLink(state), index)
+        runner.run()
+        if runner.worker.recycled:
+            code = RECYCLED
     except Exception:
         logger.exception("worker process %d failed", index)
         code = 1
@@ -109,7 +115,8 @@ class ChildRunner:
             consumer.stopping.set()
             consumer.heartbeat.stop()
             consumer._stopped.set()
-        logger.info("consumer stopped")
+        if not self.worker.recycled:
+            logger.info("consumer stopped")
 
     def _watch(self) -> None:
         consumer = self.consumer

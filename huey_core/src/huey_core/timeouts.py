@@ -5,6 +5,8 @@
 - Other threads: a watchdog raises TaskTimeout in the worker thread asynchronously
   (PyThreadState_SetAsyncExc). Python delivers it between bytecodes, so a task blocked in one
   long C call (a socket read, time.sleep) is only interrupted when that call returns.
+- Greenlets (`-k greenlet`, gevent monkey-patched): gevent.Timeout raises TaskTimeout in the
+  task's greenlet at its next switch (a sleep, a socket read), as huey does.
 - Either way, the executor reports a task that returns after its deadline as TaskTimeout.
 """
 
@@ -16,6 +18,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from huey_core import greenlets
 from huey_core.exceptions import TaskTimeout
 
 __all__ = ["TaskTimer"]
@@ -34,9 +37,16 @@ class TaskTimer:
         self._timer: threading.Timer | None = None
         self._old_handler: Any = None
         self._alarm = False
+        self._green: Any = None  # a gevent.Timeout, with greenlet workers
 
     def __enter__(self) -> TaskTimer:
         if self.seconds <= 0:
+            return self
+        if greenlets.patched():
+            # Every greenlet shares one thread: an asynchronous exception would hit them all.
+            self._green = greenlets.start_timeout(
+                self.seconds, TaskTimeout(f"timeout {self.seconds}s")
+            )
             return self
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
             try:
@@ -74,6 +84,9 @@ class TaskTimer:
             self._alarm = False
         if self._timer is not None:
             self._timer.cancel()
+        if self._green is not None:
+            self._green.close()
+            self._green = None
 
     def __exit__(self, *exc: object) -> None:
         self.finish()

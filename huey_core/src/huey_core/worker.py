@@ -92,6 +92,8 @@ class Worker:
         # ("hit", 0.0). Bounded, so a long-running consumer does not grow it.
         self.polls: deque[tuple[str, float]] = deque(maxlen=1000)
         self.processed = 0
+        self.handled = 0  # messages taken, counted against the consumer's max_tasks
+        self.recycled = False  # left after max_tasks: the consumer starts a fresh worker
         self.backend_errors = 0
         self._lock = threading.Lock()  # decides between ack (worker) and release (shutdown)
         self._current: Delivery | None = None
@@ -155,8 +157,20 @@ class Worker:
                     self._release(delivery)
                     break
                 self.handle(delivery)
+                if self._reached_max_tasks():
+                    break
         finally:
             self._flush_ack()
+
+    def _reached_max_tasks(self) -> bool:
+        """-M/--max-tasks: after that many messages the worker leaves and is replaced."""
+        self.handled += 1
+        limit = self.consumer.max_tasks
+        if limit is None or self.handled < limit:
+            return False
+        logger.info("%s: reached max tasks (%d); a new worker takes over", self.name, limit)
+        self.recycled = True
+        return True
 
     def _claim(self) -> Delivery | None:
         """The next message (acking the finished one on the way), or None after a wait."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import click
 
-from huey_core import plugins
+from huey_core import greenlets, plugins
 from huey_core.cli.base import HueyCommand, HueyGroup, UserError, load_huey
 from huey_core.cli.consume import consume, consumer_command, run_consumer
 from huey_core.cli.info import collect_info, format_info, info
@@ -97,11 +97,13 @@ plugins.add_commands(cli)
 
 def main() -> None:
     """Entry point of the `huey` command."""
+    greenlets.relaunch_patched("main")  # -k greenlet: gevent must patch before anything else
     cli.main(prog_name="huey")
 
 
 def consumer_main() -> None:
     """Entry point of `huey_consumer`, the same as `huey consume`."""
+    greenlets.relaunch_patched("consumer_main")
     consumer_command.main(prog_name="huey_consumer")
 
 

@@ -222,8 +222,10 @@ def app(
 class Finite(click.FloatRange):
     """A float range that also refuses nan and inf (click's range checks let nan through)."""
 
-    def __init__(self, minimum: float, open_min: bool = False) -> None:
-        super().__init__(min=minimum, min_open=open_min)
+    def __init__(
+        self, minimum: float, open_min: bool = False, maximum: float | None = None
+    ) -> None:
+        super().__init__(min=minimum, min_open=open_min, max=maximum)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:
@@ -235,6 +237,8 @@ class Finite(click.FloatRange):
         if self.min is not None and (number <= self.min if self.min_open else number < self.min):
             bound = "greater than" if self.min_open else "at least"
             self.fail(f"must be {bound} {self.min:g}, got {value}", param, ctx)
+        if self.max is not None and number > self.max:
+            self.fail(f"must be at most {self.max:g}, got {value}", param, ctx)
         return number
 
 

@@ -28,7 +28,7 @@ CONSUME_HELP = """Run the consumer for the Huey instance at IMPORT_PATH (e.g. my
 
 The working directory is added to the Python path first. SIGTERM or SIGINT: stop taking work,
 finish running tasks (up to --shutdown-timeout, then release them back to the queue), exit 0.
-A second signal stops at once.
+A second signal stops at once; with -g, so does the other signal of the two.
 """
 
 
@@ -62,7 +62,7 @@ def consume_options(f: F) -> F:
             type=click.IntRange(min=1, max=limits.MAX_WORKERS),
             default=1,
             show_default=True,
-            help=f"Number of worker threads or processes (at most {limits.MAX_WORKERS}).",
+            help=f"Number of worker threads, processes or greenlets (at most {limits.MAX_WORKERS}).",
         ),
         click.option(
             "-p/-n",
@@ -107,7 +107,8 @@ def consume_options(f: F) -> F:
             type=click.Choice(WORKER_TYPES),
             default="thread",
             show_default=True,
-            help="Run workers as threads or forked processes.",
+            help="Run workers as threads, forked processes, or greenlets (gevent, patched "
+            'before the app is imported; needs "huey-core[gevent]").',
         ),
         click.option(
             "--mode",
@@ -120,18 +121,67 @@ def consume_options(f: F) -> F:
         click.option(
             "-s",
             "--scheduler-interval",
-            type=Finite(0, open_min=True),
+            type=Finite(0, open_min=True, maximum=limits.MAX_SCHEDULER_INTERVAL),
             default=1.0,
             show_default=True,
-            help="Seconds between moves of due scheduled tasks to the queue.",
+            help="Seconds between moves of due scheduled tasks to the queue (at most 60).",
         ),
         click.option(
+            "-t",
             "--shutdown-timeout",
             type=Finite(0),
             default=30.0,
             show_default=True,
             help="Seconds running tasks get to finish at shutdown before they are "
             "released back to the queue.",
+        ),
+        click.option(
+            "-g",
+            "--graceful-signal",
+            type=click.Choice(limits.GRACEFUL_SIGNALS),
+            default=None,
+            help="The signal that stops gracefully; the other of SIGINT and SIGTERM then stops "
+            "at once, releasing running tasks. [default: both stop gracefully]",
+        ),
+        click.option(
+            "-M",
+            "--max-tasks",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="COUNT",
+            help="Replace a worker (thread or process) after it has run COUNT tasks. "
+            "[default: never]",
+        ),
+        click.option(
+            "-c",
+            "--health-check-interval",
+            type=Finite(0, open_min=True),
+            default=1.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="Seconds between checks for dead workers, which are replaced (their tasks "
+            "go back to the queue at once).",
+        ),
+        click.option(
+            "-C",
+            "--disable-health-check",
+            is_flag=True,
+            help="Do not replace workers that die. [default: replace them]",
+        ),
+        click.option(
+            "-f",
+            "--flush-locks",
+            is_flag=True,
+            help="Release the app's task locks (huey.lock_task) at start, e.g. left by a "
+            "consumer that was killed. [default: keep them]",
+        ),
+        click.option(
+            "-L",
+            "--extra-locks",
+            metavar="NAMES",
+            default=None,
+            help="Also release these lock names (comma-separated) at start; implies -f. "
+            "[default: none]",
         ),
         click.option(
             "--lease-timeout",
@@ -187,6 +237,12 @@ def run_consumer(  # noqa: PLR0913 - one parameter per command-line option
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
     configure_logging: bool = True,
+    graceful_signal: str | None = None,
+    max_tasks: int | None = None,
+    health_check_interval: float = 1.0,
+    disable_health_check: bool = False,
+    flush_locks: bool = False,
+    extra_locks: str | None = None,
 ) -> None:
     """Everything `huey consume` does, from its parsed options; exits the process.
 
@@ -225,6 +281,12 @@ def run_consumer(  # noqa: PLR0913 - one parameter per command-line option
             shutdown_timeout=shutdown_timeout,
             utc=utc,
             lease_timeout=lease_timeout,
+            graceful_signal=graceful_signal,
+            max_tasks=max_tasks,
+            health_check_interval=health_check_interval,
+            check_worker_health=not disable_health_check,
+            flush_locks=flush_locks,
+            extra_locks=extra_locks,
         )
     except ConfigurationError as exc:
         raise UserError(one_line_message(exc)) from None
