@@ -21,12 +21,20 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from huey_core.exceptions import TaskTimeout
 
-__all__ = ["CANCEL_GRACE", "close_thread_loop", "poll", "run", "thread_loop"]
+__all__ = [
+    "CANCEL_GRACE",
+    "aget_result",
+    "aget_result_group",
+    "close_thread_loop",
+    "poll",
+    "run",
+    "thread_loop",
+]
 
 logger = logging.getLogger("huey")
 
@@ -149,3 +157,37 @@ async def poll(
             return missing
         await asyncio.sleep(delay if remaining is None else min(delay, remaining))
         delay = min(delay * backoff, max_delay)
+
+
+# huey.contrib.asyncio's names (also importable from huey_core.contrib.asyncio), mapped onto
+# the awaitable results: `await result` and `result.aget(...)`.
+
+
+async def aget_result(
+    res: Any,
+    backoff: float = 1.15,
+    max_delay: float = 1.0,
+    preserve: bool = False,
+    timeout: float | None = None,
+) -> Any:
+    """The value of `res`, awaited: ResultTimeout after `timeout` seconds (None: no limit).
+
+    As huey: a failed task raises TaskException; `preserve=True` leaves the result stored.
+    """
+    return await res.aget(timeout, backoff=backoff, max_delay=max_delay, preserve=preserve)
+
+
+async def aget_result_group(rg: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
+    """Every value of a ResultGroup (`task.map(...)`), awaited together, in order.
+
+    Takes aget_result's options. When one fails (or times out), the other waits are cancelled
+    and the error is raised.
+    """
+    tasks = [asyncio.ensure_future(aget_result(r, *args, **kwargs)) for r in rg]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -56,7 +56,7 @@ from huey_core.results import (
     pipeline_results,
 )
 from huey_core.revocation import Revocations
-from huey_core.serializer import Serializer, SignedSerializer
+from huey_core.serializer import Serializer, build_serializer
 from huey_core.storage import BackendSpec, StorageChoice
 from huey_core.storage_classes import BaseStorage, from_storage_class
 from huey_core.task import PeriodicTask, Registry, Task, TaskWrapper
@@ -110,6 +110,8 @@ class Huey(QueueInspection):
         serializer: Serializer | None = None,
         events: bool = True,
         secret: str | bytes | None = None,
+        compression: bool = False,
+        use_zlib: bool = False,
         lease_timeout: float = 30.0,
         max_deliveries: int = 5,
         result_ttl: float | None = None,
@@ -133,8 +135,7 @@ class Huey(QueueInspection):
         self.max_deliveries = limits.check_count("max_deliveries", max_deliveries, 1)
         self.result_ttl = limits.check_ttl("result_ttl", result_ttl)
         self.immediate_use_memory = immediate_use_memory
-        serializer = Serializer() if serializer is None else serializer
-        self.serializer = SignedSerializer(serializer, secret) if secret else serializer
+        self.serializer = build_serializer(serializer, secret, compression, use_zlib)
         self._storage = StorageChoice(name, backend, url, backend_options)
         self._immediate = bool(immediate)
         self.registry = Registry()

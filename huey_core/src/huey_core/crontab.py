@@ -1,16 +1,20 @@
 """`crontab(...)`: the schedule of a periodic task, as huey spells it.
 
-Each field accepts an int or a string of comma-separated pieces:
+Each field accepts an int or a string of comma-separated pieces, exactly huey's grammar:
 
     *        every value              */n      every n-th value from the field's minimum
     a        one value                a-b      a through b (wraps around when a > b: 22-2)
-    a-b/n    every n-th value a..b    a/n      every n-th value from a to the field's maximum
+    a-b/n    every n-th value of a-b
 
 Ranges: minute 0-59, hour 0-23, day 1-31, month 1-12, day_of_week 0-7 where both 0 and 7 mean
-Sunday (1 = Monday ... 6 = Saturday). A piece that does not parse, a value out of range or a step
-of 0 raises ValueError when the crontab is built, so a typo fails at import time instead of
-silently never firing (huey ignores bad pieces unless strict=True; here `strict` is accepted for
-compatibility and bad specs always raise).
+Sunday (1 = Monday ... 6 = Saturday). `*/n` is refused for day_of_week, as huey refuses it
+(a week does not divide evenly: list the days, or use a range with a step, `0-6/2`).
+
+What huey refuses with `strict=True` is refused here too, with ValueError when the crontab is
+built (a piece that does not parse, spaces, a value out of range, a step of 0), so a typo fails
+at import time instead of silently never firing. huey's default `strict=False` drops an
+unparsable piece when another piece of the field parses; here `strict` is accepted for
+compatibility and bad pieces always raise.
 
 As in huey, all five fields must match (day and day_of_week are ANDed, unlike Vixie cron's OR).
 The returned object is called with a naive datetime (UTC or local time, per `Huey(utc=...)`).
@@ -26,7 +30,10 @@ from typing import Any
 
 __all__ = ["Crontab", "crontab", "next_match"]
 
-_PIECE = re.compile(r"^(?:(?P<star>\*)|(?P<lo>\d+)(?:-(?P<hi>\d+))?)(?:/(?P<step>\d+))?$")
+# "*", "*/n", "a", "a-b", "a-b/n": nothing else (huey's strict grammar; no spaces, no "a/n").
+_PIECE = re.compile(
+    r"(?:(?P<star>\*)(?:/(?P<every>\d+))?|(?P<lo>\d+)(?:-(?P<hi>\d+)(?:/(?P<step>\d+))?)?)"
+)
 
 # field name -> (minimum, maximum) of accepted input values
 _FIELDS: dict[str, tuple[int, int]] = {
@@ -42,7 +49,7 @@ def parse_field(field: str, spec: Any) -> frozenset[int]:
     """The set of values `spec` selects for `field`; ValueError naming the bad piece."""
     if isinstance(spec, bool) or not isinstance(spec, (int, str)):
         raise ValueError(f"crontab {field}={spec!r}: expected an int or a string like '*/5'")
-    text = str(spec).replace(" ", "")
+    text = str(spec)
     if not text:
         raise ValueError(f"crontab {field}: empty specification")
     values: set[int] = set()
@@ -58,21 +65,21 @@ def _parse_piece(field: str, spec: Any, piece: str) -> list[int]:
     lo_ok, hi_ok = _FIELDS[field]
     # day_of_week: ranges and steps walk the week 0..6; 7 is only an alias of 0 (Sunday).
     cycle_hi = 6 if field == "day_of_week" else hi_ok
-    match = _PIECE.match(piece)
+    match = _PIECE.fullmatch(piece)
     if not match:
         raise ValueError(f"crontab {field}={spec!r}: cannot parse {piece!r}")
-    step = int(match["step"]) if match["step"] is not None else 1
-    if step < 1:
+    step = int(match["every"] or match["step"] or 1)
+    if (match["every"] or match["step"]) and step < 1:
         raise ValueError(f"crontab {field}={spec!r}: step must be at least 1 in {piece!r}")
     if match["star"]:
+        if match["every"] is not None and field == "day_of_week":
+            raise ValueError(
+                f"crontab day_of_week={spec!r}: '*/n' is not supported for days of the week "
+                "(as in huey): list the days ('0,3,6') or step a range ('0-6/3')"
+            )
         return list(range(lo_ok, cycle_hi + 1))[::step]
     start = int(match["lo"])
-    if match["hi"] is not None:
-        end = int(match["hi"])
-    elif match["step"] is not None:
-        end = cycle_hi  # "a/n": from a to the end of the field
-    else:
-        end = start
+    end = int(match["hi"]) if match["hi"] is not None else start
     for value in (start, end):
         if not lo_ok <= value <= hi_ok:
             raise ValueError(f"crontab {field}={spec!r}: {value} is outside {lo_ok}-{hi_ok}")

@@ -7,12 +7,15 @@ huey's two-method interface, `serialize(obj) -> bytes` and `deserialize(data) ->
   by the data, so only use it with storage nobody else can write to, or add a secret.
 - `JSONSerializer`: JSON with small tags for what JSON lacks (tuples, datetimes, timedeltas,
   bytes, sets, huey error results, exceptions passed to error handlers).
-- `SignedSerializer(inner, secret)`: HMAC-SHA256 over the inner serializer's bytes. Built by
-  `Huey(secret=...)`. Unsigned or tampered data is refused before the inner serializer sees it,
-  so a forged pickle is never unpickled.
+- `SignedSerializer(secret, salt=None, inner=...)`: HMAC-SHA256 over the inner serializer's
+  bytes. Built by `Huey(secret=...)`. Unsigned or tampered data is refused before the inner
+  serializer sees it, so a forged pickle is never unpickled.
 
 Every `deserialize` raises `PoisonMessage` and nothing else for bad bytes (garbage, truncated
 data, wrong signature), so the caller can dead-letter the message instead of crashing.
+
+`compression=True` (gzip, or zlib with `use_zlib=True`) on any of them compresses the bytes, as
+`Huey(compression=True)` does; data that fails to decompress is poison too.
 
 The task message format is described in `huey_core.message`.
 """
@@ -22,10 +25,12 @@ from __future__ import annotations
 import base64
 import builtins
 import datetime
+import gzip
 import hashlib
 import hmac
 import json
 import pickle
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +43,7 @@ __all__ = [
     "PickleSerializer",
     "Serializer",
     "SignedSerializer",
+    "build_serializer",
 ]
 
 
@@ -76,20 +82,94 @@ class _Skipped:
 SKIPPED = _Skipped()
 
 
+def _looks_compressed(data: bytes) -> bool:
+    """A gzip member (magic 1f 8b) or a zlib stream (0x78 and a header whose check bits hold).
+
+    Neither a pickle (protocol 2+ starts with 0x80, and no opcode is 0x1f or "x"), nor JSON,
+    nor a signed message ("hs1:") can start this way, so uncompressed data is never mistaken.
+    """
+    if len(data) < 2:
+        return False
+    if data[0] == 0x1F and data[1] == 0x8B:
+        return True
+    return data[0] == 0x78 and (data[0] * 256 + data[1]) % 31 == 0
+
+
 class Serializer:
-    """Base class: pickle (protocol 4), huey's default."""
+    """Base class: pickle (protocol 4), huey's default; optionally gzip- or zlib-compressed.
+
+    `compression=True` compresses what `serialize` returns (gzip, or zlib with `use_zlib=True`)
+    at `compression_level` (0-9), as huey's `Serializer` does. With compression on,
+    `deserialize` reads compressed and uncompressed data alike (huey does too), so turning it on
+    leaves the messages already queued readable. A subclass changes the format by overriding
+    `_serialize`/`_deserialize` (huey's hooks); compression and the poison checks stay here.
+    """
+
+    compression = False
+    compression_level = 6
+    use_zlib = False
+    pickle_protocol = 4
+    max_decompressed_size = 256 * 1024 * 1024  # larger compressed payloads are poison
+    _what = "unpickle"  # the verb in a poison message's reason
+
+    def __init__(
+        self,
+        compression: bool = False,
+        compression_level: int = 6,
+        use_zlib: bool = False,
+        pickle_protocol: int | None = 4,
+    ) -> None:
+        if isinstance(compression_level, bool) or compression_level not in range(10):
+            raise ValueError(
+                f"compression_level must be an int from 0 to 9, not {compression_level!r}"
+            )
+        self.compression = bool(compression)
+        self.compression_level = compression_level
+        self.use_zlib = bool(use_zlib)
+        self.pickle_protocol = pickle.HIGHEST_PROTOCOL if not pickle_protocol else pickle_protocol
+
+    def _serialize(self, data: Any) -> bytes:
+        return pickle.dumps(data, protocol=self.pickle_protocol)
+
+    def _deserialize(self, data: bytes) -> Any:
+        return pickle.loads(data)
 
     def serialize(self, data: Any) -> bytes:
-        return pickle.dumps(data, protocol=4)
+        payload = self._serialize(data)
+        if not self.compression:
+            return payload
+        if self.use_zlib:
+            return zlib.compress(payload, self.compression_level)
+        return gzip.compress(payload, self.compression_level, mtime=0)
 
     def deserialize(self, data: bytes) -> Any:
+        if self.compression and isinstance(data, (bytes, bytearray)) and _looks_compressed(data):
+            data = _decompress(bytes(data), self.max_decompressed_size)
         try:
-            return pickle.loads(data)
+            return self._deserialize(data)
+        except PoisonMessage:
+            raise
         except BaseException as exc:  # noqa: BLE001 - unpickling runs code the data names
             # KeyboardInterrupt, SystemExit, GeneratorExit...: raised by an object's unpickling
             # (a forged exit() call, a __reduce__ that raises), never by a real Ctrl-C, which
             # Python delivers between bytecodes of the caller. They must not end a worker.
-            raise PoisonMessage(f"cannot unpickle data: {type(exc).__name__}: {exc}") from None
+            reason = f"cannot {self._what} data: {type(exc).__name__}: {exc}"
+            raise PoisonMessage(reason) from None
+
+
+def _decompress(data: bytes, limit: int) -> bytes:
+    """gzip or zlib data, decompressed; PoisonMessage when it is corrupt, truncated, or would
+    grow past `limit` bytes (a few kilobytes can inflate to gigabytes and exhaust a worker)."""
+    inflater = zlib.decompressobj(31 if data[0] == 0x1F else 15)  # 31: gzip header and trailer
+    try:
+        out = inflater.decompress(data, limit)
+    except zlib.error as exc:
+        raise PoisonMessage(f"cannot decompress data: {exc}") from None
+    if len(out) >= limit and (inflater.unconsumed_tail or not inflater.eof):
+        raise PoisonMessage(f"cannot decompress data: it inflates past {limit} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise PoisonMessage("cannot decompress data: truncated, or followed by other bytes")
+    return out
 
 
 PickleSerializer = Serializer
@@ -120,7 +200,16 @@ class JSONSerializer(Serializer):
     builtins come back as `TaskException` carrying the original repr.
     """
 
-    def __init__(self, **dumps_options: Any) -> None:
+    _what = "decode JSON"
+
+    def __init__(
+        self,
+        compression: bool = False,
+        compression_level: int = 6,
+        use_zlib: bool = False,
+        **dumps_options: Any,
+    ) -> None:
+        super().__init__(compression, compression_level, use_zlib)
         self.dumps_options = dumps_options
 
     def _encode(self, obj: Any) -> Any:
@@ -187,30 +276,49 @@ class JSONSerializer(Serializer):
         "exception": lambda s, v: _exception_from(str(v[0]), list(v[1])),
     }
 
-    def serialize(self, data: Any) -> bytes:
+    def _serialize(self, data: Any) -> bytes:
         return json.dumps(self._encode(data), separators=(",", ":"), **self.dumps_options).encode()
 
-    def deserialize(self, data: bytes) -> Any:
-        try:
-            return self._decode(json.loads(data))
-        except Exception as exc:
-            raise PoisonMessage(f"cannot decode JSON data: {type(exc).__name__}: {exc}") from None
+    def _deserialize(self, data: bytes) -> Any:
+        return self._decode(json.loads(data))
 
 
 class SignedSerializer(Serializer):
-    """Wraps another serializer with an HMAC-SHA256 signature: b"hs1:" + hex digest + b":" + data.
+    """Signs another serializer's bytes with HMAC-SHA256: b"hs1:" + hex digest + b":" + data.
 
-    `deserialize` checks the signature in constant time before the inner serializer runs.
+    Built as huey builds it, `SignedSerializer(secret, salt="...", compression=True, ...)`: the
+    remaining keywords configure the pickle serializer inside; `inner=` wraps another one
+    instead (`SignedSerializer(secret, inner=JSONSerializer())`). The older order of this
+    project, `SignedSerializer(inner, secret)`, is still read. A salt, when given, is mixed
+    into the key, so two salts make signatures that do not verify against each other.
+
+    `deserialize` checks the signature in constant time before anything else runs: unsigned or
+    tampered data is neither decompressed nor unpickled.
     """
 
     PREFIX = b"hs1:"
     _DIGEST_LEN = 64  # hex characters of a SHA-256 digest
 
-    def __init__(self, inner: Any = None, secret: str | bytes | None = None) -> None:
+    def __init__(
+        self,
+        secret: str | bytes | Serializer | None = None,
+        salt: str | bytes | None = None,
+        *,
+        inner: Serializer | None = None,
+        **options: Any,
+    ) -> None:
+        if isinstance(secret, Serializer) or hasattr(secret, "deserialize"):
+            # SignedSerializer(inner, secret): this project's order before huey's was adopted.
+            secret, salt, inner = salt, None, secret  # type: ignore[assignment]
         if not secret:
             raise ValueError("SignedSerializer needs a non-empty secret")
-        self.inner = Serializer() if inner is None else inner
-        self._key = secret.encode() if isinstance(secret, str) else bytes(secret)
+        if inner is not None and options:
+            names = ", ".join(sorted(options))
+            raise ValueError(f"SignedSerializer: pass {names} to the inner serializer, not here")
+        super().__init__()
+        self.inner = Serializer(**options) if inner is None else inner
+        key = _to_bytes(secret)
+        self._key = key if salt is None else hashlib.sha256(_to_bytes(salt) + b":" + key).digest()
 
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).hexdigest().encode("ascii")
@@ -236,3 +344,24 @@ class SignedSerializer(Serializer):
             raise
         except BaseException as exc:  # noqa: BLE001 - an inner serializer's unpickling, as above
             raise PoisonMessage(f"cannot decode signed data: {type(exc).__name__}: {exc}") from None
+
+
+def _to_bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def build_serializer(
+    serializer: Serializer | None,
+    secret: str | bytes | None,
+    compression: bool = False,
+    use_zlib: bool = False,
+) -> Serializer:
+    """What `Huey(serializer=, secret=, compression=, use_zlib=)` stores and reads with."""
+    if serializer is None:
+        serializer = Serializer(compression=compression, use_zlib=use_zlib)
+    elif compression or use_zlib:
+        raise ValueError(
+            "Huey(compression=/use_zlib=) configures the default serializer; with serializer= "
+            "pass them to it instead: Serializer(compression=True, use_zlib=...)"
+        )
+    return SignedSerializer(secret, inner=serializer) if secret else serializer

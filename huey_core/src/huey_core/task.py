@@ -415,7 +415,19 @@ class Registry:
         return task_class.registry_name
 
     def register(self, task_class: type[Task]) -> None:
-        self._tasks[self.name_of(task_class)] = task_class
+        """Add a task class; ValueError when its name is taken, as in huey.
+
+        Two functions with one name would share messages: the consumer would run whichever
+        registered last for both. The same function decorated twice is refused too (huey does
+        the same): a module that re-creates its tasks on a shared Huey must unregister first.
+        """
+        name = self.name_of(task_class)
+        if name in self._tasks:
+            raise ValueError(
+                f"a task named {name!r} is already registered: pass name= to give this one "
+                "another name (or unregister() the first)"
+            )
+        self._tasks[name] = task_class
 
     def unregister(self, task_class: type[Task]) -> bool:
         return self._tasks.pop(self.name_of(task_class), None) is not None
