@@ -10,6 +10,7 @@ storage class. Each behaviour lives in a module of its own and `Huey` hands over
     aio.py         async tasks on the worker's event loop; awaiting and enqueueing from async code
     locks.py       lock_task and rate_limit
     inspection.py  pending, scheduled, results: reading the queue and the store
+    hooks.py       registering hooks and signal receivers
     revocation.py  revoke / restore
     deadletters.py the dead-letter store
     keys.py        every data-store key the core uses
@@ -40,6 +41,7 @@ from huey_core.events import EventPublisher, EventStatus, Subject, build_event, 
 from huey_core.events import status_of as _status_of
 from huey_core.exceptions import ConfigurationError, PoisonMessage
 from huey_core.execution import Executor, Hooks, error_metadata
+from huey_core.hooks import HookMethods
 from huey_core.inspection import QueueInspection
 from huey_core.locks import RateLimit, TaskLock
 from huey_core.message import MessageCodec
@@ -85,7 +87,7 @@ __all__ = [
 Hook = Callable[..., Any]
 
 
-class Huey(QueueInspection):
+class Huey(HookMethods, QueueInspection):
     """A task queue instance: `huey = Huey("my-app", backend="redis")`.
 
     Storage is built on first use with `huey_core.plugins.create_backend(name, backend, url,
@@ -281,54 +283,6 @@ class Huey(QueueInspection):
             return self.task(**kwargs)(inner)
 
         return task_decorator
-
-    def pre_execute(self, name: str | None = None) -> Callable[[Hook], Hook]:
-        """`fn(task)` before each task; raising CancelExecution cancels it."""
-        return self.hooks.adder(self.hooks.pre_execute, name)
-
-    def post_execute(self, name: str | None = None) -> Callable[[Hook], Hook]:
-        """`fn(task, task_value, exception)` after each task."""
-        return self.hooks.adder(self.hooks.post_execute, name)
-
-    def on_startup(self, name: str | None = None) -> Callable[[Hook], Hook]:
-        """`fn()` once in each consumer worker when it starts."""
-        return self.hooks.adder(self.hooks.startup, name)
-
-    def on_shutdown(self, name: str | None = None) -> Callable[[Hook], Hook]:
-        """`fn()` once in each consumer worker when it stops."""
-        return self.hooks.adder(self.hooks.shutdown, name)
-
-    def unregister_pre_execute(self, name: str | Hook) -> bool:
-        return self.hooks.remove(self.hooks.pre_execute, name)
-
-    def unregister_post_execute(self, name: str | Hook) -> bool:
-        return self.hooks.remove(self.hooks.post_execute, name)
-
-    def unregister_on_startup(self, name: str | Hook) -> bool:
-        return self.hooks.remove(self.hooks.startup, name)
-
-    def unregister_on_shutdown(self, name: str | Hook) -> bool:
-        return self.hooks.remove(self.hooks.shutdown, name)
-
-    def run_startup_hooks(self) -> None:
-        """Run every on_startup hook (a failing hook is logged; the others still run)."""
-        self.hooks.run_each(self.hooks.startup, "startup")
-
-    def run_shutdown_hooks(self) -> None:
-        """Run every on_shutdown hook (a failing hook is logged; the others still run)."""
-        self.hooks.run_each(self.hooks.shutdown, "shutdown")
-
-    def signal(self, *signals: str) -> Callable[[Hook], Hook]:
-        """Connect `fn(signal, task, *extra)` to the named signals (all of them when none)."""
-
-        def decorator(fn: Hook) -> Hook:
-            self.signals.connect(fn, *signals)
-            return fn
-
-        return decorator
-
-    def disconnect_signal(self, receiver: Hook, *signals: str) -> None:
-        self.signals.disconnect(receiver, *signals)
 
     # -- events and signals -----------------------------------------------------------------------
 
