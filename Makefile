@@ -116,7 +116,8 @@ lowest: dev
 # Mutation testing of the core's behaviour modules (docs/contributing.md; not part of .ci/run).
 # mutmut mutates only under ./src, so .mutation/ holds src -> huey_core/src, the fast tests
 # (tests/core, tests/consumer, memory backend) and tests/mutation/pyproject.toml, its config.
-# MUTATE picks mutants by name: `make mutate MUTATE=huey_core.locks` runs one module. Results
+# MUTATE picks mutants by name prefix: `make mutate MUTATE="huey_core.locks huey_core.retries"`
+# runs two modules. Results
 # accumulate in .mutation/mutants across runs (a mutant already judged is not run again);
 # `rm -rf .mutation` starts afresh. The report fails on a survivor SURVIVORS.md does not explain.
 MUTATE ?= huey_core
@@ -128,7 +129,7 @@ mutate: dev
 	cp tests/__init__.py .mutation/tests/
 	ln -s ../../tests/core .mutation/tests/core
 	ln -s ../../tests/consumer .mutation/tests/consumer
-	cd .mutation && nice -n 10 ../$(BIN)/mutmut run "$(MUTATE)*" > mutmut.log 2>&1 || (tail -20 mutmut.log; exit 1)
+	cd .mutation && nice -n 10 ../$(BIN)/mutmut run $(foreach m,$(MUTATE),"$(m)*") > mutmut.log 2>&1 || (tail -20 mutmut.log; exit 1)
 	$(MAKE) --no-print-directory mutate-report
 
 mutate-report:
