@@ -39,7 +39,7 @@ def test_a_lock_with_a_ttl_frees_itself_when_its_holder_never_releases_it(huey: 
     "limit, per", [(-1, 60), (1, 0), (1, -5)], ids=["negative-limit", "zero-per", "negative-per"]
 )
 def test_a_rate_limit_refuses_a_bad_limit_or_window(huey: Huey, limit: int, per: float) -> None:
-    with pytest.raises(ValueError, match=r"rate_limit needs limit >= 0 and per > 0 seconds"):
+    with pytest.raises(ValueError, match=r"^rate_limit needs limit >= 0 and per > 0 seconds$"):
         huey.rate_limit("api", limit=limit, per=per)
 
 
