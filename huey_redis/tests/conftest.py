@@ -3,6 +3,7 @@ the root tests/reliability suite shares."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -74,3 +75,23 @@ def redis_name() -> Iterator[str]:
         delete_instance_keys(client, name)
     finally:
         client.close()
+
+
+def wait_until_blocked(client: object, count: int, name: str | None = None) -> None:
+    """Return once `count` connections (named `name`, if given) are blocked in a command on the
+    server, as CLIENT LIST shows them (flag b): a test then knows its waiters are really waiting."""
+    deadline = time.monotonic() + 10
+    while True:
+        clients = client.client_list()  # type: ignore[attr-defined]
+        blocked = [c for c in clients if "b" in c["flags"] and name in (None, c.get("name"))]
+        if len(blocked) >= count:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(blocked)} of {count} clients blocked: {clients}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def blocked() -> Callable[..., None]:
+    """blocked(client, count, name=None): wait until that many connections block (CLIENT LIST)."""
+    return wait_until_blocked

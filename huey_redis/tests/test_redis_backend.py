@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -117,10 +118,11 @@ def test_max_connections_makes_threads_wait_for_a_free_connection(factory):
     assert backend.queue.size() == 400
 
 
-def test_blocked_dequeues_all_wake_for_a_burst_of_priority_messages(factory):
+def test_blocked_dequeues_all_wake_for_a_burst_of_priority_messages(factory, blocked):
     """Each message wakes a waiter (tokens plus the baton after each claim), whatever its
     priority, so no worker sleeps through its wait while messages sit ready."""
-    backend = factory()
+    tag = f"waiters-{uuid.uuid4().hex[:8]}"
+    backend = factory(client_name=tag)
     got: list[bytes] = []
     lock = threading.Lock()
 
@@ -133,7 +135,7 @@ def test_blocked_dequeues_all_wake_for_a_burst_of_priority_messages(factory):
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.3)  # all four are now blocked
+    blocked(backend.client, 4, tag)  # all four wait inside the server
     started = time.monotonic()
     other = factory(backend.name)
     for i in range(4):
@@ -144,17 +146,18 @@ def test_blocked_dequeues_all_wake_for_a_burst_of_priority_messages(factory):
     assert time.monotonic() - started < 3
 
 
-def test_wait_wakes_every_waiter_on_one_key(factory):
+def test_wait_wakes_every_waiter_on_one_key(factory, blocked):
     backend = factory()
+    tag = f"waiters-{uuid.uuid4().hex[:8]}"
     results: list[bool] = []
 
     def waiter() -> None:
-        results.append(factory(backend.name).store.wait("result:x", 5))
+        results.append(factory(backend.name, client_name=tag).store.wait("result:x", 5))
 
     threads = [threading.Thread(target=waiter) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    blocked(backend.client, 3, tag)  # all three wait inside the server
     started = time.monotonic()
     backend.store.put("result:x", b"done")
     for t in threads:
@@ -248,22 +251,25 @@ def test_rediss_url_selects_tls_connections():
 
 
 @pytest.mark.parametrize("how", ["release", "recover", "move_due"])
-def test_a_blocked_dequeue_wakes_for_every_way_a_message_becomes_ready(factory, how):
-    backend = factory()
+def test_a_blocked_dequeue_wakes_for_every_way_a_message_becomes_ready(factory, blocked, how):
+    tag = f"waiter-{uuid.uuid4().hex[:8]}"
+    backend = factory(client_name=tag)
     other = factory(backend.name)
     if how == "move_due":
         other.schedule.add(b"job", time.time() - 1)
     else:
         other.queue.enqueue(b"job")
         lease = other.queue.dequeue("first", 0.05 if how == "recover" else 30).lease
+        leased_at = time.time()
     got = []
     thread = threading.Thread(target=lambda: got.append(backend.queue.dequeue("w", 30, wait=5)))
     thread.start()
-    time.sleep(0.3)  # blocked in BLPOP by now
+    blocked(other.client, 1, tag)  # waiting inside the server
     started = time.monotonic()
     if how == "release":
         other.queue.release(lease)
     elif how == "recover":
+        time.sleep(max(0.0, leased_at + 0.1 - time.time()))  # its 0.05 s lease has run out
         assert other.queue.recover() == 1
     else:
         assert other.schedule.move_due(time.time()) == 1

@@ -89,7 +89,7 @@ def test_close_stops_a_listener_promptly_while_redis_is_down(private_redis):
         backend.close()
 
 
-def test_a_closed_listener_leaves_its_connection_retrying_like_the_others(private_redis):
+def test_a_closed_listener_leaves_its_connection_retrying_like_the_others(private_redis, blocked):
     """A listener's connection goes back to the pool when it closes; a dequeue that later
     blocks on that connection must still ride out a restart with the backend's retries."""
     backend = RedisBackend("restart", private_redis.url, max_connections=1, retries=20)
@@ -99,7 +99,9 @@ def test_a_closed_listener_leaves_its_connection_retrying_like_the_others(privat
         got: list[object] = []
         thread = threading.Thread(target=lambda: got.append(_dequeue(backend)), daemon=True)
         thread.start()
-        time.sleep(0.3)  # blocked in BLPOP on that connection
+        probe = redis.Redis.from_url(private_redis.url)
+        blocked(probe, 1)  # the dequeue waits inside the server, on that connection
+        probe.close()
         private_redis.stop()
         private_redis.start()
         other.queue.enqueue(b"after the restart")

@@ -176,7 +176,7 @@ class TestEveryDatabase:
         backend = SQLBackend(unique_name(), url)
         try:
             assert "s3cret-pw" not in backend.describe() and "***" in backend.describe()
-            with pytest.raises(Exception) as info:
+            with pytest.raises(sa.exc.OperationalError) as info:  # connection refused
                 backend.queue.enqueue(b"x")
             assert "s3cret-pw" not in str(info.value)
             assert "s3cret-pw" not in repr(info.value)

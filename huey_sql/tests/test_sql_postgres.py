@@ -78,13 +78,23 @@ class TestPostgresSpecifics:
     def test_listener_reconnects_after_its_connection_is_killed(self, factory) -> None:
         backend = factory(poll_interval=30.0)
         assert backend.queue.dequeue("w", 30, wait=0.1) is None  # starts the LISTEN thread
+        listening = (
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid() AND query LIKE %(q)s"
+        )
+        channel = {"q": f"%{backend._db.channel('')}%"}
         with backend.engine.connect() as conn:
-            conn.exec_driver_sql(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid() AND query LIKE %(q)s",
-                {"q": f"%{backend._db.channel('')}%"},
-            )
-        time.sleep(0.5)
+            killed = {pid for (pid,) in conn.exec_driver_sql(listening, channel)}
+            assert killed
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM ({listening}) l", channel)
+        deadline = time.monotonic() + 10
+        while True:  # until a new session LISTENs again: the reconnect the test is about
+            with backend.engine.connect() as conn:
+                now = {pid for (pid,) in conn.exec_driver_sql(listening, channel)}
+            if now - killed:
+                break
+            assert time.monotonic() < deadline, "the listener never listened again"
+            time.sleep(0.02)
         other = factory(backend.name)
         timer = threading.Timer(1.0, other.queue.enqueue, args=(b"after restart",))
         timer.start()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,18 @@ import pytest
 
 from huey_core.testing import require_port
 from huey_core.testing.apps import App
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _children_get_the_default_sigint() -> Iterator[None]:
+    """The tests Ctrl-C their `huey` children with SIGINT. A shell starts a background job with
+    SIGINT ignored, and an ignored signal stays ignored across exec, so under `make test &` the
+    children would never see it. A signal this process *handles* is reset to the default in
+    every program it starts: handling SIGINT here gives the children SIG_DFL back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+
 
 APP_SOURCE = """
 import os

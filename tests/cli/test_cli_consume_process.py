@@ -36,7 +36,7 @@ def test_second_signal_stops_at_once_and_releases_the_running_task(make_app, sha
     proc = app.start_consumer("-n", "-s", "0.2")
     assert wait_for(lambda: app.marker("stuck.started").exists()), read_log(proc)
     proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    assert wait_for(lambda: "SIGTERM received" in read_log(proc)), read_log(proc)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(10) == 0, read_log(proc)

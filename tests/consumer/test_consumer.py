@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import sys
 import threading
 import time
 import uuid
@@ -23,6 +24,16 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def waits_in_dequeue(thread: threading.Thread | None) -> bool:
+    """True while `thread` is blocked in a queue's dequeue (its stack, as Python sees it)."""
+    frame = sys._current_frames().get(thread.ident) if thread is not None else None
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return bool(names) and names[0] == "wait" and "dequeue" in names
 
 
 @pytest.fixture
@@ -136,8 +147,9 @@ def test_blocking_mode_starts_a_task_within_50_ms_of_enqueue(huey, consumers):
         started_at.append(time.perf_counter())
         return True
 
-    start(consumers, huey, mode="blocking", periodic=False)
-    time.sleep(0.1)  # the worker is now waiting inside dequeue
+    consumer = start(consumers, huey, mode="blocking", periodic=False)
+    (worker,) = consumer.worker_list
+    assert wait_for(lambda: waits_in_dequeue(worker.thread))  # the first enqueue must wake it
     latencies = []
     for _ in range(7):
         enqueued_at = time.perf_counter()

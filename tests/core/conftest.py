@@ -7,6 +7,7 @@ ack), so every test runs in one thread and needs no timing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -34,3 +35,15 @@ def _cleanup() -> Iterator[None]:
 @pytest.fixture
 def huey() -> Huey:
     return make_huey()
+
+
+@pytest.fixture
+def kolkata(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process on India's clock (UTC+5:30) for one test: a local-for-UTC mix-up shows
+    even where CI runs in UTC. (A POSIX zone string: no time-zone database needed.)"""
+    monkeypatch.setenv("TZ", "IST-5:30")
+    time.tzset()
+    assert time.localtime().tm_gmtoff == 5 * 3600 + 1800
+    yield
+    monkeypatch.undo()
+    time.tzset()

@@ -88,6 +88,9 @@ def collect_events(huey: Huey, action, expected: int, wait: float = 5.0) -> list
 
     from huey_core.events import decode_event
 
+    # Events go out from a background thread: what earlier calls emitted must not arrive late,
+    # inside this window (the memory backend delivers at once, Redis and SQL do not).
+    huey.flush_events()
     sub = huey.storage.events.listen()
     events: list[dict] = []
 
@@ -98,6 +101,7 @@ def collect_events(huey: Huey, action, expected: int, wait: float = 5.0) -> list
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     action()
+    huey.flush_events()
     deadline = time.monotonic() + wait
     while len(events) < expected and time.monotonic() < deadline:
         time.sleep(0.005)

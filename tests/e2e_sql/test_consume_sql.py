@@ -96,7 +96,11 @@ def test_two_consumers_with_process_workers_run_each_task_once(
         deadline = time.monotonic() + 60
         while len(lines()) < TASKS and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(0.5)  # a duplicate, if any, would land now
+        # Every message acknowledged (nothing queued, nothing leased): from here on no
+        # duplicate can run, and one that ran already is in the file.
+        storage = app.huey.storage
+        while (storage.queue.size() or storage.queue.leases()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         codes = [proc.wait(30) for proc in procs]
@@ -106,7 +110,6 @@ def test_two_consumers_with_process_workers_run_each_task_once(
         assert sorted(ran) == list(range(TASKS)), output  # each task once: none lost, none twice
         pids = {line.split()[1] for line in lines()}
         assert len(pids) >= 2  # the work really was shared between worker processes
-        storage = app.huey.storage
         assert storage.queue.size() == 0 and storage.queue.leases() == []
         assert "database is locked" not in output
         storage.close()

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from huey_core import hookimpl, plugins
-from huey_core.exceptions import ConfigurationError
+from huey_core.exceptions import ConfigurationError, UnknownBackend
 
 
 def test_built_in_backends_come_from_their_distributions_entry_points() -> None:
@@ -99,7 +99,7 @@ def test_third_party_distribution_registers_like_the_built_ins(demo_distribution
     assert info.name == "demo" and url == "demo+tls://host/x"
     backend = plugins.create_backend("app", url="demo://host")
     assert backend.name == "app" and backend.url == "demo://host"
-    with pytest.raises(Exception, match="Did you mean 'demo'"):
+    with pytest.raises(UnknownBackend, match="Did you mean 'demo'"):
         plugins.resolve(backend="dem0")
 
 
