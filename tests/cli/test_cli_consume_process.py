@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -172,3 +174,25 @@ def test_localtime_option_reaches_the_consumer(make_app, tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
     # -q: see test_cli_logging.py.
+
+
+@pytest.mark.parametrize("command", ["huey consume", "huey_consumer"])
+def test_sigterm_while_the_consumer_starts_exits_0(tmp_path, command):
+    # An app whose import takes a while (a big project, a slow disk): a stop that arrives before
+    # the consumer is running is a clean stop, not a death by signal.
+    (tmp_path / "slowapp.py").write_text(
+        "import pathlib, time\n"
+        "pathlib.Path('importing').touch()\n"
+        "time.sleep(3)\n"
+        "from huey_core import Huey\n"
+        f"huey = Huey('slow', url='sqlite:///{tmp_path}/slow.db')\n"
+    )
+    bindir = os.path.dirname(sys.executable)
+    argv = [os.path.join(bindir, command.split()[0]), *command.split()[1:], "slowapp.huey"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    assert wait_for(lambda: (tmp_path / "importing").exists(), timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output

@@ -17,6 +17,9 @@ backend) prints one line on stderr and exits with code 2: no usage block, no tra
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import click
 
 from huey_core import greenlets, plugins
@@ -95,14 +98,26 @@ for _command in (consume, backends, info, dead_letters, events, enqueue, flush, 
 plugins.add_commands(cli)
 
 
+def exit_on_sigterm_while_starting() -> None:
+    """Until `Consumer.run` installs its graceful handler, SIGTERM ends the consumer with exit 0.
+
+    A consumer stopped while it starts (systemd, Kubernetes, a script) has taken no work yet, so
+    stopping at once is the graceful stop; without this Python would die of the signal.
+    """
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+
+
 def main() -> None:
     """Entry point of the `huey` command."""
+    if sys.argv[1:2] == ["consume"]:
+        exit_on_sigterm_while_starting()
     greenlets.relaunch_patched("main")  # -k greenlet: gevent must patch before anything else
     cli.main(prog_name="huey")
 
 
 def consumer_main() -> None:
     """Entry point of `huey_consumer`, the same as `huey consume`."""
+    exit_on_sigterm_while_starting()
     greenlets.relaunch_patched("consumer_main")
     consumer_command.main(prog_name="huey_consumer")
 
