@@ -45,6 +45,7 @@ log = logging.getLogger("huey_redis")
 # Enough tokens to wake every worker of a typical consumer fleet at once; more only cost memory.
 # A token is a hint, never a claim: a woken dequeue re-runs the claim script and may find nothing.
 SIGNAL_CAP = 64
+ENQUEUE_CHUNK = 1000  # messages per enqueue_many script
 
 # Helpers prepended to every script of this module (unused local functions cost nothing).
 # signal() pushes one wake-up token after any change that makes a message ready.
@@ -323,15 +324,14 @@ class RedisQueue(BaseQueue):
         )
 
     def enqueue_many(self, items: list[tuple[bytes, int]]) -> None:
-        """Append every message in one script (ids in list order, one wake-up token). Atomic."""
-        if not items:
-            return
-        args: list[Any] = [SIGNAL_CAP]
-        for data, priority in items:
-            args += (data, int(priority))
-        self._enqueue_many(
-            keys=[self._seq, self._ready, self._data, self._prio, self._signal], args=args
-        )
+        """Append the messages in list order, ENQUEUE_CHUNK per script (each chunk atomic, with
+        one wake-up token): a huge batch never blocks the server for long."""
+        keys = [self._seq, self._ready, self._data, self._prio, self._signal]
+        for start in range(0, len(items), ENQUEUE_CHUNK):
+            args: list[Any] = [SIGNAL_CAP]
+            for data, priority in items[start : start + ENQUEUE_CHUNK]:
+                args += (data, int(priority))
+            self._enqueue_many(keys=keys, args=args)
 
     def _claim(self, owner: str, lease_timeout: float, n: int) -> list[Delivery]:
         return _deliveries(
