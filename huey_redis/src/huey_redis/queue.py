@@ -46,6 +46,7 @@ log = logging.getLogger("huey_redis")
 # A token is a hint, never a claim: a woken dequeue re-runs the claim script and may find nothing.
 SIGNAL_CAP = 64
 ENQUEUE_CHUNK = 1000  # messages per enqueue_many script
+ACK_CHUNK = 1000  # leases per ack script (Lua's unpack() has a limit of a few thousand)
 
 # Helpers prepended to every script of this module (unused local functions cost nothing).
 # signal() pushes one wake-up token after any change that makes a message ready.
@@ -104,40 +105,52 @@ return 1
 """
 
 # KEYS: ready data dlv leased owner signal bad   ARGV: lease_timeout owner nonce cap n
-# Claims up to n messages, each under its own lease "<id>:<nonce>"; returns a flat list
-# {payload, lease, deliveries, ...}.
+# Claims up to n messages, each under its own lease "<id>:<nonce>", with a handful of commands
+# for the whole batch; returns a flat list {payload, lease, deliveries, ...}. Ids popped without
+# a payload (flushed concurrently) or set aside as malformed are skipped: it pops again while it
+# has claimed nothing and the queue is not empty.
 DEQUEUE = """
 local out = {}
-local deadline = string.format('%.6f', now() + tonumber(ARGV[1]))
 local want = tonumber(ARGV[5])
-while #out < 3 * want do
-  local popped = redis.call('ZPOPMIN', KEYS[1])
-  if #popped == 0 then
-    redis.call('DEL', KEYS[6])  -- nothing ready: stale tokens would only cause empty wake-ups
-    return out
+local deadline = string.format('%.6f', now() + tonumber(ARGV[1]))
+while want > 0 and #out == 0 do
+  local popped = redis.call('ZPOPMIN', KEYS[1], want)
+  if #popped == 0 then break end
+  local ids = {}
+  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+  local payloads = redis.call('HMGET', KEYS[2], unpack(ids))
+  local counts = redis.call('HMGET', KEYS[3], unpack(ids))
+  local scored, owners, delivered = {}, {}, {}
+  for i, id in ipairs(ids) do
+    local payload = payloads[i]
+    local n = tonumber(counts[i] or '0')
+    if payload and (n == nil or n ~= n) then
+      -- checked before anything changes: a script error does not undo the writes before it
+      set_aside(KEYS[7], 'q' .. id .. ':' .. ARGV[3], 'queue entry has a delivery count that '
+        .. 'is not a number', payload)
+      redis.call('HDEL', KEYS[2], id)
+      redis.call('HDEL', KEYS[3], id)
+      payload = false
+    end
+    if payload then
+      local lease = id .. ':' .. ARGV[3]
+      if n < 2147483647 then n = n + 1 end  -- stops at the top of the range every backend stores
+      scored[#scored + 1] = deadline
+      scored[#scored + 1] = lease
+      owners[#owners + 1] = lease
+      owners[#owners + 1] = ARGV[2]
+      delivered[#delivered + 1] = id
+      delivered[#delivered + 1] = string.format('%d', n)
+      out[#out + 1] = payload
+      out[#out + 1] = lease
+      out[#out + 1] = n
+    end
   end
-  local id = popped[1]
-  local payload = redis.call('HGET', KEYS[2], id)
-  local n = tonumber(redis.call('HGET', KEYS[3], id) or '0')
-  if payload and (n == nil or n ~= n) then
-    -- checked before anything changes: a script error does not undo the writes before it
-    set_aside(KEYS[7], 'q' .. id .. ':' .. ARGV[3], 'queue entry has a delivery count that is '
-      .. 'not a number', payload)
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HDEL', KEYS[3], id)
-    payload = nil
+  if #scored > 0 then
+    redis.call('ZADD', KEYS[4], unpack(scored))
+    redis.call('HSET', KEYS[5], unpack(owners))
+    redis.call('HSET', KEYS[3], unpack(delivered))
   end
-  if payload then
-    local lease = id .. ':' .. ARGV[3]
-    redis.call('ZADD', KEYS[4], deadline, lease)
-    redis.call('HSET', KEYS[5], lease, ARGV[2])
-    if n < 2147483647 then n = n + 1 end  -- stops at the top of the range every backend stores
-    redis.call('HSET', KEYS[3], id, string.format('%d', n))
-    out[#out + 1] = payload
-    out[#out + 1] = lease
-    out[#out + 1] = n
-  end
-  -- an id without payload (flushed concurrently): drop it and try the next one
 end
 -- pass the baton: another blocked worker may take the next message right away; when this
 -- was the last one, tokens left over from busy times would only cause empty wake-ups
@@ -151,16 +164,26 @@ return out
 
 # KEYS: ready data dlv leased owner signal bad prio
 # ARGV: lease_timeout owner nonce cap n acked_lease...
-# ack (as ACK) then dequeue (as DEQUEUE): a worker's calls between tasks in one round trip
+# ack (as ACK, for each lease) then dequeue (as DEQUEUE): a worker's calls between tasks in
+# one round trip. Only leases still in `leased` delete their message: a stale lease (its
+# message recovered and leased again) touches nothing.
 _ACK_FIRST = """
-for i = 6, #ARGV do
-  local acked = ARGV[i]
-  if redis.call('ZREM', KEYS[4], acked) == 1 then
-    redis.call('HDEL', KEYS[5], acked)
-    local aid = string.match(acked, '^[^:]+')
-    redis.call('HDEL', KEYS[2], aid)
-    redis.call('HDEL', KEYS[8], aid)
-    redis.call('HDEL', KEYS[3], aid)
+if #ARGV > 5 then
+  local leases = {unpack(ARGV, 6)}
+  local scores = redis.call('ZMSCORE', KEYS[4], unpack(leases))
+  local live, ids = {}, {}
+  for i, acked in ipairs(leases) do
+    if scores[i] then
+      live[#live + 1] = acked
+      ids[#ids + 1] = string.match(acked, '^[^:]+')
+    end
+  end
+  if #live > 0 then
+    redis.call('ZREM', KEYS[4], unpack(live))
+    redis.call('HDEL', KEYS[5], unpack(live))
+    redis.call('HDEL', KEYS[2], unpack(ids))
+    redis.call('HDEL', KEYS[8], unpack(ids))
+    redis.call('HDEL', KEYS[3], unpack(ids))
   end
 end
 """
@@ -409,6 +432,9 @@ class RedisQueue(BaseQueue):
     ) -> list[Delivery]:
         """ack every lease, then claim up to `n` messages: one script for both when a message
         is ready (each ack is atomic on its own either way)."""
+        while len(leases) > ACK_CHUNK:  # bounded script arguments; acks need no atomicity
+            self.ack_many(leases[:ACK_CHUNK])
+            leases = leases[ACK_CHUNK:]
         found = _deliveries(
             self._ack_dequeue(
                 keys=[*self._claim_keys, self._prio],
@@ -420,9 +446,12 @@ class RedisQueue(BaseQueue):
         return self._wait(owner, lease_timeout, n, wait)
 
     def ack_many(self, leases: list[str]) -> None:
-        """Delete every leased message in one script (claiming nothing). Idempotent."""
-        if leases:
-            self.ack_and_dequeue_many(leases, "", 1.0, 0)
+        """Delete every leased message, ACK_CHUNK per script (claiming nothing). Idempotent."""
+        for start in range(0, len(leases), ACK_CHUNK):
+            self._ack_dequeue(
+                keys=[*self._claim_keys, self._prio],
+                args=[1.0, "", "", SIGNAL_CAP, 0, *leases[start : start + ACK_CHUNK]],
+            )
 
     def ack(self, lease: str) -> None:
         """Delete the leased message. Idempotent: unknown or recovered leases are a no-op."""
