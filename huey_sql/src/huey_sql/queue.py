@@ -94,11 +94,17 @@ class SQLQueue(BaseQueue):
         nonce = uuid.uuid4().hex[:12]  # + a row id of up to 19 digits fits the 32 of a lease
         claim = (nonce, owner[:200], time.time() + lease_timeout)
 
-        def tx(cur: Any) -> list[Any]:
-            self._sql.ack_many(cur, acks, self._name)
-            return self._sql.claim_many(cur, claim, self._name, n) if n > 0 else []
-
-        claimed = self._db.run(tx, single=not acks and self._sql.claim_is_one_statement)
+        sql = self._sql
+        if acks:
+            single = sql.ack_claim_is_one_statement
+            claimed = self._db.run(
+                lambda cur: sql.ack_claim_many(cur, acks, claim, self._name, n), single=single
+            )
+        else:
+            claimed = self._db.run(
+                lambda cur: sql.claim_many(cur, claim, self._name, n),
+                single=sql.claim_is_one_statement,
+            )
         found = [self._checked((row[1], row[2]), str(row[0])) for row in claimed]
         return [d for d in found if d is not None]
 

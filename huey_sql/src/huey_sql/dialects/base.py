@@ -265,6 +265,13 @@ class Dialect:
             sql = f"DELETE FROM {q} WHERE name = {self.placeholder} AND lease IN "
             cur.execute(f"{sql}({self.params(len(leases))})", (name, *leases))
 
+    def ack_claim_many(
+        self, cur: Any, leases: list[str], claim: Row, name: str, n: int
+    ) -> list[Row]:
+        """ack_many(leases), then claim_many(), in one transaction."""
+        self.ack_many(cur, leases, name)
+        return self.claim_many(cur, claim, name, n) if n > 0 else []
+
     def concat(self, a: str, b: str) -> str:
         return f"{a} || {b}"
 
