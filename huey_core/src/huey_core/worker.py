@@ -182,7 +182,7 @@ class Worker:
             self.consumer.huey.executor.prepare(batch)
         heartbeat = self.consumer.heartbeat
         for delivery in batch:  # leases waiting in the batch stay alive too
-            heartbeat.add(delivery.lease, self.name)
+            heartbeat.add(delivery.lease, self.name, running=False)
         with self._lock:
             self._claimed.extend(batch[1:])
         return first
