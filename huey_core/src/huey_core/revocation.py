@@ -42,6 +42,7 @@ class Revocations:
         self.huey = huey
         self._local = threading.local()  # per worker thread: key -> value, read at, generation
         self._generation = 0  # bumped by every revoke/restore made in this process
+        self._kind_keys: dict[Any, str] = {}  # task class -> its revoke-all key
 
     def prefetch(self, tasks: list[Any]) -> None:
         """Read the revocations of `tasks` in one round trip, for the is_revoked() calls of
@@ -70,7 +71,12 @@ class Revocations:
     def _kind_key(self, task_class: Any) -> str:
         if isinstance(task_class, TaskWrapper):
             task_class = task_class.task_class
-        return keys.revoke_all(self.huey.registry.name_of(task_class))
+        key = self._kind_keys.get(task_class)
+        if key is None:  # looked up before every task: cached per class
+            key = self._kind_keys[task_class] = keys.revoke_all(
+                self.huey.registry.name_of(task_class)
+            )
+        return key
 
     def _until(self, revoke_until: datetime.datetime | None) -> datetime.datetime | None:
         if revoke_until is None:

@@ -33,6 +33,7 @@ class MemoryQueue(BaseQueue):
     def __init__(self, cond: threading.Condition) -> None:
         self._cond = cond
         self._seq = itertools.count()
+        self._claims = itertools.count()
         self._ready: list[tuple[int, int, str]] = []  # (-priority, seq, message id)
         # message id -> data, priority, seq, deliveries
         self._messages: dict[str, tuple[bytes, int, int, int]] = {}
@@ -70,7 +71,7 @@ class MemoryQueue(BaseQueue):
     def _claim(self, owner: str, lease_timeout: float, n: int) -> list[Delivery]:
         claimed: list[Delivery] = []
         deadline = time.time() + lease_timeout
-        nonce = uuid.uuid4().hex
+        nonce = f"{next(self._claims):x}:"  # lease = claim number + position in the batch
         while self._ready and len(claimed) < n:
             _, _, msg_id = heapq.heappop(self._ready)
             data, prio, seq, deliveries = self._messages[msg_id]

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import time
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -309,6 +309,11 @@ def _unpack_member(member: bytes) -> bytes:
     return payload
 
 
+def _nonce() -> str:
+    """What tells two claims of one message apart (not a secret: no system call per claim)."""
+    return f"{random.getrandbits(64):016x}"
+
+
 def _deliveries(found: Any) -> list[Delivery]:
     """Deliveries from the claim scripts' flat reply [payload, lease, deliveries, ...]."""
     return [
@@ -360,7 +365,7 @@ class RedisQueue(BaseQueue):
         return _deliveries(
             self._dequeue(
                 keys=self._claim_keys,
-                args=[float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP, n],
+                args=[float(lease_timeout), owner, _nonce(), SIGNAL_CAP, n],
             )
         )
 
@@ -410,7 +415,7 @@ class RedisQueue(BaseQueue):
         pipe = self._b.client.pipeline(transaction=False)
         pipe.blpop([self._signal], timeout=timeout)
         keys = self._claim_keys
-        args = [float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP, n]
+        args = [float(lease_timeout), owner, _nonce(), SIGNAL_CAP, n]
         pipe.evalsha(self._dequeue.sha, len(keys), *keys, *args)
         found = pipe.execute(raise_on_error=False)[1]
         if isinstance(found, NoScriptError):  # server restarted: EVAL caches the script again
@@ -438,7 +443,7 @@ class RedisQueue(BaseQueue):
         found = _deliveries(
             self._ack_dequeue(
                 keys=[*self._claim_keys, self._prio],
-                args=[float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP, n, *leases],
+                args=[float(lease_timeout), owner, _nonce(), SIGNAL_CAP, n, *leases],
             )
         )
         if found or wait <= 0:
