@@ -131,7 +131,12 @@ class Queue(Protocol):
         when the queue is empty; waits (as dequeue() does) only while nothing at all is ready.
         The caller bounds `n`: every message claimed here stays leased until acked, released or
         expired, so a crash strands up to `n` messages until their leases expire.
-        Derived: dequeue() until `n` are claimed or the queue is empty.
+        A batch ends with the first message that was handed out before (released, or recovered
+        after its worker died); a native version claims such a message alone. A message that
+        kills its worker then strands the messages claimed behind it once, not every time it
+        comes back, so they are not dead-lettered for the deliveries that would add.
+        Derived: dequeue() until `n` are claimed, the queue is empty, or a message handed out
+        before was claimed.
         """
 
     def ack_many(self, leases: list[str]) -> None:
@@ -438,6 +443,8 @@ class BaseQueue:
             if delivery is None:
                 break
             claimed.append(delivery)
+            if delivery.deliveries > 1:
+                break
         return claimed
 
     def ack_many(self, leases: list[str]) -> None:

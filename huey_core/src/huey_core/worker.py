@@ -162,6 +162,10 @@ class Worker:
                     # Stop arrived while we were claiming: hand it straight back, untouched.
                     self._release(delivery)
                     break
+                if delivery.deliveries > 1:
+                    # It may be what killed a worker before: ack what is done first, so that
+                    # nothing finished runs again if it does so again.
+                    self._flush_ack()
                 self.handle(delivery)
         finally:
             self._release_claimed()

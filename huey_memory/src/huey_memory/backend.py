@@ -73,13 +73,17 @@ class MemoryQueue(BaseQueue):
         deadline = time.time() + lease_timeout
         nonce = f"{next(self._claims):x}:"  # lease = claim number + position in the batch
         while self._ready and len(claimed) < n:
+            data, prio, seq, deliveries = self._messages[self._ready[0][2]]
+            if claimed and deliveries:
+                break  # handed out before: claimed alone (see BaseQueue.dequeue_many)
             _, _, msg_id = heapq.heappop(self._ready)
-            data, prio, seq, deliveries = self._messages[msg_id]
             deliveries += 1
             self._messages[msg_id] = (data, prio, seq, deliveries)
             lease = f"{nonce}{len(claimed)}"
             self._leases[lease] = (msg_id, owner, deadline)
             claimed.append(Delivery(data, lease, deliveries))
+            if deliveries > 1:
+                break
         return claimed
 
     def ack(self, lease: str) -> None:

@@ -108,7 +108,9 @@ return 1
 # Claims up to n messages, each under its own lease "<id>:<nonce>", with a handful of commands
 # for the whole batch; returns a flat list {payload, lease, deliveries, ...}. Ids popped without
 # a payload (flushed concurrently) or set aside as malformed are skipped: it pops again while it
-# has claimed nothing and the queue is not empty.
+# has claimed nothing and the queue is not empty. A batch ends before a message that was handed
+# out before, and such a message is claimed alone: a message that kills its worker then never
+# strands (and adds deliveries to) messages claimed with it more than once.
 DEQUEUE = """
 local out = {}
 local want = tonumber(ARGV[5])
@@ -121,9 +123,20 @@ while want > 0 and #out == 0 do
   local payloads = redis.call('HMGET', KEYS[2], unpack(ids))
   local counts = redis.call('HMGET', KEYS[3], unpack(ids))
   local scored, owners, delivered = {}, {}, {}
+  local alone = false  -- a redelivered message is claimed on its own (see the comment above)
   for i, id in ipairs(ids) do
     local payload = payloads[i]
     local n = tonumber(counts[i] or '0')
+    if alone or (#out > 0 and n ~= 0) then
+      local back = {}
+      for j = i, #ids do
+        back[#back + 1] = popped[2 * j]
+        back[#back + 1] = ids[j]
+      end
+      redis.call('ZADD', KEYS[1], unpack(back))  -- same id and score: the same place in line
+      break
+    end
+    if payload and n ~= nil and n == n and n > 0 then alone = true end
     if payload and (n == nil or n ~= n) then
       -- checked before anything changes: a script error does not undo the writes before it
       set_aside(KEYS[7], 'q' .. id .. ':' .. ARGV[3], 'queue entry has a delivery count that '

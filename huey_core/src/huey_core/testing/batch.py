@@ -105,6 +105,31 @@ class BatchQueueConformance(ConformanceBase):
         again = queue.dequeue("w", 30.0)
         assert again is not None and again.data == b"m1" and again.deliveries == 2
 
+    def test_a_message_handed_out_before_is_claimed_alone(self, backend: Backend) -> None:
+        queue = backend.queue
+        for data in (b"a", b"b", b"c"):
+            queue.enqueue(data)
+        first = queue.dequeue("w", 30.0)
+        assert first is not None
+        queue.release(first.lease)  # as after a crash: it may be what kills workers
+        alone = queue.dequeue_many("w", 30.0, 5)
+        assert [(d.data, d.deliveries) for d in alone] == [(b"a", 2)]
+        assert [d.data for d in queue.dequeue_many("w", 30.0, 5)] == [b"b", b"c"]
+
+    def test_a_batch_ends_by_a_message_handed_out_before(self, backend: Backend) -> None:
+        if not backend.queue.priority:
+            pytest.skip("queue.priority is False: the queue is plain FIFO")
+        queue = backend.queue
+        queue.enqueue(b"again")
+        held = queue.dequeue("w", 30.0)
+        assert held is not None
+        queue.release(held.lease)
+        queue.enqueue(b"behind")
+        queue.enqueue(b"first", priority=5)
+        batch = [d.data for d in queue.dequeue_many("w", 30.0, 5)]
+        assert batch[0] == b"first"
+        assert b"behind" not in batch  # never stranded behind a message that may kill workers
+
     def test_expired_batch_leases_are_recovered(self, backend: Backend) -> None:
         queue = backend.queue
         for i in range(3):

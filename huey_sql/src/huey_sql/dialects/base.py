@@ -137,11 +137,20 @@ class Dialect:
         )
         self.ack_sql = s(f"DELETE FROM {q} WHERE name = ? AND lease = ?")
         # A batch claim: up to k ready rows, each leased as <nonce><row id> (a lease per row).
-        # Rows come back in any order: sort_key and id put them in claim order.
+        # A row handed out before (deliveries > 0) is claimed alone, and a batch stops before
+        # one (see Queue.dequeue_many). Rows come back in any order: sort_key and id put them
+        # in claim order.
+        picked = self.pick_sql.replace("SELECT id ", "SELECT id, sort_key, deliveries ")
+        earlier = "(r.sort_key < p.sort_key OR (r.sort_key = p.sort_key AND r.id < p.id))"
         self.claim_many_sql = s(
             f"UPDATE {q} SET lease = {self.concat('?', self.id_text)}, owner = ?, deadline = ?, "
-            f"{self.count_up} WHERE id IN ({self.pick_sql.replace('LIMIT 1', 'LIMIT ?')}"
-            f"{self.skip_locked}) RETURNING lease, data, deliveries, sort_key, id"
+            f"{self.count_up} WHERE id IN (WITH picked AS "
+            f"({picked.replace('LIMIT 1', 'LIMIT ?')}{self.skip_locked}), "
+            "head AS (SELECT id, deliveries FROM picked ORDER BY sort_key, id LIMIT 1) "
+            "SELECT p.id FROM picked p WHERE p.id = (SELECT id FROM head) OR "
+            "((SELECT deliveries FROM head) = 0 AND p.deliveries = 0 AND NOT EXISTS "
+            f"(SELECT 1 FROM picked r WHERE r.deliveries <> 0 AND {earlier}))) "
+            "RETURNING lease, data, deliveries, sort_key, id"
         )
         self.has_ready_sql = s(f"SELECT 1 FROM {q} WHERE {ready} LIMIT 1")
         unlease = "lease = NULL, owner = NULL, deadline = NULL"

@@ -65,9 +65,15 @@ class MySQLDialect(Dialect):
     def claim_many(self, cur: Any, claim: Row, name: str, n: int) -> list[Row]:
         # No UPDATE of a table selected from in a subquery: lock the rows, then lease them.
         cur.execute(self.pick_many_locked_sql, (name, n))
-        found = cur.fetchall()
+        found = list(cur.fetchall())
         if not found:
             return []
+        # handed out before: claimed alone, and a batch stops before one (Queue.dequeue_many)
+        if found[0][2]:
+            found = found[:1]
+        else:
+            end = next((i for i, row in enumerate(found) if row[2]), len(found))
+            found = found[:end]
         q = self.tables.queue.name
         ids = [row[0] for row in found]
         cur.execute(
