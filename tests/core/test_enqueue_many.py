@@ -101,3 +101,13 @@ def test_groups_in_a_bulk_enqueue_go_one_by_one(huey: Huey) -> None:
     drain(huey)
     assert results is not None
     assert results[0].get() == [1, 2] and results[1].get() == 3
+
+
+def test_map_in_immediate_mode_runs_each_task_at_once() -> None:
+    huey = make_huey(immediate=True)
+
+    @huey.task()
+    def square(x):
+        return x * x
+
+    assert square.map(range(4)).get() == [0, 1, 4, 9]

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from huey_core import clock, keys, limits, periodic
+from huey_core import bulk, clock, keys, limits, periodic
 from huey_core import signals as S
 from huey_core.crontab import crontab
 from huey_core.deadletters import DeadLetters
@@ -415,25 +415,7 @@ class Huey:
     def enqueue_many(self, tasks: list[Task]) -> list[Any] | None:
         """Enqueue `tasks` in one round trip where the backend can (`queue.enqueue_many`);
         their Results in order (None if results=False). Groups and chords go one by one."""
-        if self._immediate or any(isinstance(t, (group, chord)) for t in tasks):
-            results = [self.enqueue(t) for t in tasks]
-            return results if self.results else None
-        for task in tasks:
-            limits.check_task(task)
-            if task.expires:
-                task.resolve_expires(self.utc)
-        items = [(self.serialize_task(task), task.priority or 0) for task in tasks]
-        stamp = time.time()
-        self.storage.queue.enqueue_many(items)
-        for task in tasks:  # only now: `enqueued` promises a stored message
-            self.send_signal(S.SIGNAL_ENQUEUED, task, timestamp=stamp)
-        if not self.results:
-            return None
-        found = []
-        for task in tasks:
-            results = pipeline_results(self, task)
-            found.append(ResultGroup(results) if len(results) > 1 else results[0])
-        return found
+        return bulk.enqueue_many(self, tasks)
 
     async def aenqueue(self, task: Task | group | chord) -> Any:
         """enqueue() for async code: the backend round trip runs in a thread, not on the loop."""
