@@ -154,3 +154,23 @@ def test_a_revocation_made_while_a_batch_waits_is_honoured(huey, consumers) -> N
     gate.set()
     assert wait_for(lambda: 101 in ran)
     assert 100 not in ran
+
+
+def test_each_finished_task_is_acked_before_the_next_starts(huey, consumers) -> None:
+    """So a crash re-runs only the running task, never one that already finished."""
+    seen: list[tuple[int, set[int]]] = []
+
+    @huey.task()
+    def quick(i):
+        held = {huey.deserialize_task(info.data).args[0] for info in huey.storage.queue.leases()}
+        seen.append((i, held))
+
+    claims = record_claims(huey)
+    quick.map(range(200))
+    start(consumers, huey, workers=1)
+    assert wait_for(lambda: len(seen) == 200)
+    assert max(got for _, got in claims) > 1  # batches did happen
+    done: set[int] = set()
+    for i, held in seen:
+        assert not held & done, f"task {i} ran while finished tasks were still leased"
+        done.add(i)

@@ -162,10 +162,6 @@ class Worker:
                     # Stop arrived while we were claiming: hand it straight back, untouched.
                     self._release(delivery)
                     break
-                if delivery.deliveries > 1:
-                    # It may be what killed a worker before: ack what is done first, so that
-                    # nothing finished runs again if it does so again.
-                    self._flush_ack()
                 self.handle(delivery)
         finally:
             self._release_claimed()
@@ -367,11 +363,13 @@ class Worker:
             self._release(delivery)
             # Whatever failed (most likely the backend) may fail again at once: no spinning.
             self.consumer.stopping.wait(self.backoff.next())
-        elif not self.consumer.stopping.is_set():
-            # Acknowledged by the next claim (and by _flush_ack when the loop ends): one round
-            # trip for a batch's acks and the next claim.
+        elif not self.consumer.stopping.is_set() and not self._claimed:
+            # The last of its batch: acknowledged by the next claim, which the loop makes right
+            # away (and _flush_ack when the loop ends): one round trip for both.
             self._finished.append(delivery)
         else:
+            # Acked before the next task starts, so a crash in that task never runs this one
+            # again: a crash re-runs only what was running.
             self._ack(delivery)
             logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
 
