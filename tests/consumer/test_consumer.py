@@ -409,6 +409,19 @@ class FlakyQueue:
         self.ack(lease)  # through the flaky ack, not the inner queue's fast path
         return self.dequeue(owner, lease_timeout, wait)
 
+    # the batch methods the worker calls, through the flaky ones too
+    def dequeue_many(self, owner, lease_timeout, n, wait=0.0):
+        found = self.dequeue(owner, lease_timeout, wait)
+        return [] if found is None else [found]
+
+    def ack_many(self, leases):
+        for lease in leases:
+            self.ack(lease)
+
+    def ack_and_dequeue_many(self, leases, owner, lease_timeout, n, wait=0.0):
+        self.ack_many(leases)
+        return self.dequeue_many(owner, lease_timeout, n, wait)
+
     def __getattr__(self, name):
         return getattr(self._inner, name)
 

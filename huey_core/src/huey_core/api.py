@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from huey_core import clock, keys, limits, periodic
+from huey_core import bulk, clock, keys, limits, periodic
 from huey_core import signals as S
 from huey_core.crontab import crontab
 from huey_core.deadletters import DeadLetters
@@ -378,6 +378,11 @@ class Huey(HookMethods, QueueInspection):
             return None
         results = pipeline_results(self, task)
         return ResultGroup(results) if len(results) > 1 else results[0]
+
+    def enqueue_many(self, tasks: list[Task]) -> list[Any] | None:
+        """Enqueue `tasks` in one round trip where the backend can (`queue.enqueue_many`);
+        their Results in order (None if results=False). Groups and chords go one by one."""
+        return bulk.enqueue_many(self, tasks)
 
     async def aenqueue(self, task: Task | group | chord) -> Any:
         """enqueue() for async code: the backend round trip runs in a thread, not on the loop."""

@@ -288,6 +288,31 @@ class EventPublisher:
             )
         return False
 
+    def submit_many(self, emitter: EventEmitter, events: list[dict[str, Any]]) -> int:
+        """submit() each event under one lock (a bulk enqueue's events); how many were queued."""
+        if self._pid != os.getpid():
+            self._reset()
+        with self._cond:
+            room = max(0, self.max_pending - len(self._pending))
+            taken = events[:room]
+            self._pending.extend((emitter, event) for event in taken)
+            self._submitted += len(taken)
+            dropped = len(events) - len(taken)
+            self.dropped += dropped
+            if taken:
+                if self._thread is None:
+                    self._start()
+                elif self._idle:
+                    self._cond.notify()
+        if dropped:
+            logger.warning(
+                "event queue full (%d pending): dropped %d event(s) so far; the event backend "
+                "is slower than the task rate or unreachable",
+                self.max_pending,
+                self.dropped,
+            )
+        return len(taken)
+
     def _start(self) -> None:
         thread = threading.Thread(target=self._run, name="huey-events", daemon=True)
         self._thread = thread

@@ -20,6 +20,7 @@ import datetime
 import inspect
 import logging
 import pickle
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -169,6 +170,30 @@ class Executor:
     def __init__(self, huey: Huey) -> None:
         self.huey = huey
         self.in_flight: set[Task] = set()  # tasks running in this process, for shutdown
+        self._local = threading.local()  # per worker: lease -> Task decoded by prepare()
+
+    def prepare(self, batch: list[Delivery]) -> None:
+        """Decode a claimed batch and read its revocations in one round trip, on the worker
+        thread that will process() it. A message that does not decode is left to process()."""
+        prepared: dict[str, Task] = {}
+        for delivery in batch:
+            try:
+                prepared[delivery.lease] = self.huey.deserialize_task(delivery.data)
+            except PoisonMessage:
+                continue
+        self._local.prepared = prepared
+        if prepared:
+            self.huey._revocations.prefetch(list(prepared.values()))
+
+    def _decode(self, delivery: Delivery) -> Task:
+        prepared: dict[str, Task] | None = getattr(self._local, "prepared", None)
+        task = prepared.pop(delivery.lease, None) if prepared else None
+        if task is None:
+            return self.huey.deserialize_task(delivery.data)
+        revocations = self.huey._revocations
+        if not revocations.fresh():  # the batch took a while: read the rest again, at once
+            revocations.prefetch([task, *prepared.values()])  # type: ignore[union-attr]
+        return task
 
     # -- the consumer's entry point --------------------------------------------------------------
 
@@ -182,7 +207,7 @@ class Executor:
         """
         huey = self.huey
         try:
-            task = huey.deserialize_task(delivery.data)
+            task = self._decode(delivery)
         except PoisonMessage as exc:
             huey.dead_letter(delivery.data, str(exc), deliveries=delivery.deliveries)
             return True

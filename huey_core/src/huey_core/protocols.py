@@ -114,6 +114,43 @@ class Queue(Protocol):
         otherwise it returns at once and the consumer polls with backoff.
         """
 
+    def enqueue_many(self, items: list[tuple[bytes, int]]) -> None:
+        """Append `(data, priority)` messages in list order: one round trip where it can.
+
+        Each message is appended atomically and in order; a native version writes them all in
+        one transaction or script. When it raises, some may have been stored (derived) or none
+        (native). Derived: one enqueue() per item.
+        """
+
+    def dequeue_many(
+        self, owner: str, lease_timeout: float, n: int, wait: float = 0.0
+    ) -> list[Delivery]:
+        """Claim up to `n` messages for `owner`, each under its own lease, in dequeue order.
+
+        Atomic per message, like dequeue(); one round trip where the backend can. Returns []
+        when the queue is empty; waits (as dequeue() does) only while nothing at all is ready.
+        The caller bounds `n`: every message claimed here stays leased until acked, released or
+        expired, so a crash strands up to `n` messages until their leases expire.
+        A batch ends with the first message that was handed out before (released, or recovered
+        after its worker died); a native version claims such a message alone. A message that
+        kills its worker then strands the messages claimed behind it once, not every time it
+        comes back, so they are not dead-lettered for the deliveries that would add.
+        Derived: dequeue() until `n` are claimed, the queue is empty, or a message handed out
+        before was claimed.
+        """
+
+    def ack_many(self, leases: list[str]) -> None:
+        """ack() every lease in `leases`: one round trip where it can. Derived: ack() each."""
+
+    def ack_and_dequeue_many(
+        self, leases: list[str], owner: str, lease_timeout: float, n: int, wait: float = 0.0
+    ) -> list[Delivery]:
+        """ack_many(leases), then dequeue_many(owner, lease_timeout, n, wait).
+
+        The acks happen first, also when nothing is then claimed. When it raises, the caller
+        acks again (ack is idempotent). Derived: ack_many() then dequeue_many().
+        """
+
     def ack(self, lease: str) -> None:
         """Delete the leased message for good. Idempotent: an unknown lease is a no-op.
 
@@ -353,7 +390,8 @@ class Backend(Protocol):
 
 
 class BaseQueue:
-    """Derives `size` and `ack_and_dequeue`; a subclass writes the other nine methods."""
+    """Derives `size`, `ack_and_dequeue` and the batch methods (`enqueue_many`, `dequeue_many`,
+    `ack_many`, `ack_and_dequeue_many`); a subclass writes the other nine methods."""
 
     blocking = False  # dequeue(wait=...) returns at once, so the consumer polls with backoff
     priority = False  # override with True when enqueue honours priority
@@ -390,6 +428,34 @@ class BaseQueue:
     ) -> Delivery | None:
         self.ack(lease)
         return self.dequeue(owner, lease_timeout, wait)
+
+    def enqueue_many(self, items: list[tuple[bytes, int]]) -> None:
+        for data, priority in items:
+            self.enqueue(data, priority)
+
+    def dequeue_many(
+        self, owner: str, lease_timeout: float, n: int, wait: float = 0.0
+    ) -> list[Delivery]:
+        claimed: list[Delivery] = []
+        while len(claimed) < n:
+            # Only the first claim waits: once something is claimed, an empty queue ends it.
+            delivery = self.dequeue(owner, lease_timeout, 0.0 if claimed else wait)
+            if delivery is None:
+                break
+            claimed.append(delivery)
+            if delivery.deliveries > 1:
+                break
+        return claimed
+
+    def ack_many(self, leases: list[str]) -> None:
+        for lease in leases:
+            self.ack(lease)
+
+    def ack_and_dequeue_many(
+        self, leases: list[str], owner: str, lease_timeout: float, n: int, wait: float = 0.0
+    ) -> list[Delivery]:
+        self.ack_many(leases)
+        return self.dequeue_many(owner, lease_timeout, n, wait)
 
     def size(self) -> int:
         return len(self.peek(ALL))

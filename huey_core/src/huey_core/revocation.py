@@ -6,6 +6,12 @@ in one `peek_many` round trip; a once-only or lapsed revocation is cleared as it
 
 A revocation made while a task runs applies to its next run (a retry or a re-delivery); it is not
 looked for after each task, which would cost a write per task.
+
+A worker that claimed a batch of messages reads the revocations of the whole batch in one
+`peek_many` (`prefetch`) and checks each task against that read while it is younger than
+PREFETCH_FRESH seconds, then reads again; a revocation made in this process drops the read at
+once. So a revocation written by another process within PREFETCH_FRESH seconds before a batched
+task starts may be missed, as one written just after the check always is.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import datetime
 import inspect
 import logging
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from huey_core import clock, keys
@@ -22,19 +30,53 @@ from huey_core.task import Task, TaskWrapper
 if TYPE_CHECKING:
     from huey_core.api import Huey
 
-__all__ = ["Revocations"]
+__all__ = ["PREFETCH_FRESH", "Revocations"]
 
 logger = logging.getLogger("huey")
+
+PREFETCH_FRESH = 0.02  # seconds a batch's revocation read stands in for a read per task
 
 
 class Revocations:
     def __init__(self, huey: Huey) -> None:
         self.huey = huey
+        self._local = threading.local()  # per worker thread: key -> value, read at, generation
+        self._generation = 0  # bumped by every revoke/restore made in this process
+        self._kind_keys: dict[Any, str] = {}  # task class -> its revoke-all key
+
+    def prefetch(self, tasks: list[Any]) -> None:
+        """Read the revocations of `tasks` in one round trip, for the is_revoked() calls of
+        this thread in the next PREFETCH_FRESH seconds."""
+        wanted = list(dict.fromkeys(key for task in tasks for key in self.keys_for(task)))
+        values = self.huey.storage.store.peek_many(wanted)
+        self._local.read = (dict(zip(wanted, values, strict=True)), time.monotonic(),
+                            self._generation)  # fmt: skip
+
+    def fresh(self) -> bool:
+        """True while this thread's prefetched read may stand in for a new one."""
+        read = getattr(self._local, "read", None)
+        return (
+            read is not None
+            and read[2] == self._generation
+            and time.monotonic() - read[1] < PREFETCH_FRESH
+        )
+
+    def _values(self, revocation_keys: list[str]) -> list[bytes | None]:
+        if self.fresh():
+            cached = self._local.read[0]
+            if all(key in cached for key in revocation_keys):
+                return [cached[key] for key in revocation_keys]
+        return self.huey.storage.store.peek_many(revocation_keys)
 
     def _kind_key(self, task_class: Any) -> str:
         if isinstance(task_class, TaskWrapper):
             task_class = task_class.task_class
-        return keys.revoke_all(self.huey.registry.name_of(task_class))
+        key = self._kind_keys.get(task_class)
+        if key is None:  # looked up before every task: cached per class
+            key = self._kind_keys[task_class] = keys.revoke_all(
+                self.huey.registry.name_of(task_class)
+            )
+        return key
 
     def _until(self, revoke_until: datetime.datetime | None) -> datetime.datetime | None:
         if revoke_until is None:
@@ -44,18 +86,22 @@ class Revocations:
     def revoke_all(
         self, task_class: Any, revoke_until: datetime.datetime | None, revoke_once: bool
     ) -> None:
+        self._generation += 1
         self.huey.put(self._kind_key(task_class), (self._until(revoke_until), revoke_once))
 
     def restore_all(self, task_class: Any) -> bool:
+        self._generation += 1
         return self.huey.delete(self._kind_key(task_class))
 
     def revoke(self, task: Task, revoke_until: datetime.datetime | None, revoke_once: bool) -> None:
+        self._generation += 1
         self.huey.put(task.revoke_id, (self._until(revoke_until), revoke_once))
         # A bare Task(id=...) (revoke_by_id) names no task kind: the event carries the id only.
         about = task if type(task) is not Task else None
         self.huey.emit(EventStatus.REVOKED, about, id=task.id)
 
     def restore(self, task: Task) -> bool:
+        self._generation += 1
         return self.huey.delete(task.revoke_id)
 
     def keys_for(self, task: Any) -> list[str]:
@@ -77,7 +123,7 @@ class Revocations:
     ) -> bool:
         """True when `task` is revoked; with peek=False a used-up revocation is cleared."""
         revocation_keys = self.keys_for(task)
-        values = self.huey.storage.store.peek_many(revocation_keys)
+        values = self._values(revocation_keys)
         for key, raw in zip(revocation_keys, values, strict=True):
             if raw is not None and self._applies(key, raw, timestamp, peek):
                 return True
@@ -93,10 +139,16 @@ class Revocations:
             return False
         if revoke_once:
             if not peek:
-                self.huey.delete(key)
+                self._clear(key)
             return True
         if revoke_until is not None and revoke_until <= (timestamp or clock.now(self.huey.utc)):
             if not peek:
-                self.huey.delete(key)
+                self._clear(key)
             return False
         return True
+
+    def _clear(self, key: str) -> None:
+        self.huey.delete(key)
+        read = getattr(self._local, "read", None)
+        if read is not None and key in read[0]:
+            read[0][key] = None  # used up: the prefetched read must not apply it again

@@ -55,10 +55,13 @@ class Heartbeat:
     def interval(self) -> float:
         return max(self.consumer.lease_timeout / 3.0, 0.01)
 
-    def add(self, lease: str, worker: str) -> None:
+    def add(self, lease: str, worker: str, running: bool = True) -> None:
+        """Keep `lease` alive; `running` False for a claimed message still waiting its turn
+        (not shown as running until added again with running True)."""
         with self._lock:
             self._leases[lease] = worker
-            self._since[lease] = time.time()
+            if running:
+                self._since[lease] = time.time()
 
     def discard(self, lease: str) -> None:
         with self._lock:
@@ -112,8 +115,9 @@ class Heartbeat:
         """Write (or, once idle, delete) this process's in-flight record for `huey info`."""
         with self._lock:
             running = {
-                lease: {"worker": worker, "since": self._since.get(lease)}
-                for lease, worker in self._leases.items()
+                lease: {"worker": self._leases[lease], "since": since}
+                for lease, since in self._since.items()
+                if lease in self._leases
             }
         if not running and not self._published:
             return

@@ -343,8 +343,8 @@ class TaskWrapper:
         """Enqueue one task per item (a tuple item is spread as arguments)."""
         from huey_core.results import ResultGroup
 
-        results = [self.huey.enqueue(task) for task in self._apply(items)]
-        return ResultGroup(results) if self.huey.results else None
+        results = self.huey.enqueue_many(self._apply(items))  # one round trip where it can
+        return ResultGroup(results) if results is not None else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.huey.enqueue(self.s(*args, **kwargs))

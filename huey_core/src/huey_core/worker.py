@@ -30,11 +30,17 @@ from huey_core.protocols import Delivery, Queue
 if TYPE_CHECKING:
     from huey_core.consumer import Consumer
 
-__all__ = ["BLOCKING_WAIT", "Backoff", "Worker", "describe_error"]
+__all__ = ["BLOCKING_WAIT", "CLAIM_MAX", "CLAIM_WINDOW", "Backoff", "Worker", "describe_error"]
 
 logger = logging.getLogger("huey.consumer")
 
 BLOCKING_WAIT = 1.0  # seconds per blocking dequeue: short, so a shutdown is noticed promptly
+# A worker claims several messages per round trip while its tasks are quick: about as many as
+# run in CLAIM_WINDOW seconds, at most CLAIM_MAX. Each has its own lease, extended by the
+# heartbeat while it waits its turn; a crash strands at most CLAIM_MAX per worker until their
+# leases expire, and a slow task never holds messages other workers could run.
+CLAIM_WINDOW = 0.02
+CLAIM_MAX = 16
 
 
 def describe_error(exc: BaseException) -> str:
@@ -102,7 +108,9 @@ class Worker:
         self._phase = "idle"  # running (the task) or acking (the task is done)
         self._failures = 0  # consecutive backend errors
         self._process_failures = 0  # consecutive process() calls that raised
-        self._finished: Delivery | None = None  # done, to be acked by the next dequeue
+        self._finished: list[Delivery] = []  # done, to be acked by the next claim
+        self._claimed: deque[Delivery] = deque()  # claimed in a batch, not started yet
+        self._task_seconds = CLAIM_WINDOW  # recent average time per message (claim sizing)
 
     @property
     def queue(self) -> Queue:
@@ -149,7 +157,7 @@ class Worker:
     def loop(self) -> None:
         try:
             while not self.consumer.stopping.is_set():
-                delivery = self._claim()
+                delivery = self._next()
                 if delivery is None:
                     continue
                 if self.consumer.stopping.is_set():
@@ -160,6 +168,7 @@ class Worker:
                 if self._reached_max_tasks():
                     break
         finally:
+            self._release_claimed()
             self._flush_ack()
 
     def _reached_max_tasks(self) -> bool:
@@ -172,41 +181,94 @@ class Worker:
         self.recycled = True
         return True
 
-    def _claim(self) -> Delivery | None:
-        """The next message (acking the finished one on the way), or None after a wait."""
+    def _next(self) -> Delivery | None:
+        """The next claimed message: from the current batch, else from a new claim."""
+        with self._lock:
+            if self._claimed:
+                return self._claimed.popleft()
+        batch = self._claim()
+        if not batch:
+            return None
+        first = batch[0]
+        if len(batch) > 1:
+            # Decode the batch and read its revocations in one round trip (checked again if
+            # the batch takes long enough for a revocation to arrive meanwhile).
+            self.consumer.huey.executor.prepare(batch)
+        heartbeat = self.consumer.heartbeat
+        for delivery in batch:  # leases waiting in the batch stay alive too
+            heartbeat.add(delivery.lease, self.name, running=False)
+        with self._lock:
+            self._claimed.extend(batch[1:])
+        return first
+
+    def _claim_size(self) -> int:
+        """How many messages to claim: as many as run in about CLAIM_WINDOW seconds at the
+        recent pace of this worker's tasks, at most CLAIM_MAX (a crash strands that many
+        leases until they expire); 1 while tasks are slow, so idle workers get the rest."""
+        average = self._task_seconds
+        size = CLAIM_MAX if average <= 0 else max(1, min(CLAIM_MAX, int(CLAIM_WINDOW / average)))
+        limit = self.consumer.max_tasks  # -M: never claim past the task this worker leaves at
+        return size if limit is None else max(1, min(size, limit - self.handled))
+
+    def _claim(self) -> list[Delivery]:
+        """The next batch of messages (acking the finished ones on the way); [] after a wait."""
         consumer = self.consumer
         wait = BLOCKING_WAIT if consumer.blocking else 0.0
-        finished, self._finished = self._finished, None
+        finished, self._finished = self._finished, []
+        n = self._claim_size()
         try:
-            if finished is not None:
-                delivery = self.queue.ack_and_dequeue(
-                    finished.lease, self.owner, consumer.lease_timeout, wait=wait
+            if finished:
+                batch = self.queue.ack_and_dequeue_many(
+                    [d.lease for d in finished], self.owner, consumer.lease_timeout, n, wait=wait
                 )
-                logger.debug("%s: acknowledged message %s", self.name, finished.lease)
+                self._log_acks(finished)
             else:
-                delivery = self.queue.dequeue(self.owner, consumer.lease_timeout, wait=wait)
+                batch = self.queue.dequeue_many(self.owner, consumer.lease_timeout, n, wait=wait)
         except Exception as exc:  # noqa: BLE001 - server down: back off, never die
             self._backend_error("ack-and-dequeue" if finished else "dequeue", exc)
-            if finished is not None:
-                self._ack(finished)  # the ack may not have happened: until it works
-            return None
+            for delivery in finished:
+                self._ack(delivery)  # the ack may not have happened: until it works
+            return []
         self._backend_ok()
-        if delivery is None:
+        if not batch:
             if consumer.blocking:
                 self.backoff.reset()
             else:
                 self._sleep(self.backoff.next())
-            return None
+            return []
         self.backoff.reset()
         self.polls.append(("hit", 0.0))
-        return delivery
+        return batch
+
+    def _log_acks(self, finished: list[Delivery]) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            for delivery in finished:
+                logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
 
     def _flush_ack(self) -> None:
-        """Acknowledge the finished message still waiting to ride on the next dequeue."""
-        finished, self._finished = self._finished, None
-        if finished is not None:
-            self._ack(finished)
-            logger.debug("%s: acknowledged message %s", self.name, finished.lease)
+        """Acknowledge the finished messages still waiting to ride on the next claim."""
+        finished, self._finished = self._finished, []
+        if len(finished) > 1:
+            try:
+                self.queue.ack_many([d.lease for d in finished])
+            except Exception as exc:  # noqa: BLE001 - one by one below, until each works
+                self._backend_error("ack", exc, until=self.consumer.hard_stop)
+            else:
+                self._log_acks(finished)
+                return
+        for delivery in finished:
+            self._ack(delivery)
+            logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
+
+    def _release_claimed(self) -> int:
+        """Give back the claimed messages no task has started on; return how many."""
+        with self._lock:
+            waiting = list(self._claimed)
+            self._claimed.clear()
+        for delivery in waiting:
+            self.consumer.heartbeat.discard(delivery.lease)
+            self._release(delivery)
+        return len(waiting)
 
     def _sleep(self, delay: float) -> None:
         self.polls.append(("sleep", delay))
@@ -256,7 +318,10 @@ class Worker:
             "%s: leased message %s (delivery %d)", self.name, delivery.lease, delivery.deliveries
         )
         try:
+            started = time.monotonic()
             done = self._process(delivery)
+            # an average over the last few tasks: one slow task shrinks the next claim at once
+            self._task_seconds = (self._task_seconds + time.monotonic() - started) / 2
             with self._lock:
                 abandoned = self._abandoned
                 self._phase = "acking"
@@ -312,11 +377,13 @@ class Worker:
             self._release(delivery)
             # Whatever failed (most likely the backend) may fail again at once: no spinning.
             self.consumer.stopping.wait(self.backoff.next())
-        elif not self.consumer.stopping.is_set():
-            # Acknowledged by the next dequeue, which the loop calls right away (and
-            # _flush_ack when the loop ends): one round trip instead of two.
-            self._finished = delivery
+        elif not self.consumer.stopping.is_set() and not self._claimed:
+            # The last of its batch: acknowledged by the next claim, which the loop makes right
+            # away (and _flush_ack when the loop ends): one round trip for both.
+            self._finished.append(delivery)
         else:
+            # Acked before the next task starts, so a crash in that task never runs this one
+            # again: a crash re-runs only what was running.
             self._ack(delivery)
             logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
 
@@ -354,6 +421,7 @@ class Worker:
         A running task's message goes back to the queue at once. A finished task whose ack keeps
         failing is left alone: its lease expires and the task may run again.
         """
+        self._release_claimed()  # messages of this worker's batch that never started
         with self._lock:
             delivery = self._current
             if delivery is None or self._abandoned:

@@ -33,6 +33,7 @@ class MemoryQueue(BaseQueue):
     def __init__(self, cond: threading.Condition) -> None:
         self._cond = cond
         self._seq = itertools.count()
+        self._claims = itertools.count()
         self._ready: list[tuple[int, int, str]] = []  # (-priority, seq, message id)
         # message id -> data, priority, seq, deliveries
         self._messages: dict[str, tuple[bytes, int, int, int]] = {}
@@ -50,25 +51,65 @@ class MemoryQueue(BaseQueue):
         with self._cond:
             self._push(data, priority)
 
+    def enqueue_many(self, items: list[tuple[bytes, int]]) -> None:
+        with self._cond:
+            for data, priority in items:
+                self._push(data, priority)
+
     def dequeue(self, owner: str, lease_timeout: float, wait: float = 0.0) -> Delivery | None:
+        found = self.dequeue_many(owner, lease_timeout, 1, wait)
+        return found[0] if found else None
+
+    def dequeue_many(
+        self, owner: str, lease_timeout: float, n: int, wait: float = 0.0
+    ) -> list[Delivery]:
         with self._cond:
             if not self._ready and wait > 0:
                 self._cond.wait_for(lambda: bool(self._ready), timeout=wait)
-            if not self._ready:
-                return None
+            return self._claim(owner, lease_timeout, n)
+
+    def _claim(self, owner: str, lease_timeout: float, n: int) -> list[Delivery]:
+        claimed: list[Delivery] = []
+        deadline = time.time() + lease_timeout
+        nonce = f"{next(self._claims):x}:"  # lease = claim number + position in the batch
+        while self._ready and len(claimed) < n:
+            data, prio, seq, deliveries = self._messages[self._ready[0][2]]
+            if claimed and deliveries:
+                break  # handed out before: claimed alone (see BaseQueue.dequeue_many)
             _, _, msg_id = heapq.heappop(self._ready)
-            data, prio, seq, deliveries = self._messages[msg_id]
             deliveries += 1
             self._messages[msg_id] = (data, prio, seq, deliveries)
-            lease = uuid.uuid4().hex
-            self._leases[lease] = (msg_id, owner, time.time() + lease_timeout)
-            return Delivery(data, lease, deliveries)
+            lease = f"{nonce}{len(claimed)}"
+            self._leases[lease] = (msg_id, owner, deadline)
+            claimed.append(Delivery(data, lease, deliveries))
+            if deliveries > 1:
+                break
+        return claimed
 
     def ack(self, lease: str) -> None:
         with self._cond:
-            held = self._leases.pop(lease, None)
-            if held is not None:
-                self._messages.pop(held[0], None)
+            self._ack(lease)
+
+    def _ack(self, lease: str) -> None:
+        held = self._leases.pop(lease, None)
+        if held is not None:
+            self._messages.pop(held[0], None)
+
+    def ack_many(self, leases: list[str]) -> None:
+        with self._cond:
+            for lease in leases:
+                self._ack(lease)
+
+    def ack_and_dequeue_many(
+        self, leases: list[str], owner: str, lease_timeout: float, n: int, wait: float = 0.0
+    ) -> list[Delivery]:
+        with self._cond:
+            for lease in leases:
+                self._ack(lease)
+            found = self._claim(owner, lease_timeout, n)
+        if found or wait <= 0:
+            return found
+        return self.dequeue_many(owner, lease_timeout, n, wait)
 
     def _requeue(self, msg_id: str) -> None:
         _, prio, seq, _ = self._messages[msg_id]

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import time
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,8 @@ log = logging.getLogger("huey_redis")
 # Enough tokens to wake every worker of a typical consumer fleet at once; more only cost memory.
 # A token is a hint, never a claim: a woken dequeue re-runs the claim script and may find nothing.
 SIGNAL_CAP = 64
+ENQUEUE_CHUNK = 1000  # messages per enqueue_many script
+ACK_CHUNK = 1000  # leases per ack script (Lua's unpack() has a limit of a few thousand)
 
 # Helpers prepended to every script of this module (unused local functions cost nothing).
 # signal() pushes one wake-up token after any change that makes a message ready.
@@ -87,55 +89,115 @@ signal(KEYS[5], tonumber(ARGV[3]))
 return id
 """
 
-# KEYS: ready data dlv leased owner signal bad   ARGV: lease_timeout owner nonce cap
-DEQUEUE = """
-while true do
-  local popped = redis.call('ZPOPMIN', KEYS[1])
-  if #popped == 0 then
-    redis.call('DEL', KEYS[6])  -- nothing ready: stale tokens would only cause empty wake-ups
-    return false
-  end
-  local id = popped[1]
-  local payload = redis.call('HGET', KEYS[2], id)
-  local n = tonumber(redis.call('HGET', KEYS[3], id) or '0')
-  if payload and (n == nil or n ~= n) then
-    -- checked before anything changes: a script error does not undo the writes before it
-    set_aside(KEYS[7], 'q' .. id .. ':' .. ARGV[3], 'queue entry has a delivery count that is '
-      .. 'not a number', payload)
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HDEL', KEYS[3], id)
-    payload = nil
-  end
-  if payload then
-    local lease = id .. ':' .. ARGV[3]
-    redis.call('ZADD', KEYS[4], string.format('%.6f', now() + tonumber(ARGV[1])), lease)
-    redis.call('HSET', KEYS[5], lease, ARGV[2])
-    if n < 2147483647 then n = n + 1 end  -- stops at the top of the range every backend stores
-    redis.call('HSET', KEYS[3], id, string.format('%d', n))
-    -- pass the baton: another blocked worker may take the next message right away; when this
-    -- was the last one, tokens left over from busy times would only cause empty wake-ups
-    if redis.call('ZCARD', KEYS[1]) > 0 then
-      signal(KEYS[6], tonumber(ARGV[4]))
-    else
-      redis.call('DEL', KEYS[6])
-    end
-    return {payload, lease, n}
-  end
-  -- an id without payload (flushed concurrently): drop it and try the next one
+# KEYS: seq ready data prio signal   ARGV: cap, then payload priority pairs
+ENQUEUE_MANY = """
+local last = redis.call('INCRBY', KEYS[1], (#ARGV - 1) / 2)
+local first = last - (#ARGV - 1) / 2 + 1
+for i = 2, #ARGV, 2 do
+  local id = string.format('%016x', first + (i - 2) / 2)
+  redis.call('HSET', KEYS[3], id, ARGV[i])
+  local prio = tonumber(ARGV[i + 1])
+  if prio ~= 0 then redis.call('HSET', KEYS[4], id, ARGV[i + 1]) end
+  redis.call('ZADD', KEYS[2], -prio, id)
 end
+signal(KEYS[5], tonumber(ARGV[1]))
+return 1
+"""
+
+# KEYS: ready data dlv leased owner signal bad   ARGV: lease_timeout owner nonce cap n
+# Claims up to n messages, each under its own lease "<id>:<nonce>", with a handful of commands
+# for the whole batch; returns a flat list {payload, lease, deliveries, ...}. Ids popped without
+# a payload (flushed concurrently) or set aside as malformed are skipped: it pops again while it
+# has claimed nothing and the queue is not empty. A batch ends before a message that was handed
+# out before, and such a message is claimed alone: a message that kills its worker then never
+# strands (and adds deliveries to) messages claimed with it more than once.
+DEQUEUE = """
+local out = {}
+local want = tonumber(ARGV[5])
+local deadline = string.format('%.6f', now() + tonumber(ARGV[1]))
+while want > 0 and #out == 0 do
+  local popped = redis.call('ZPOPMIN', KEYS[1], want)
+  if #popped == 0 then break end
+  local ids = {}
+  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+  local payloads = redis.call('HMGET', KEYS[2], unpack(ids))
+  local counts = redis.call('HMGET', KEYS[3], unpack(ids))
+  local scored, owners, delivered = {}, {}, {}
+  local alone = false  -- a redelivered message is claimed on its own (see the comment above)
+  for i, id in ipairs(ids) do
+    local payload = payloads[i]
+    local n = tonumber(counts[i] or '0')
+    if alone or (#out > 0 and n ~= 0) then
+      local back = {}
+      for j = i, #ids do
+        back[#back + 1] = popped[2 * j]
+        back[#back + 1] = ids[j]
+      end
+      redis.call('ZADD', KEYS[1], unpack(back))  -- same id and score: the same place in line
+      break
+    end
+    if payload and n ~= nil and n == n and n > 0 then alone = true end
+    if payload and (n == nil or n ~= n) then
+      -- checked before anything changes: a script error does not undo the writes before it
+      set_aside(KEYS[7], 'q' .. id .. ':' .. ARGV[3], 'queue entry has a delivery count that '
+        .. 'is not a number', payload)
+      redis.call('HDEL', KEYS[2], id)
+      redis.call('HDEL', KEYS[3], id)
+      payload = false
+    end
+    if payload then
+      local lease = id .. ':' .. ARGV[3]
+      if n < 2147483647 then n = n + 1 end  -- stops at the top of the range every backend stores
+      scored[#scored + 1] = deadline
+      scored[#scored + 1] = lease
+      owners[#owners + 1] = lease
+      owners[#owners + 1] = ARGV[2]
+      delivered[#delivered + 1] = id
+      delivered[#delivered + 1] = string.format('%d', n)
+      out[#out + 1] = payload
+      out[#out + 1] = lease
+      out[#out + 1] = n
+    end
+  end
+  if #scored > 0 then
+    redis.call('ZADD', KEYS[4], unpack(scored))
+    redis.call('HSET', KEYS[5], unpack(owners))
+    redis.call('HSET', KEYS[3], unpack(delivered))
+  end
+end
+-- pass the baton: another blocked worker may take the next message right away; when this
+-- was the last one, tokens left over from busy times would only cause empty wake-ups
+if redis.call('ZCARD', KEYS[1]) > 0 then
+  signal(KEYS[6], tonumber(ARGV[4]))
+else
+  redis.call('DEL', KEYS[6])
+end
+return out
 """
 
 # KEYS: ready data dlv leased owner signal bad prio
-# ARGV: lease_timeout owner nonce cap acked_lease
-# ack (as ACK) then dequeue (as DEQUEUE): a worker's two calls between tasks in one round trip
+# ARGV: lease_timeout owner nonce cap n acked_lease...
+# ack (as ACK, for each lease) then dequeue (as DEQUEUE): a worker's calls between tasks in
+# one round trip. Only leases still in `leased` delete their message: a stale lease (its
+# message recovered and leased again) touches nothing.
 _ACK_FIRST = """
-local acked = ARGV[5]
-if redis.call('ZREM', KEYS[4], acked) == 1 then
-  redis.call('HDEL', KEYS[5], acked)
-  local aid = string.match(acked, '^[^:]+')
-  redis.call('HDEL', KEYS[2], aid)
-  redis.call('HDEL', KEYS[8], aid)
-  redis.call('HDEL', KEYS[3], aid)
+if #ARGV > 5 then
+  local leases = {unpack(ARGV, 6)}
+  local scores = redis.call('ZMSCORE', KEYS[4], unpack(leases))
+  local live, ids = {}, {}
+  for i, acked in ipairs(leases) do
+    if scores[i] then
+      live[#live + 1] = acked
+      ids[#ids + 1] = string.match(acked, '^[^:]+')
+    end
+  end
+  if #live > 0 then
+    redis.call('ZREM', KEYS[4], unpack(live))
+    redis.call('HDEL', KEYS[5], unpack(live))
+    redis.call('HDEL', KEYS[2], unpack(ids))
+    redis.call('HDEL', KEYS[8], unpack(ids))
+    redis.call('HDEL', KEYS[3], unpack(ids))
+  end
 end
 """
 ACK_DEQUEUE = _ACK_FIRST + DEQUEUE
@@ -260,12 +322,17 @@ def _unpack_member(member: bytes) -> bytes:
     return payload
 
 
-def _delivery(found: Any) -> Delivery | None:
-    """A Delivery from the claim scripts' reply: [payload, lease, deliveries], or nil."""
-    if not found:
-        return None
-    payload, lease, deliveries = found
-    return Delivery(bytes(payload), lease.decode(), int(deliveries))
+def _nonce() -> str:
+    """What tells two claims of one message apart (not a secret: no system call per claim)."""
+    return f"{random.getrandbits(64):016x}"
+
+
+def _deliveries(found: Any) -> list[Delivery]:
+    """Deliveries from the claim scripts' flat reply [payload, lease, deliveries, ...]."""
+    return [
+        Delivery(bytes(found[i]), found[i + 1].decode(), int(found[i + 2]))
+        for i in range(0, len(found), 3)
+    ]
 
 
 class RedisQueue(BaseQueue):
@@ -288,6 +355,7 @@ class RedisQueue(BaseQueue):
         self._release, self._extend, self._recover = s(RELEASE), s(EXTEND), s(RECOVER)
         self._peek, self._leases = s(PEEK), s(LEASES)
         self._ack_dequeue = s(ACK_DEQUEUE)
+        self._enqueue_many = s(ENQUEUE_MANY)
 
     def enqueue(self, data: bytes, priority: int = 0) -> None:
         """Append a message (one script: id, payload, ready entry, wake-up token). Atomic."""
@@ -296,11 +364,21 @@ class RedisQueue(BaseQueue):
             args=[data, int(priority), SIGNAL_CAP],
         )
 
-    def _claim(self, owner: str, lease_timeout: float) -> Delivery | None:
-        return _delivery(
+    def enqueue_many(self, items: list[tuple[bytes, int]]) -> None:
+        """Append the messages in list order, ENQUEUE_CHUNK per script (each chunk atomic, with
+        one wake-up token): a huge batch never blocks the server for long."""
+        keys = [self._seq, self._ready, self._data, self._prio, self._signal]
+        for start in range(0, len(items), ENQUEUE_CHUNK):
+            args: list[Any] = [SIGNAL_CAP]
+            for data, priority in items[start : start + ENQUEUE_CHUNK]:
+                args += (data, int(priority))
+            self._enqueue_many(keys=keys, args=args)
+
+    def _claim(self, owner: str, lease_timeout: float, n: int) -> list[Delivery]:
+        return _deliveries(
             self._dequeue(
                 keys=self._claim_keys,
-                args=[float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP],
+                args=[float(lease_timeout), owner, _nonce(), SIGNAL_CAP, n],
             )
         )
 
@@ -310,26 +388,39 @@ class RedisQueue(BaseQueue):
         With `wait` > 0 and nothing ready, blocks in BLPOP on the wake-up list (no polling) and
         claims again after each token, until a message is claimed or `wait` runs out.
         """
-        delivery = self._claim(owner, lease_timeout)
-        if delivery is not None or wait <= 0:
-            return delivery
+        found = self.dequeue_many(owner, lease_timeout, 1, wait)
+        return found[0] if found else None
+
+    def dequeue_many(
+        self, owner: str, lease_timeout: float, n: int, wait: float = 0.0
+    ) -> list[Delivery]:
+        """Claim up to `n` messages in one script, each under its own lease. Atomic per
+        message; waits as dequeue() does while nothing is ready."""
+        found = self._claim(owner, lease_timeout, n)
+        if found or wait <= 0:
+            return found
+        return self._wait(owner, lease_timeout, n, wait)
+
+    def _wait(self, owner: str, lease_timeout: float, n: int, wait: float) -> list[Delivery]:
         deadline = time.monotonic() + wait
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return None
+                return []
             # BLPOP timeout 0 means "forever", so never pass less than a millisecond; chunks stay
             # under socket_timeout so a long wait is not mistaken for a dead connection.
             timeout = max(min(remaining, self._b.block_chunk), 0.001)
             if self._b.cluster:
                 self._b.client.blpop([self._signal], timeout=timeout)
-                delivery = self._claim(owner, lease_timeout)
+                found = self._claim(owner, lease_timeout, n)
             else:
-                delivery = self._wait_and_claim(owner, lease_timeout, timeout)
-            if delivery is not None:
-                return delivery
+                found = self._wait_and_claim(owner, lease_timeout, n, timeout)
+            if found:
+                return found
 
-    def _wait_and_claim(self, owner: str, lease_timeout: float, timeout: float) -> Delivery | None:
+    def _wait_and_claim(
+        self, owner: str, lease_timeout: float, n: int, timeout: float
+    ) -> list[Delivery]:
         """BLPOP, then the claim script, sent together: the server runs the claim the moment
         the BLPOP returns (token or timeout), saving the round trip between them. Same two
         commands in the same order as sending them one by one, so nothing about leases or
@@ -337,29 +428,48 @@ class RedisQueue(BaseQueue):
         pipe = self._b.client.pipeline(transaction=False)
         pipe.blpop([self._signal], timeout=timeout)
         keys = self._claim_keys
-        args = [float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP]
+        args = [float(lease_timeout), owner, _nonce(), SIGNAL_CAP, n]
         pipe.evalsha(self._dequeue.sha, len(keys), *keys, *args)
         found = pipe.execute(raise_on_error=False)[1]
         if isinstance(found, NoScriptError):  # server restarted: EVAL caches the script again
-            return self._claim(owner, lease_timeout)
+            return self._claim(owner, lease_timeout, n)
         if isinstance(found, Exception):
             raise found
-        return _delivery(found)
+        return _deliveries(found)
 
     def ack_and_dequeue(
         self, lease: str, owner: str, lease_timeout: float, wait: float = 0.0
     ) -> Delivery | None:
         """ack(lease), then dequeue(owner, lease_timeout, wait): one script for both when a
         message is ready (the ack is atomic on its own either way)."""
-        delivery = _delivery(
+        found = self.ack_and_dequeue_many([lease], owner, lease_timeout, 1, wait)
+        return found[0] if found else None
+
+    def ack_and_dequeue_many(
+        self, leases: list[str], owner: str, lease_timeout: float, n: int, wait: float = 0.0
+    ) -> list[Delivery]:
+        """ack every lease, then claim up to `n` messages: one script for both when a message
+        is ready (each ack is atomic on its own either way)."""
+        while len(leases) > ACK_CHUNK:  # bounded script arguments; acks need no atomicity
+            self.ack_many(leases[:ACK_CHUNK])
+            leases = leases[ACK_CHUNK:]
+        found = _deliveries(
             self._ack_dequeue(
                 keys=[*self._claim_keys, self._prio],
-                args=[float(lease_timeout), owner, uuid.uuid4().hex, SIGNAL_CAP, lease],
+                args=[float(lease_timeout), owner, _nonce(), SIGNAL_CAP, n, *leases],
             )
         )
-        if delivery is not None or wait <= 0:
-            return delivery
-        return self.dequeue(owner, lease_timeout, wait)
+        if found or wait <= 0:
+            return found
+        return self._wait(owner, lease_timeout, n, wait)
+
+    def ack_many(self, leases: list[str]) -> None:
+        """Delete every leased message, ACK_CHUNK per script (claiming nothing). Idempotent."""
+        for start in range(0, len(leases), ACK_CHUNK):
+            self._ack_dequeue(
+                keys=[*self._claim_keys, self._prio],
+                args=[1.0, "", "", SIGNAL_CAP, 0, *leases[start : start + ACK_CHUNK]],
+            )
 
     def ack(self, lease: str) -> None:
         """Delete the leased message. Idempotent: unknown or recovered leases are a no-op."""

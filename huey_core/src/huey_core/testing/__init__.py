@@ -20,7 +20,8 @@ object). The suite builds `backend` from it under a unique name per test and flu
 every backend it opened afterwards.
 
 The base classes are not named Test*, so importing them collects nothing. Adopt piece by piece
-with QueueConformance, ScheduleConformance, DataStoreConformance and EventEmitterConformance.
+with QueueConformance, BatchQueueConformance, ScheduleConformance, DataStoreConformance and
+EventEmitterConformance.
 Capability flags (`queue.blocking`, `queue.priority`, `process_safe`) turn the tests that need them
 into explicit skips, and so does a `malformed_rows` fixture that names no rows of a kind
 (MalformedRowsConformance: rows something other than huey wrote). Redefining a standard test
@@ -53,6 +54,7 @@ from huey_core.testing.base import (
     run_rounds,
     run_threads,
 )
+from huey_core.testing.batch import BatchQueueConformance
 from huey_core.testing.events import EventEmitterConformance, collect, take
 from huey_core.testing.malformed import MalformedRowsConformance, Plant
 from huey_core.testing.queue import QueueConformance
@@ -63,6 +65,7 @@ from huey_core.testing.store import DataStoreConformance
 __all__ = [
     "BackendConformance",
     "BackendFactory",
+    "BatchQueueConformance",
     "ConformanceBase",
     "Connect",
     "DataStoreConformance",
@@ -102,6 +105,7 @@ def _enqueue_after_fork(backend: Backend) -> None:
 
 class BackendConformance(
     QueueConformance,
+    BatchQueueConformance,
     ScheduleConformance,
     DataStoreConformance,
     EventEmitterConformance,

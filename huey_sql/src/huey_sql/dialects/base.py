@@ -81,6 +81,7 @@ class Dialect:
     quote = '"'  # identifier quote: "key" is a reserved word in MySQL
     lock_rows = " FOR UPDATE"  # read-modify-write reads (incr, pop without RETURNING)
     skip_locked = " FOR UPDATE SKIP LOCKED"  # claim reads skip rows other claimers hold
+    id_text = "CAST(id AS VARCHAR(20))"  # a row id as text, for batch leases
     max_attempts = 20  # tries of a transaction that hit a deadlock or a lock timeout
     default_poll = 0.1  # seconds between looks of a waiter that has no native wake-up
     # Which operations run exactly one statement, so they may commit on their own (Database.run
@@ -135,6 +136,22 @@ class Dialect:
             f"WHERE id = ({self.pick_sql}{self.skip_locked}) RETURNING data, deliveries"
         )
         self.ack_sql = s(f"DELETE FROM {q} WHERE name = ? AND lease = ?")
+        # A batch claim: up to k ready rows, each leased as <nonce><row id> (a lease per row).
+        # A row handed out before (deliveries > 0) is claimed alone, and a batch stops before
+        # one (see Queue.dequeue_many). Rows come back in any order: sort_key and id put them
+        # in claim order.
+        picked = self.pick_sql.replace("SELECT id ", "SELECT id, sort_key, deliveries ")
+        earlier = "(r.sort_key < p.sort_key OR (r.sort_key = p.sort_key AND r.id < p.id))"
+        self.claim_many_sql = s(
+            f"UPDATE {q} SET lease = {self.concat('?', self.id_text)}, owner = ?, deadline = ?, "
+            f"{self.count_up} WHERE id IN (WITH picked AS "
+            f"({picked.replace('LIMIT 1', 'LIMIT ?')}{self.skip_locked}), "
+            "head AS (SELECT id, deliveries FROM picked ORDER BY sort_key, id LIMIT 1) "
+            "SELECT p.id FROM picked p WHERE p.id = (SELECT id FROM head) OR "
+            "((SELECT deliveries FROM head) = 0 AND p.deliveries = 0 AND NOT EXISTS "
+            f"(SELECT 1 FROM picked r WHERE r.deliveries <> 0 AND {earlier}))) "
+            "RETURNING lease, data, deliveries, sort_key, id"
+        )
         self.has_ready_sql = s(f"SELECT 1 FROM {q} WHERE {ready} LIMIT 1")
         unlease = "lease = NULL, owner = NULL, deadline = NULL"
         self.release_sql = s(f"UPDATE {q} SET {unlease} WHERE name = ? AND lease = ?")
@@ -242,6 +259,30 @@ class Dialect:
         """Lease the next ready row: `claim` is (lease, owner, deadline). (data, deliveries)."""
         cur.execute(self.claim_sql, (*claim, name))
         return cur.fetchone()
+
+    def claim_many(self, cur: Any, claim: Row, name: str, n: int) -> list[Row]:
+        """Lease up to `n` ready rows in claim order: `claim` is (nonce, owner, deadline), each
+        row's lease is the nonce followed by its id. [(lease, data, deliveries), ...]."""
+        cur.execute(self.claim_many_sql, (*claim, name, n))
+        found = sorted(cur.fetchall(), key=lambda r: (r[3], r[4]))
+        return [(r[0], r[1], r[2]) for r in found]
+
+    def ack_many(self, cur: Any, leases: list[str], name: str) -> None:
+        """Delete the rows leased as `leases` (one statement)."""
+        if leases:
+            q = self.tables.queue.name
+            sql = f"DELETE FROM {q} WHERE name = {self.placeholder} AND lease IN "
+            cur.execute(f"{sql}({self.params(len(leases))})", (name, *leases))
+
+    def ack_claim_many(
+        self, cur: Any, leases: list[str], claim: Row, name: str, n: int
+    ) -> list[Row]:
+        """ack_many(leases), then claim_many(), in one transaction."""
+        self.ack_many(cur, leases, name)
+        return self.claim_many(cur, claim, name, n) if n > 0 else []
+
+    def concat(self, a: str, b: str) -> str:
+        return f"{a} || {b}"
 
     def ack_and_claim(self, cur: Any, lease: str, claim: Row, name: str) -> Row | None:
         """Delete the row leased as `lease`, then claim() the next one, in one transaction."""

@@ -33,6 +33,12 @@ class MySQLDialect(Dialect):
         self.pick_locked_sql = self.sql(
             self.pick_sql.replace("SELECT id ", "SELECT id, data, deliveries ") + self.skip_locked
         )
+        self.pick_many_locked_sql = self.sql(
+            self.pick_sql.replace("SELECT id ", "SELECT id, data, deliveries ").replace(
+                "LIMIT 1", "LIMIT ?"
+            )
+            + self.skip_locked
+        )
         self.lease_sql = self.sql(
             f"UPDATE {q} SET lease = ?, owner = ?, deadline = ?, {self.count_up} WHERE id = ?"
         )
@@ -52,6 +58,34 @@ class MySQLDialect(Dialect):
             return None
         cur.execute(self.lease_sql, (*claim, row[0]))
         return (row[1], row[2] + 1 if row[2] < 2147483647 else row[2])
+
+    def concat(self, a: str, b: str) -> str:
+        return f"CONCAT({a}, {b})"  # || is OR in MySQL
+
+    def claim_many(self, cur: Any, claim: Row, name: str, n: int) -> list[Row]:
+        # No UPDATE of a table selected from in a subquery: lock the rows, then lease them.
+        cur.execute(self.pick_many_locked_sql, (name, n))
+        found = list(cur.fetchall())
+        if not found:
+            return []
+        # handed out before: claimed alone, and a batch stops before one (Queue.dequeue_many)
+        if found[0][2]:
+            found = found[:1]
+        else:
+            end = next((i for i, row in enumerate(found) if row[2]), len(found))
+            found = found[:end]
+        q = self.tables.queue.name
+        ids = [row[0] for row in found]
+        cur.execute(
+            f"UPDATE {q} SET lease = CONCAT(%s, id), owner = %s, deadline = %s, {self.count_up} "
+            f"WHERE id IN ({self.params(len(ids))})",
+            (*claim, *ids),
+        )
+        nonce = claim[0]
+        return [
+            (f"{nonce}{row[0]}", row[1], row[2] + 1 if row[2] < 2147483647 else row[2])
+            for row in found
+        ]
 
     def pop(self, cur: Any, name: str, key: str) -> Row | None:
         if self._delete_returning is None:

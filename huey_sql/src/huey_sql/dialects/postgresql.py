@@ -54,6 +54,11 @@ class PostgresDialect(Dialect):
             self.sql(f"WITH acked AS (DELETE FROM {q} WHERE name = ? AND lease = ?) ")
             + self.claim_sql
         )
+        # The acks of a batch and the next claim, one statement (the rows differ, as above).
+        self.ack_claim_many_sql = (
+            self.sql(f"WITH acked AS (DELETE FROM {q} WHERE name = ? AND lease = ANY(?)) ")
+            + self.claim_many_sql
+        )
         # One round trip for a batch: the events travel as one bytea[] and go in in list order.
         self.emit_many_sql = self.sql(
             f"INSERT INTO {tables.events.name} (name, created, data) SELECT ?, ?, e.data "
@@ -76,6 +81,13 @@ class PostgresDialect(Dialect):
     def ack_and_claim(self, cur: Any, lease: str, claim: Row, name: str) -> Row | None:
         cur.execute(self.ack_claim_sql, (name, lease, *claim, name))
         return cur.fetchone()
+
+    def ack_claim_many(
+        self, cur: Any, leases: list[str], claim: Row, name: str, n: int
+    ) -> list[Row]:
+        cur.execute(self.ack_claim_many_sql, (name, leases, *claim, name, n))
+        found = sorted(cur.fetchall(), key=lambda r: (r[3], r[4]))
+        return [(r[0], r[1], r[2]) for r in found]
 
     def emit_many(self, cur: Any, name: str, now: float, events: list[bytes], channel: str) -> None:
         args: Row = (name, now, events)

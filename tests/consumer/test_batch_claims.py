@@ -1,0 +1,176 @@
+"""Workers claim several messages per round trip while tasks are quick (huey_core.worker):
+what that may and may not change for a user, on the memory backend."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from huey_core import Huey
+from huey_core.consumer import Consumer
+from huey_core.worker import CLAIM_MAX
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+@pytest.fixture
+def huey() -> Huey:
+    return Huey(f"batch-{uuid.uuid4().hex[:8]}", backend="memory")
+
+
+@pytest.fixture
+def consumers():
+    started: list[Consumer] = []
+    yield started
+    for consumer in started:
+        if not consumer.stopped:
+            consumer.stop(graceful=False)
+
+
+def start(consumers: list[Consumer], huey: Huey, **options) -> Consumer:
+    consumer = Consumer(huey, scheduler_interval=0.05, **options)
+    consumers.append(consumer)
+    consumer.start()
+    return consumer
+
+
+def record_claims(huey: Huey) -> list[tuple[int, int]]:
+    """(asked, got) of every claim the workers make; the memory queue still does the work."""
+    queue = huey.storage.queue
+    claims: list[tuple[int, int]] = []
+    plain, acking = queue.dequeue_many, queue.ack_and_dequeue_many
+
+    def dequeue_many(owner, lease_timeout, n, wait=0.0):
+        found = plain(owner, lease_timeout, n, wait)
+        claims.append((n, len(found)))
+        return found
+
+    def ack_and_dequeue_many(leases, owner, lease_timeout, n, wait=0.0):
+        found = acking(leases, owner, lease_timeout, n, wait)
+        claims.append((n, len(found)))
+        return found
+
+    queue.dequeue_many = dequeue_many  # type: ignore[method-assign]
+    queue.ack_and_dequeue_many = ack_and_dequeue_many  # type: ignore[method-assign]
+    return claims
+
+
+def test_quick_tasks_are_claimed_in_bounded_batches_and_each_runs_once(huey, consumers) -> None:
+    ran: list[int] = []
+
+    @huey.task()
+    def quick(i):
+        ran.append(i)
+
+    claims = record_claims(huey)
+    quick.map(range(300))
+    start(consumers, huey, workers=1)
+    assert wait_for(lambda: len(ran) == 300)
+    assert sorted(ran) == list(range(300))
+    assert max(got for _, got in claims) > 1, "no claim took more than one message"
+    assert max(asked for asked, _ in claims) <= CLAIM_MAX
+    assert wait_for(lambda: huey.storage.queue.leases() == [])  # every message acked
+
+
+def test_slow_tasks_are_claimed_one_at_a_time_so_idle_workers_get_the_rest(huey, consumers) -> None:
+    running = threading.Semaphore(0)
+    release = threading.Event()
+
+    @huey.task()
+    def slow(i):
+        running.release()
+        release.wait(10)
+
+    claims = record_claims(huey)
+    slow.map(range(4))
+    start(consumers, huey, workers=4)
+    # every worker holds one of the four: none was left waiting behind another's task
+    for _ in range(4):
+        assert running.acquire(timeout=10)
+    release.set()
+    assert all(got <= 1 for _, got in claims)
+
+
+def test_graceful_stop_puts_the_unstarted_rest_of_a_batch_back(huey, consumers) -> None:
+    ran: list[object] = []
+    gate = threading.Event()
+
+    @huey.task()
+    def quick(i):
+        ran.append(i)
+
+    @huey.task()
+    def blocker():
+        gate.wait(10)
+        ran.append("blocker")
+
+    claims = record_claims(huey)
+    consumer = start(consumers, huey, workers=1)
+    quick.map(range(50))  # the worker learns that its tasks are quick: its claims grow
+    assert wait_for(lambda: len(ran) == 50)
+    huey.enqueue_many([blocker.s(), *(quick.s(i) for i in range(100, 110))])
+    assert wait_for(lambda: huey.storage.queue.size() == 0)  # all claimed, in one batch
+    assert claims[-1][1] == 11, claims
+    stopper = threading.Thread(target=consumer.stop)
+    stopper.start()
+    assert wait_for(consumer.stopping.is_set)
+    gate.set()
+    stopper.join(15)
+    assert ran[-1] == "blocker" and len(ran) == 51  # the rest never started
+    assert huey.storage.queue.size() == 10
+    assert huey.storage.queue.leases() == []
+
+
+def test_a_revocation_made_while_a_batch_waits_is_honoured(huey, consumers) -> None:
+    ran: list[int] = []
+    gate = threading.Event()
+
+    @huey.task()
+    def quick(i):
+        ran.append(i)
+
+    @huey.task()
+    def blocker():
+        gate.wait(10)
+
+    claims = record_claims(huey)
+    start(consumers, huey, workers=1)
+    quick.map(range(50))
+    assert wait_for(lambda: len(ran) == 50)
+    results = huey.enqueue_many([blocker.s(), quick.s(100), quick.s(101)])
+    assert wait_for(lambda: huey.storage.queue.size() == 0)
+    assert claims[-1][1] == 3, claims  # claimed together, revocations read before the blocker ran
+    results[1].revoke()
+    gate.set()
+    assert wait_for(lambda: 101 in ran)
+    assert 100 not in ran
+
+
+def test_each_finished_task_is_acked_before_the_next_starts(huey, consumers) -> None:
+    """So a crash re-runs only the running task, never one that already finished."""
+    seen: list[tuple[int, set[int]]] = []
+
+    @huey.task()
+    def quick(i):
+        held = {huey.deserialize_task(info.data).args[0] for info in huey.storage.queue.leases()}
+        seen.append((i, held))
+
+    claims = record_claims(huey)
+    quick.map(range(200))
+    start(consumers, huey, workers=1)
+    assert wait_for(lambda: len(seen) == 200)
+    assert max(got for _, got in claims) > 1  # batches did happen
+    done: set[int] = set()
+    for i, held in seen:
+        assert not held & done, f"task {i} ran while finished tasks were still leased"
+        done.add(i)
