@@ -27,13 +27,15 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
 
 
 def waits_in_dequeue(thread: threading.Thread | None) -> bool:
-    """True while `thread` is blocked in a queue's dequeue (its stack, as Python sees it)."""
+    """True while `thread` is blocked in a queue's dequeue or batch claim (its stack, as Python
+    sees it)."""
     frame = sys._current_frames().get(thread.ident) if thread is not None else None
     names = []
     while frame is not None:
         names.append(frame.f_code.co_name)
         frame = frame.f_back
-    return bool(names) and names[0] == "wait" and "dequeue" in names
+    claims = {"dequeue", "dequeue_many", "ack_and_dequeue_many"}
+    return bool(names) and names[0] == "wait" and not claims.isdisjoint(names)
 
 
 @pytest.fixture
