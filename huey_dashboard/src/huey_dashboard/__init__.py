@@ -6,14 +6,13 @@ returns the ASGI app for embedding or tests.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from huey_dashboard.security import Settings
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from huey_core.api import Huey
+    from huey_dashboard.security import Settings
 
 __all__ = ["Settings", "create_app"]
 __version__ = "0.1.0"
@@ -24,3 +23,13 @@ def create_app(huey: Huey, settings: Settings | None = None) -> Starlette:
     from huey_dashboard.app import create_app as build
 
     return build(huey, settings)
+
+
+def __getattr__(name: str) -> Any:
+    # Every huey command loads this distribution's plugin; the web stack (Starlette) that
+    # Settings lives beside is imported only when something asks for it.
+    if name == "Settings":
+        from huey_dashboard.security import Settings
+
+        return Settings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

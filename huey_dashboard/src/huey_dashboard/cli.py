@@ -15,10 +15,10 @@ from huey_core.cli.base import (
     one_line,
     sigterm_as_interrupt,
 )
-from huey_dashboard.security import Settings
 
 if TYPE_CHECKING:
     from huey_core.api import Huey
+    from huey_dashboard.security import Settings
 
 __all__ = ["dashboard", "serve"]
 
@@ -76,6 +76,9 @@ def dashboard(
     (revoke, restore, requeue, purge, reschedule). It reads everything through the storage
     protocols, so it works on every backend. Stop it with Ctrl-C.
     """
+    # Imported here: every huey command loads this plugin, only this one needs the web stack.
+    from huey_dashboard.security import Settings
+
     settings = Settings(
         host=host, port=port, token=token or None, read_only=read_only, previews=previews
     )
