@@ -176,20 +176,20 @@ def test_a_message_claimed_while_the_consumer_stops_goes_back_to_the_queue(
 
     consumer = Consumer(huey, workers=1, periodic=False, scheduler=False, mode="polling")
     queue = huey.storage.queue
-    dequeue = queue.dequeue
+    dequeue_many = queue.dequeue_many
     claimed = []
 
     def dequeue_then_stop(*args: object, **kwargs: object) -> object:
         # The stop request lands while the claim is on its way back: the race the worker
         # guards against, made to happen every time.
-        delivery = dequeue(*args, **kwargs)  # type: ignore[arg-type]
-        if delivery is not None:
-            claimed.append(delivery)
+        batch = dequeue_many(*args, **kwargs)  # type: ignore[arg-type]
+        if batch:
+            claimed.extend(batch)
             consumer.stopping.set()
-        return delivery
+        return batch
 
     result = job()
-    monkeypatch.setattr(queue, "dequeue", dequeue_then_stop)
+    monkeypatch.setattr(queue, "dequeue_many", dequeue_then_stop)
     consumer.start()
     try:
         (worker,) = consumer.worker_list
