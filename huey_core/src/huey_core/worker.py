@@ -38,7 +38,9 @@ BLOCKING_WAIT = 1.0  # seconds per blocking dequeue: short, so a shutdown is not
 # A worker claims several messages per round trip while its tasks are quick: about as many as
 # run in CLAIM_WINDOW seconds, at most CLAIM_MAX. Each has its own lease, extended by the
 # heartbeat while it waits its turn; a crash strands at most CLAIM_MAX per worker until their
-# leases expire, and a slow task never holds messages other workers could run.
+# leases expire, and a slow task never holds messages other workers could run. A worker claims
+# one at a time while its pace is unknown, and while another worker of its consumer is waiting
+# for work: a batch never keeps messages from a worker that is idle at that moment.
 CLAIM_WINDOW = 0.02
 CLAIM_MAX = 16
 
@@ -99,6 +101,7 @@ class Worker:
         self.polls: deque[tuple[str, float]] = deque(maxlen=1000)
         self.processed = 0
         self.handled = 0  # messages taken, counted against the consumer's max_tasks
+        self.claiming = False  # waiting in a claim: idle, as its fellow workers see it
         self.recycled = False  # left after max_tasks: the consumer starts a fresh worker
         self.backend_errors = 0
         self._lock = threading.Lock()  # decides between ack (worker) and release (shutdown)
@@ -206,7 +209,9 @@ class Worker:
         recent pace of this worker's tasks, at most CLAIM_MAX (a crash strands that many
         leases until they expire); 1 while tasks are slow, so idle workers get the rest."""
         average = self._task_seconds
-        size = CLAIM_MAX if average <= 0 else max(1, min(CLAIM_MAX, int(CLAIM_WINDOW / average)))
+        if average <= 0 or any(w.claiming for w in self.consumer.worker_list if w is not self):
+            return 1
+        size = max(1, min(CLAIM_MAX, int(CLAIM_WINDOW / average)))
         limit = self.consumer.max_tasks  # -M: never claim past the task this worker leaves at
         return size if limit is None else max(1, min(size, limit - self.handled))
 
@@ -216,6 +221,7 @@ class Worker:
         wait = BLOCKING_WAIT if consumer.blocking else 0.0
         finished, self._finished = self._finished, []
         n = self._claim_size()
+        self.claiming = True
         try:
             if finished:
                 batch = self.queue.ack_and_dequeue_many(
@@ -229,6 +235,8 @@ class Worker:
             for delivery in finished:
                 self._ack(delivery)  # the ack may not have happened: until it works
             return []
+        finally:
+            self.claiming = False
         self._backend_ok()
         if not batch:
             if consumer.blocking:
