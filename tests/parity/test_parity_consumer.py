@@ -367,7 +367,8 @@ def test_a_worker_thread_that_died_is_replaced_and_its_lease_released(health_che
         if health_check:
             # Long before the 60 s lease expires: the dead worker's lease was released.
             assert result.get(blocking=True, timeout=10) == "pong"
-            assert consumer.replaced == 1
+            # The supervisor counts the replacement just after releasing the lease.
+            assert wait_for(lambda: consumer.replaced == 1), consumer.replaced
         else:
             time.sleep(1)
             assert result.get() is None and consumer.replaced == 0
@@ -379,10 +380,15 @@ def test_a_worker_thread_that_died_is_replaced_and_its_lease_released(health_che
 # -- greenlets ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+# Redis only: on SQLite a greenlet waiting for the database lock blocks the others (docs/consumer.md).
+@pytest.mark.parametrize("kind", ["redis"])
 @pytest.mark.parametrize("command", ["huey consume", "huey_consumer"])
 def test_greenlet_workers_run_sleeping_tasks_concurrently(tmp_path, kind, command):
     app = sqlite_app(tmp_path) if kind == "sqlite" else redis_app(tmp_path)
+    # Not measured by `make test`'s coverage: its tracer is not told about gevent, and a patched
+    # consumer under it was once seen not to stop within 30 s on a loaded CI machine.
+    for key in [k for k in app.env if k.startswith("COVERAGE")]:
+        del app.env[key]
     try:
         module = app.load()
         results = [module.nap(i) for i in range(20)]

@@ -39,6 +39,7 @@ __all__ = [
 KINDS = ("redis", "postgresql", "mysql", "sqlite")
 
 APP_SOURCE = """
+import calendar
 import os
 import time
 
@@ -183,12 +184,25 @@ if _env.get("TEST_CLOCK_EPOCH"):
     def tick():
         _append(f"tick-ran {os.getpid()}\\n")
 
+    _minute = [None]
+    _enqueue_periodic = huey.enqueue_periodic
+
+    def _enqueue_periodic_logged(now=None):
+        # The minute the consumer enqueues for (the one its dedup key names): on a loaded
+        # machine the clock may have moved on to the next minute by the time the signal runs.
+        _minute[0] = calendar.timegm(now.utctimetuple()) // 60 if now is not None else None
+        try:
+            return _enqueue_periodic(now)
+        finally:
+            _minute[0] = None
+
+    huey.enqueue_periodic = _enqueue_periodic_logged
+
     @huey.signal("enqueued")
     def _on_enqueued(signal, task, *args):
-        # The scheduler enqueues a minute's periodic tasks at the start of that minute, far
-        # from the next boundary, so the clock read here names the minute.
         if task.name == "tick":
-            _append(f"tick-enqueued {int(fake_time() // 60)} {os.getpid()}\\n")
+            minute = _minute[0] if _minute[0] is not None else int(fake_time() // 60)
+            _append(f"tick-enqueued {minute} {os.getpid()}\\n")
 """
 
 
