@@ -4,37 +4,11 @@ what that may and may not change for a user, on the memory backend."""
 from __future__ import annotations
 
 import threading
-import time
-import uuid
-
-import pytest
 
 from huey_core import Huey
 from huey_core.consumer import Consumer
+from huey_core.testing.apps import wait_for
 from huey_core.worker import CLAIM_MAX
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
-@pytest.fixture
-def huey() -> Huey:
-    return Huey(f"batch-{uuid.uuid4().hex[:8]}", backend="memory")
-
-
-@pytest.fixture
-def consumers():
-    started: list[Consumer] = []
-    yield started
-    for consumer in started:
-        if not consumer.stopped:
-            consumer.stop(graceful=False)
 
 
 def start(consumers: list[Consumer], huey: Huey, **options) -> Consumer:

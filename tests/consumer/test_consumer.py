@@ -14,16 +14,8 @@ import pytest
 
 from huey_core import ConfigurationError, Huey, crontab
 from huey_core.consumer import Backoff, Consumer
+from huey_core.testing.apps import wait_for
 from huey_memory.backend import MemoryBackend
-
-
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def waits_in_dequeue(thread: threading.Thread | None) -> bool:
@@ -36,21 +28,6 @@ def waits_in_dequeue(thread: threading.Thread | None) -> bool:
         frame = frame.f_back
     claims = {"dequeue", "dequeue_many", "ack_and_dequeue_many"}
     return bool(names) and names[0] == "wait" and not claims.isdisjoint(names)
-
-
-@pytest.fixture
-def huey():
-    return Huey(f"consumer-{uuid.uuid4().hex[:8]}", backend="memory")
-
-
-@pytest.fixture
-def consumers():
-    """Consumers to stop at the end of the test, whatever happened."""
-    started: list[Consumer] = []
-    yield started
-    for consumer in started:
-        if not consumer.stopped:
-            consumer.stop(graceful=False)
 
 
 def start(consumers: list[Consumer], huey: Huey, **options) -> Consumer:

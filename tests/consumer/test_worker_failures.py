@@ -6,36 +6,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-import uuid
-
-import pytest
 
 from huey_core import Huey
 from huey_core.consumer import Consumer
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
-@pytest.fixture
-def huey() -> Huey:
-    return Huey(f"failures-{uuid.uuid4().hex[:8]}", backend="memory")
-
-
-@pytest.fixture
-def consumers():
-    started: list[Consumer] = []
-    yield started
-    for consumer in started:
-        if not consumer.stopped:
-            consumer.stop(graceful=False)
+from huey_core.testing.apps import wait_for
 
 
 def start(consumers: list[Consumer], huey: Huey, **options) -> Consumer:
