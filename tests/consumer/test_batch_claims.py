@@ -4,6 +4,7 @@ what that may and may not change for a user, on the memory backend."""
 from __future__ import annotations
 
 import threading
+import time
 
 from huey_core import Huey
 from huey_core.consumer import Consumer
@@ -148,3 +149,36 @@ def test_each_finished_task_is_acked_before_the_next_starts(huey, consumers) -> 
     for i, held in seen:
         assert not held & done, f"task {i} ran while finished tasks were still leased"
         done.add(i)
+
+
+def test_an_idle_worker_takes_the_waiting_rest_of_a_fellow_workers_batch(huey, consumers) -> None:
+    """A quick task claimed in a batch behind a long one runs as soon as another worker is free,
+    not when the long one ends."""
+    ran: list[object] = []
+    first, second = threading.Event(), threading.Event()
+
+    @huey.task()
+    def quick(i):
+        ran.append(i)
+
+    @huey.task()
+    def long(gate):
+        (first if gate == "first" else second).wait(20)
+        ran.append(gate)
+
+    claims = record_claims(huey)
+    start(consumers, huey, workers=2)
+    quick.map(range(200))  # both workers learn that tasks are quick: their claims grow
+    assert wait_for(lambda: len(ran) == 200)
+    long("first")  # one worker runs it ...
+    assert wait_for(lambda: huey.storage.queue.size() == 0)
+    time.sleep(1.2)  # ... while the other's blocking claim starts again, sized for quick tasks
+    huey.enqueue_many([long.s("second"), quick.s("behind")])
+    assert wait_for(lambda: huey.storage.queue.size() == 0)
+    assert claims[-1][1] == 2, claims  # claimed together by the free worker
+    first.set()  # the first worker is free: it takes "behind" while "second" still runs
+    assert wait_for(lambda: "behind" in ran, timeout=10), ran[200:]
+    assert "second" not in ran
+    second.set()
+    assert wait_for(lambda: "second" in ran)
+    assert wait_for(lambda: huey.storage.queue.leases() == [])
