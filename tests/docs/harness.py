@@ -228,7 +228,7 @@ def run_long_running(line: str, cwd: Path, env: dict[str, str], settle: float) -
     """Start one command that runs until stopped: it must still run after `settle` seconds and
     exit 0 on SIGTERM. Why it did not (None when it did)."""
     words = shlex.split(line)
-    env = dict(env)
+    env = dict(env, PYTHONFAULTHANDLER="1")
     while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
         key, _, value = words.pop(0).partition("=")  # `HUEY_URL=... huey consume ...`
         env[key] = value
@@ -245,7 +245,9 @@ def run_long_running(line: str, cwd: Path, env: dict[str, str], settle: float) -
         try:
             output, _ = proc.communicate(timeout=40)
         except subprocess.TimeoutExpired:
-            return f"`{line}` did not stop within 40 s of SIGTERM"
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints where each thread is
+            output, _ = proc.communicate(timeout=20)
+            return f"`{line}` did not stop within 40 s of SIGTERM:\n{output[-8000:]}"
         if proc.returncode != 0:
             return f"`{line}` exited with {proc.returncode} after SIGTERM:\n{output}"
         return None
