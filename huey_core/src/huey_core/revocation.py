@@ -106,12 +106,13 @@ class Revocations:
 
     def keys_for(self, task: Any) -> list[str]:
         """The revocation keys that apply to a Task, Result, TaskWrapper, task class or id."""
-        from huey_core.results import Result
+        if not isinstance(task, Task):  # a Task (twice per task run) skips the other checks
+            from huey_core.results import Result
 
-        if isinstance(task, TaskWrapper) or inspect.isclass(task):
-            return [self._kind_key(task)]
-        if isinstance(task, Result):
-            task = task.task
+            if isinstance(task, TaskWrapper) or inspect.isclass(task):
+                return [self._kind_key(task)]
+            if isinstance(task, Result):
+                task = task.task
         if isinstance(task, Task):
             if type(task) is Task:
                 return [task.revoke_id]
