@@ -76,6 +76,33 @@ def test_slow_tasks_are_claimed_one_at_a_time_so_idle_workers_get_the_rest(huey,
     assert all(got <= 1 for _, got in claims)
 
 
+def test_busy_workers_claim_batches_while_no_fellow_waits_for_work(huey, consumers) -> None:
+    """Only a fellow whose last claim found nothing makes a worker claim a single message: four
+    workers draining quick tasks still claim batches (one message per claim would cost a round
+    trip and a revocation read per task)."""
+    ran: list[int] = []
+
+    @huey.task()
+    def quick(i):
+        ran.append(i)
+
+    claims = record_claims(huey)
+    queue = huey.storage.queue
+    plain = queue.ack_and_dequeue_many
+
+    def round_trip(*args, **kwargs):  # as over a network: fellows' claims overlap
+        time.sleep(0.002)
+        return plain(*args, **kwargs)
+
+    queue.ack_and_dequeue_many = round_trip  # type: ignore[method-assign]
+    quick.map(range(400))
+    start(consumers, huey, workers=4)
+    assert wait_for(lambda: len(ran) == 400)
+    assert sorted(ran) == list(range(400))
+    hits = [got for _, got in claims if got]
+    assert len(hits) < 200, f"{len(hits)} claims for 400 messages: busy workers claimed singly"
+
+
 def test_graceful_stop_puts_the_unstarted_rest_of_a_batch_back(huey, consumers) -> None:
     ran: list[object] = []
     gate = threading.Event()
