@@ -158,6 +158,10 @@ def build_tables(prefix: str, dialect: str | None = None) -> Tables:
         Index(f"{p}kv_expiry", "name", "expires_at"),
         **table_kw,
     )
+    events_kw = dict(table_kw)
+    if sqlite:
+        # Listeners read "id > last seen": SQLite must never reuse the id of a trimmed row.
+        events_kw["sqlite_autoincrement"] = True
     events = Table(
         f"{p}events",
         md,
@@ -166,9 +170,7 @@ def build_tables(prefix: str, dialect: str | None = None) -> Tables:
         Column("created", Double, nullable=False),
         Column("data", blob, nullable=False),
         Index(f"{p}events_seq", "name", "id"),
-        # Listeners read "id > last seen": SQLite must never reuse the id of a trimmed row.
-        **({"sqlite_autoincrement": True} if sqlite else {}),
-        **table_kw,
+        **events_kw,
     )
     return Tables(p, md, meta, queue, schedule, kv, events)
 
