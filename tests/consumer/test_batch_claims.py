@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from huey_core import Huey
+from huey_core import Huey, revocation
 from huey_core.consumer import Consumer
 from huey_core.testing.apps import wait_for
 from huey_core.worker import CLAIM_MAX
@@ -209,3 +209,39 @@ def test_an_idle_worker_takes_the_waiting_rest_of_a_fellow_workers_batch(huey, c
     second.set()
     assert wait_for(lambda: "second" in ran)
     assert wait_for(lambda: huey.storage.queue.leases() == [])
+
+
+def test_a_fellow_checks_a_message_of_another_workers_batch_against_that_batchs_read(
+    huey, monkeypatch
+) -> None:
+    """A message one worker takes from another's batch needs no revocation read of its own
+    while the batch's read is fresh; a revocation made in this process still drops that read."""
+    monkeypatch.setattr(revocation, "PREFETCH_FRESH", 60.0)  # no clock in this test
+
+    @huey.task()
+    def quick(i):
+        pass
+
+    tasks = [quick.s(i) for i in range(3)]
+    store = huey.storage.store
+    reads: list[list[str]] = []
+    plain = store.peek_many
+
+    def peek_many(keys):
+        reads.append(list(keys))
+        return plain(keys)
+
+    store.peek_many = peek_many  # type: ignore[method-assign]
+    huey._revocations.prefetch(tasks)  # the batch's read, on the claiming worker's thread
+    seen: list[bool] = []
+
+    def fellow() -> None:
+        seen.append(huey.is_revoked(tasks[1], peek=False))
+        huey.revoke(tasks[2])
+        seen.append(huey.is_revoked(tasks[2], peek=False))
+
+    thread = threading.Thread(target=fellow)
+    thread.start()
+    thread.join()
+    assert seen == [False, True]
+    assert len(reads) == 2  # the batch's read, then a new one after the revocation
