@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from huey_core import Huey
+from huey_core import Huey, revocation
 from huey_core.consumer import Consumer
 from huey_core.testing.apps import wait_for
 from huey_core.worker import CLAIM_MAX
@@ -74,6 +74,33 @@ def test_slow_tasks_are_claimed_one_at_a_time_so_idle_workers_get_the_rest(huey,
         assert running.acquire(timeout=10)
     release.set()
     assert all(got <= 1 for _, got in claims)
+
+
+def test_busy_workers_claim_batches_while_no_fellow_waits_for_work(huey, consumers) -> None:
+    """Only a fellow whose last claim found nothing makes a worker claim a single message: four
+    workers draining quick tasks still claim batches (one message per claim would cost a round
+    trip and a revocation read per task)."""
+    ran: list[int] = []
+
+    @huey.task()
+    def quick(i):
+        ran.append(i)
+
+    claims = record_claims(huey)
+    queue = huey.storage.queue
+    plain = queue.ack_and_dequeue_many
+
+    def round_trip(*args, **kwargs):  # as over a network: fellows' claims overlap
+        time.sleep(0.002)
+        return plain(*args, **kwargs)
+
+    queue.ack_and_dequeue_many = round_trip  # type: ignore[method-assign]
+    quick.map(range(400))
+    start(consumers, huey, workers=4)
+    assert wait_for(lambda: len(ran) == 400)
+    assert sorted(ran) == list(range(400))
+    hits = [got for _, got in claims if got]
+    assert len(hits) < 200, f"{len(hits)} claims for 400 messages: busy workers claimed singly"
 
 
 def test_graceful_stop_puts_the_unstarted_rest_of_a_batch_back(huey, consumers) -> None:
@@ -182,3 +209,39 @@ def test_an_idle_worker_takes_the_waiting_rest_of_a_fellow_workers_batch(huey, c
     second.set()
     assert wait_for(lambda: "second" in ran)
     assert wait_for(lambda: huey.storage.queue.leases() == [])
+
+
+def test_a_fellow_checks_a_message_of_another_workers_batch_against_that_batchs_read(
+    huey, monkeypatch
+) -> None:
+    """A message one worker takes from another's batch needs no revocation read of its own
+    while the batch's read is fresh; a revocation made in this process still drops that read."""
+    monkeypatch.setattr(revocation, "PREFETCH_FRESH", 60.0)  # no clock in this test
+
+    @huey.task()
+    def quick(i):
+        pass
+
+    tasks = [quick.s(i) for i in range(3)]
+    store = huey.storage.store
+    reads: list[list[str]] = []
+    plain = store.peek_many
+
+    def peek_many(keys):
+        reads.append(list(keys))
+        return plain(keys)
+
+    store.peek_many = peek_many  # type: ignore[method-assign]
+    huey._revocations.prefetch(tasks)  # the batch's read, on the claiming worker's thread
+    seen: list[bool] = []
+
+    def fellow() -> None:
+        seen.append(huey.is_revoked(tasks[1], peek=False))
+        huey.revoke(tasks[2])
+        seen.append(huey.is_revoked(tasks[2], peek=False))
+
+    thread = threading.Thread(target=fellow)
+    thread.start()
+    thread.join()
+    assert seen == [False, True]
+    assert len(reads) == 2  # the batch's read, then a new one after the revocation

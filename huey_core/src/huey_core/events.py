@@ -158,29 +158,45 @@ def build_event(
     **fields: Any,
 ) -> dict[str, Any]:
     """The event dict for `status` about `task` (a huey_core.api.Task or None)."""
-    event: dict[str, Any] = {
-        "status": str(status),
-        "id": None if task is None else task.id,
-        "task": None if task is None else task.name,
-        "retries": None if task is None else task.retries,
-        "retry_delay": None if task is None else task.retry_delay,
-        "execute_time": None if task is None else to_unix(task.eta, utc),
-        "error": False,
-        "traceback": None,
-        "timestamp": time.time(),
-        "consumer": consumer_identity(),
-        "huey": huey,
-    }
+    # Built for every event of every task: one dict literal, no per-field helper calls.
+    name = status.value if type(status) is EventStatus else str(status)
+    if task is None:
+        event: dict[str, Any] = {
+            "status": name,
+            "id": None,
+            "task": None,
+            "retries": None,
+            "retry_delay": None,
+            "execute_time": None,
+        }
+    else:
+        eta = task.eta
+        event = {
+            "status": name,
+            "id": task.id,
+            "task": task.name,
+            "retries": task.retries,
+            "retry_delay": task.retry_delay,
+            "execute_time": None if eta is None else to_unix(eta, utc),
+        }
+    event["error"] = False
+    event["traceback"] = None
+    event["timestamp"] = time.time()
+    event["consumer"] = consumer_identity()
+    event["huey"] = huey
     for key, value in fields.items():
         if value is not None or key not in event:
+            # An exception message may quote a URL with its password (a task's own database,
+            # a backend error); events leave the process, so mask it here, once, for every
+            # listener.
+            if key in _MASKED and isinstance(value, str):
+                value = mask_url(value)
             event[key] = value
     event["error"] = bool(event["error"])
-    # An exception message may quote a URL with its password (a task's own database, a
-    # backend error); events leave the process, so mask it here, once, for every listener.
-    for key in ("traceback", "message", "reason"):
-        if isinstance(event.get(key), str):
-            event[key] = mask_url(event[key])
     return event
+
+
+_MASKED = frozenset(("traceback", "message", "reason"))
 
 
 # One encoder for every event: json.dumps with options builds a new JSONEncoder on each call.

@@ -157,37 +157,42 @@ class MessageCodec:
 
 def _check_fields(message: dict[str, Any]) -> dict[str, Any]:
     """The message's fields, each checked for the type a Task needs; PoisonMessage if not."""
+    # Runs for every message a consumer takes: common values pass on a type() test before the
+    # full checks.
     try:
-        fields = {
-            "name": message["name"],
-            "id": message["id"],
-            "args": message.get("args") or (),
-            "kwargs": message.get("kwargs") or {},
-            "eta": message.get("eta"),
-            "expires_resolved": message.get("expires_resolved"),
-            "expires": message.get("expires"),
-        }
+        name, task_id = message["name"], message["id"]
     except (KeyError, TypeError) as exc:
         raise PoisonMessage(f"task message lacks field {exc}") from None
-    if not isinstance(fields["name"], str) or not isinstance(fields["id"], str):
+    get = message.get
+    args, kwargs = get("args") or (), get("kwargs") or {}
+    eta, expires_resolved, expires = get("eta"), get("expires_resolved"), get("expires")
+    if not isinstance(name, str) or not isinstance(task_id, str):
         raise PoisonMessage("task message has a non-string name or id")
-    if not isinstance(fields["args"], (tuple, list)) or not isinstance(fields["kwargs"], dict):
+    if not isinstance(args, (tuple, list)) or not isinstance(kwargs, dict):
         raise PoisonMessage("task message has malformed args or kwargs")
-    if not all(isinstance(k, str) for k in fields["kwargs"]):
+    if kwargs and not all(isinstance(k, str) for k in kwargs):
         raise PoisonMessage("task message has non-string keyword names")
-    for key in ("eta", "expires_resolved"):
+    for value in (eta, expires_resolved):
         # Messages carry naive datetimes; an aware one cannot be compared with the clock.
-        value = fields[key]
         if value is not None and (
             not isinstance(value, datetime.datetime) or value.tzinfo is not None
         ):
             raise PoisonMessage("task message has a malformed eta or expiry")
+    fields = {
+        "name": name,
+        "id": task_id,
+        "args": args,
+        "kwargs": kwargs,
+        "eta": eta,
+        "expires_resolved": expires_resolved,
+        "expires": expires,
+    }
     for key in _NUMBERS:
-        value = message.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise PoisonMessage(f"task message field {key} is not a number")
+        value = get(key)
+        if value is not None and type(value) is not int and type(value) is not float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PoisonMessage(f"task message field {key} is not a number")
         fields[key] = value
-    expires = fields["expires"]
     if expires is not None and (
         isinstance(expires, bool)
         or not isinstance(expires, (int, float, datetime.timedelta, datetime.datetime))

@@ -71,7 +71,10 @@ class Signal:
 
     def send(self, signal: str, task: Any, *args: Any) -> None:
         with self._lock:
-            receivers = list(self.receivers.get(signal, ())) + list(self.receivers[_ANY])
+            named, every = self.receivers.get(signal), self.receivers[_ANY]
+            if not named and not every:
+                return  # the common case: two signals per task, nobody listening
+            receivers = [*(named or ()), *every]
         for receiver in receivers:
             try:
                 receiver(signal, task, *args)

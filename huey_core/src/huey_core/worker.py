@@ -103,7 +103,8 @@ class Worker:
         self.polls: deque[tuple[str, float]] = deque(maxlen=1000)
         self.processed = 0
         self.handled = 0  # messages taken, counted against the consumer's max_tasks
-        self.claiming = False  # waiting in a claim: idle, as its fellow workers see it
+        self.claiming = False  # in a claim: a round trip, or a wait for work when idle
+        self.idle = True  # its last claim found nothing: a claim now is a wait for work
         self.recycled = False  # left after max_tasks: the consumer starts a fresh worker
         self.backend_errors = 0
         self._lock = threading.Lock()  # decides between ack (worker) and release (shutdown)
@@ -225,8 +226,10 @@ class Worker:
         recent pace of this worker's tasks, at most CLAIM_MAX (a crash strands that many
         leases until they expire); 1 while tasks are slow, so idle workers get the rest."""
         average = self._task_seconds
-        if average <= 0 or any(w.claiming for w in self.consumer.worker_list if w is not self):
-            return 1
+        if average <= 0 or any(
+            w.claiming and w.idle for w in self.consumer.worker_list if w is not self
+        ):
+            return 1  # a fellow waits for work: leave the next message to it
         size = max(1, min(CLAIM_MAX, int(CLAIM_WINDOW / average)))
         limit = self.consumer.max_tasks  # -M: never claim past the task this worker leaves at
         return size if limit is None else max(1, min(size, limit - self.handled))
@@ -254,6 +257,10 @@ class Worker:
         finally:
             self.claiming = False
         self._backend_ok()
+        # A fellow busy with quick tasks claims again at once; only one whose last claim found
+        # nothing is waiting for work (else every claim of a busy consumer would be one message
+        # and cost a revocation read of its own).
+        self.idle = not batch
         if not batch:
             if consumer.blocking:
                 self.backoff.reset()

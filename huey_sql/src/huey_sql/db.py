@@ -72,7 +72,7 @@ class Database:
         self.name = name
         remember_secrets(url)  # scrubbed from every error text, in whatever form a driver quotes
         self.url = dialects.normalize_url(url)
-        self.tables = schema.build_tables(options["table_prefix"])
+        self.tables = schema.build_tables(options["table_prefix"], self.url.get_backend_name())
         self.options = options
         self.dialect = dialects.dialect_for(self.url)(self.url, self.tables, options)
         self.engine = self.dialect.create_engine()

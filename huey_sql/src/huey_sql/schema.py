@@ -29,7 +29,6 @@ from sqlalchemy import (
     inspect,
     select,
 )
-from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DBAPIError
 
 from huey_core.exceptions import ConfigurationError
@@ -41,17 +40,9 @@ PREFIX_RE = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
 MAX_NAME = 100  # instance name length; keeps (name, key) inside MySQL's 3072-byte index limit
 MAX_KEY = 500
 
-# MySQL: LONGBLOB (BLOB stops at 64 KB); the others have one unbounded binary type.
-Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 # SQLite only auto-assigns ids to an INTEGER PRIMARY KEY (the rowid alias).
 Id = BigInteger().with_variant(Integer(), "sqlite")
-# Case-sensitive, byte-wise comparison of names and keys everywhere (MySQL defaults to
-# case-insensitive collations, which would make "Lock" and "lock" the same key).
-_TABLE_KW: dict[str, Any] = {
-    "mysql_engine": "InnoDB",
-    "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_bin",
-}
+MYSQL = ("mysql", "mariadb")
 
 
 def validate_prefix(prefix: str) -> str:
@@ -74,16 +65,38 @@ class Tables:
     events: Table
 
 
-def build_tables(prefix: str) -> Tables:
-    """The Table objects for `prefix` (validated), on a fresh MetaData."""
+def build_tables(prefix: str, dialect: str | None = None) -> Tables:
+    """The Table objects for `prefix` (validated), on a fresh MetaData.
+
+    `dialect` ("sqlite", "postgresql", "mysql" or "mariadb"; None: all of them) leaves out the
+    options and indexes of the others: SQLAlchemy imports a dialect's module (PostgreSQL's
+    takes about 35 ms) to check the options named after it.
+    """
     p = validate_prefix(prefix)
+    mysql = dialect is None or dialect in MYSQL
+    postgresql = dialect is None or dialect == "postgresql"
+    sqlite = dialect is None or dialect == "sqlite"
+    # MySQL: LONGBLOB (BLOB stops at 64 KB); the others have one unbounded binary type.
+    blob: Any = LargeBinary()
+    # Case-sensitive, byte-wise comparison of names and keys everywhere (MySQL defaults to
+    # case-insensitive collations, which would make "Lock" and "lock" the same key).
+    table_kw: dict[str, Any] = {}
+    if mysql:
+        from sqlalchemy.dialects import mysql as mysql_types
+
+        blob = blob.with_variant(mysql_types.LONGBLOB(), *MYSQL)
+        table_kw = {
+            "mysql_engine": "InnoDB",
+            "mysql_charset": "utf8mb4",
+            "mysql_collate": "utf8mb4_bin",
+        }
     md = MetaData()
     meta = Table(
         f"{p}meta",
         md,
         Column("key", String(100), primary_key=True),
         Column("value", String(200), nullable=False),
-        **_TABLE_KW,
+        **table_kw,
     )
     queue = Table(
         f"{p}queue",
@@ -93,12 +106,12 @@ def build_tables(prefix: str) -> Tables:
         # -priority: one ascending index then serves "priority DESC, id ASC" on every dialect
         # (MariaDB before 10.8 ignores DESC in index definitions).
         Column("sort_key", Integer, nullable=False),
-        Column("data", Blob, nullable=False),
+        Column("data", blob, nullable=False),
         Column("lease", String(32), nullable=True),  # NULL = ready
         Column("owner", String(200), nullable=True),
         Column("deadline", Double, nullable=True),
         Column("deliveries", Integer, nullable=False, default=0),
-        **_TABLE_KW,
+        **table_kw,
     )
     # The claim query (name = ?, lease IS NULL, ORDER BY sort_key, id LIMIT 1) must read an
     # index in order and stop at the first row. MySQL and SQLite treat "lease IS NULL" as an
@@ -106,22 +119,24 @@ def build_tables(prefix: str) -> Tables:
     # by lease token. PostgreSQL does not derive the order from an IS NULL condition (it would
     # sort every ready row), so it gets two partial indexes instead: ready rows in claim order,
     # and leased rows by token (ack, release, extend; recover reads only leased rows).
-    Index(f"{p}queue_claim", queue.c.name, queue.c.lease, queue.c.sort_key, queue.c.id).ddl_if(
-        callable_=_not_postgresql
-    )
-    Index(
-        f"{p}queue_ready",
-        queue.c.name,
-        queue.c.sort_key,
-        queue.c.id,
-        postgresql_where=queue.c.lease.is_(None),
-    ).ddl_if(dialect="postgresql")
-    Index(
-        f"{p}queue_leased",
-        queue.c.name,
-        queue.c.lease,
-        postgresql_where=queue.c.lease.is_not(None),
-    ).ddl_if(dialect="postgresql")
+    if dialect != "postgresql":
+        Index(f"{p}queue_claim", queue.c.name, queue.c.lease, queue.c.sort_key, queue.c.id).ddl_if(
+            callable_=_not_postgresql
+        )
+    if postgresql:
+        Index(
+            f"{p}queue_ready",
+            queue.c.name,
+            queue.c.sort_key,
+            queue.c.id,
+            postgresql_where=queue.c.lease.is_(None),
+        ).ddl_if(dialect="postgresql")
+        Index(
+            f"{p}queue_leased",
+            queue.c.name,
+            queue.c.lease,
+            postgresql_where=queue.c.lease.is_not(None),
+        ).ddl_if(dialect="postgresql")
     schedule = Table(
         f"{p}schedule",
         md,
@@ -129,31 +144,33 @@ def build_tables(prefix: str) -> Tables:
         Column("name", String(MAX_NAME), nullable=False),
         Column("ts", Double, nullable=False),
         Column("priority", Integer, nullable=False, default=0),
-        Column("data", Blob, nullable=False),
+        Column("data", blob, nullable=False),
         Index(f"{p}schedule_due", "name", "ts", "id"),
-        **_TABLE_KW,
+        **table_kw,
     )
     kv = Table(
         f"{p}kv",
         md,
         Column("name", String(MAX_NAME), primary_key=True),
         Column("key", String(MAX_KEY), primary_key=True),
-        Column("value", Blob, nullable=False),
+        Column("value", blob, nullable=False),
         Column("expires_at", Double, nullable=True),  # NULL = never
         Index(f"{p}kv_expiry", "name", "expires_at"),
-        **_TABLE_KW,
+        **table_kw,
     )
+    events_kw = dict(table_kw)
+    if sqlite:
+        # Listeners read "id > last seen": SQLite must never reuse the id of a trimmed row.
+        events_kw["sqlite_autoincrement"] = True
     events = Table(
         f"{p}events",
         md,
         Column("id", Id, primary_key=True, autoincrement=True),
         Column("name", String(MAX_NAME), nullable=False),
         Column("created", Double, nullable=False),
-        Column("data", Blob, nullable=False),
+        Column("data", blob, nullable=False),
         Index(f"{p}events_seq", "name", "id"),
-        # Listeners read "id > last seen": SQLite must never reuse the id of a trimmed row.
-        sqlite_autoincrement=True,
-        **_TABLE_KW,
+        **events_kw,
     )
     return Tables(p, md, meta, queue, schedule, kv, events)
 
