@@ -3,14 +3,19 @@ chords of pipelines and of chords, results in completion order."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import threading
 import time
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from huey_core import Huey, ResultTimeout, TaskException, chord, group
+from huey_core import results as results_module
 from huey_core.results import EmptyData
-from tests.core.helpers import drain, run_due
+from tests.core.helpers import drain, make_huey, run_due
 
 
 def _utcnow() -> datetime.datetime:
@@ -212,3 +217,264 @@ def test_group_error_handler_reaches_every_member(huey: Huey) -> None:
     huey.enqueue(group([fail.s(1), fail.s(2)]).error(report))
     drain(huey)
     assert sorted(seen) == ["KeyError(1)", "KeyError(2)"]
+
+
+def test_reschedule_keeps_per_call_options_keyword_arguments_and_error_handler(huey: Huey) -> None:
+    seen = []
+
+    @huey.task(retries=0, retry_delay=0, timeout=None)
+    def job(x: int, *, scale: int) -> int:
+        if x < 0:
+            raise ValueError(x)
+        return x * scale
+
+    @huey.task()
+    def report(exc: Exception) -> None:
+        seen.append(repr(exc))
+
+    call = job.s(5, scale=3, retries=2, retry_delay=7, retry_backoff=1.5, timeout=30)
+    result = huey.enqueue(call.error(report))
+    new = result.reschedule()
+    copy = new.task
+    assert copy.kwargs == {"scale": 3}
+    assert (copy.retries, copy.retry_delay, copy.retry_backoff, copy.timeout) == (2, 7, 1.5, 30)
+    assert copy.on_error is not None and copy.on_error.name == "report"
+    drain(huey)
+    assert new.get() == 15 and result.get() is None  # the original was revoked
+    failing = huey.enqueue(job.s(-1, scale=1).error(report))
+    bare = failing.reschedule(preserve_pipeline=False)  # the error handler goes too
+    assert bare.task.on_error is None
+    drain(huey)
+    assert seen == []
+    with pytest.raises(TaskException):
+        bare.get()
+
+
+@pytest.mark.usefixtures("kolkata")
+def test_reschedule_with_a_delay_uses_the_instance_s_clock() -> None:
+    local = make_huey(utc=False)  # etas in local time: 5:30 ahead of UTC here
+
+    @local.task()
+    def job() -> None:
+        pass
+
+    new = job().reschedule(delay=120)
+    assert 110 < (new.task.eta - datetime.datetime.now()).total_seconds() <= 120
+
+
+def test_a_chord_member_rescheduled_to_run_now_reports_to_its_chord(huey: Huey) -> None:
+    @huey.task()
+    def ident(x: int) -> int:
+        return x
+
+    @huey.task()
+    def collect(values: list[int]) -> list[int]:
+        return values
+
+    result = huey.enqueue(chord([ident.s(1, delay=3600), ident.s(2)], collect.s()))
+    later, _ = result.results
+    later.reschedule()  # the member due in an hour runs now; the chord need not wait
+    drain(huey)
+    assert result.get() == [1, 2]
+
+
+def test_two_chords_in_flight_keep_their_results_apart(huey: Huey) -> None:
+    @huey.task()
+    def ident(x: int) -> int:
+        return x
+
+    @huey.task()
+    def collect(values: list[int]) -> list[int]:
+        return values
+
+    small = huey.enqueue(chord([ident.s(1), ident.s(2)], collect.s()))
+    large = huey.enqueue(chord([ident.s(10), ident.s(20)], collect.s()))
+    queue = huey.storage.queue
+    deliveries = [queue.dequeue("w", 60) for _ in range(4)]
+    by_arg = {huey.deserialize_task(d.data).args[0]: d for d in deliveries if d is not None}
+    for arg in (1, 10, 2, 20):  # the members of both chords finish interleaved
+        huey.process(by_arg[arg])
+        queue.ack(by_arg[arg].lease)
+    drain(huey)
+    assert small.get() == [1, 2] and large.get() == [10, 20]
+    assert small.pipeline_results is None  # the callback has no pipeline of its own
+
+
+def test_reset_reads_a_preserved_result_again(huey: Huey) -> None:
+    @huey.task()
+    def job() -> str:
+        return "value"
+
+    result = job()
+    drain(huey)
+    assert result.get(preserve=True) == "value"
+    result.reset()
+    assert result.get() == "value"  # read from the store again
+    result.reset()
+    assert result.get() is None and not result.is_ready()  # the second read consumed it
+
+
+def test_handles_pass_their_options_to_get(huey: Huey) -> None:
+    @huey.task()
+    def ident(x: int) -> int:
+        return x
+
+    @huey.task()
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    waiting = ident(1)
+    group_result = huey.enqueue(group([ident.s(2)]))
+    chord_result = huey.enqueue(chord([ident.s(3)], total.s()))
+    for handle in (waiting, group_result, chord_result):
+        with pytest.raises(ResultTimeout):
+            handle(True, 0.01)  # blocking, timeout
+        with pytest.raises(ResultTimeout):
+            handle.get(blocking=True, timeout=0.01)
+    drain(huey)
+    assert waiting(preserve=True) == 1 and huey.result(waiting.id, preserve=True) == 1
+    assert group_result(preserve=True) == [2]
+    (member,) = group_result
+    assert huey.result(member.id) == 2
+    assert chord_result(preserve=True) == 3
+    assert huey.result(chord_result.callback.id) == 3
+
+
+def test_awaiting_groups_and_chords_passes_the_options(huey: Huey) -> None:
+    @huey.task()
+    def ident(x: int) -> int:
+        return x
+
+    @huey.task()
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    group_result = huey.enqueue(group([ident.s(2)]))
+    chord_result = huey.enqueue(chord([ident.s(3)], total.s()))
+
+    async def timeouts() -> int:
+        raised = 0
+        for handle in (group_result, chord_result):
+            for wait in (handle.aget(0.01), handle.aget(timeout=0.01)):
+                try:  # a handle that dropped the timeout would wait for ever
+                    await asyncio.wait_for(wait, 10)
+                except ResultTimeout:
+                    raised += 1
+        return raised
+
+    assert asyncio.run(timeouts()) == 4
+    drain(huey)
+    assert asyncio.run(group_result.aget(preserve=True)) == [2]
+    assert asyncio.run(chord_result.aget(preserve=True)) == 3
+
+    async def awaited() -> int:
+        value: int = await chord_result
+        return value
+
+    assert asyncio.run(awaited()) == 3
+    (member,) = group_result
+    assert huey.result(member.id) == 2 and huey.result(chord_result.callback.id) == 3
+
+
+def test_indexing_a_group_waits_for_that_result(huey: Huey) -> None:
+    @huey.task()
+    def ident(x: int) -> int:
+        return x
+
+    results = huey.enqueue(group([ident.s(7)]))
+    threading.Timer(0.2, drain, args=(huey,)).start()
+    assert results[0] == 7
+
+
+def test_as_completed_yields_finished_results_at_once_and_backs_off_while_waiting(
+    huey: Huey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @huey.task()
+    def ident(x: int) -> int:
+        return x
+
+    results = huey.enqueue(group([ident.s(1), ident.s(2)]))
+    queue = huey.storage.queue
+    deliveries = [queue.dequeue("w", 60) for _ in range(2)]
+    by_arg = {huey.deserialize_task(d.data).args[0]: d for d in deliveries if d is not None}
+    huey.process(by_arg[1])
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the waits as_completed asks for, without waiting
+        sleeps.append(seconds)
+        if len(sleeps) == 6:
+            huey.process(by_arg[2])
+
+    monkeypatch.setattr(results_module, "time", SimpleNamespace(sleep=sleep))
+    assert list(results.as_completed(backoff=2, max_delay=0.5)) == [1, 2]
+    assert sleeps == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5, 0.5])
+
+
+def test_as_completed_waits_longer_each_time_up_to_a_second_by_default(
+    huey: Huey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @huey.task()
+    def ident(x: int) -> int:
+        return x
+
+    results = huey.enqueue(group([ident.s(1)]))
+    delivery = huey.storage.queue.dequeue("w", 60)
+    assert delivery is not None
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 30:
+            huey.process(delivery)
+
+    monkeypatch.setattr(results_module, "time", SimpleNamespace(sleep=sleep))
+    assert list(results.as_completed()) == [1]
+    assert sleeps[0] == pytest.approx(0.05 * 1.15)
+    assert sleeps[1:] == pytest.approx([min(s * 1.15, 1.0) for s in sleeps[:-1]])
+    assert sleeps[-1] == 1.0
+
+
+def test_group_and_chord_handlers_take_extra_arguments(huey: Huey) -> None:
+    seen = []
+
+    @huey.task()
+    def ident(x: int) -> int:
+        return x
+
+    @huey.task()
+    def fail(x: int) -> None:
+        raise KeyError(x)
+
+    @huey.task()
+    def scale(factor: int, values: list[int], offset: int = 0) -> list[int]:
+        return [factor * v + offset for v in values]
+
+    @huey.task()
+    def label(tag: str, value: Any, suffix: str = "") -> str:
+        return f"{tag}{value}{suffix}"
+
+    @huey.task()
+    def report(tag: str, exc: Exception, suffix: str = "") -> None:
+        seen.append(f"{tag}{exc!r}{suffix}")
+
+    scaled = huey.enqueue(group([ident.s(1), ident.s(2)]).then(scale, 10, offset=1))
+    labelled = huey.enqueue(chord([ident.s(3)], ident.s()).then(label, "<", suffix=">"))
+    huey.enqueue(group([fail.s(1)]).error(report, "group:", suffix="!"))
+    huey.enqueue(chord([ident.s(4)], fail.s()).error(report, "chord:", suffix="?"))
+    drain(huey)
+    assert scaled.get() == [11, 21]
+    assert labelled.pipeline_results is not None
+    assert labelled.pipeline_results.get() == [[3], "<[3]>"]
+    assert sorted(seen) == ["chord:KeyError([4])?", "group:KeyError(1)!"]
+
+
+def test_a_group_member_in_a_chord_is_refused_with_what_to_do(huey: Huey) -> None:
+    @huey.task()
+    def ident(x: int) -> int:
+        return x
+
+    with pytest.raises(ValueError) as info:
+        huey.enqueue(chord([group([ident.s(1)])], ident.s()))
+    assert str(info.value) == (
+        "a group cannot be a chord member; turn it into a chord with .then()"
+    )
