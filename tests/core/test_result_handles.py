@@ -15,6 +15,7 @@ import pytest
 from huey_core import Huey, ResultTimeout, TaskException, chord, group
 from huey_core import results as results_module
 from huey_core.results import EmptyData
+from huey_core.serializer import Error
 from tests.core.helpers import drain, make_huey, run_due
 
 
@@ -478,3 +479,83 @@ def test_a_group_member_in_a_chord_is_refused_with_what_to_do(huey: Huey) -> Non
     assert str(info.value) == (
         "a group cannot be a chord member; turn it into a chord with .then()"
     )
+
+
+def test_a_chord_member_whose_pipeline_fails_early_still_completes_the_chord(huey: Huey) -> None:
+    @huey.task()
+    def fail(x: int) -> int:
+        raise ValueError(x)
+
+    @huey.task()
+    def ident(x: int) -> int:
+        return x
+
+    @huey.task()
+    def collect(values: list[Any]) -> list[Any]:
+        return ["error" if isinstance(v, Error) else v for v in values]
+
+    result = huey.enqueue(chord([fail.s(1).then(ident), ident.s(2)], collect.s()))
+    drain(huey)
+    assert result.get() == ["error", 2]  # the failed pipeline's place holds its error
+    with pytest.raises(TaskException):
+        result.results.get()
+
+
+def test_get_raw_result_hands_back_a_failure_and_waits_only_when_asked(huey: Huey) -> None:
+    @huey.task()
+    def boom() -> None:
+        raise ValueError("bad")
+
+    failed, pending = boom(), boom.s()
+    drain(huey)
+    raw = failed.get_raw_result()
+    assert isinstance(raw, Error) and "ValueError" in raw.metadata["error"]
+    failed.reset()
+    assert failed.get_raw_result() is None  # the first read consumed it
+    waiting = huey.enqueue(pending)
+    assert waiting.get_raw_result(timeout=0.01) is None  # a timeout alone does not block
+    with pytest.raises(ResultTimeout):
+        waiting.get_raw_result(blocking=True, timeout=0.01)
+    assert not waiting.is_revoked()
+
+
+def test_aget_waits_longer_between_reads_up_to_max_delay(
+    huey: Huey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @huey.task()
+    def job() -> str:
+        return "done"
+
+    sleeps: list[float] = []
+    finish_after = 0
+
+    async def sleep(seconds: float) -> None:  # the waits aget asks for, without waiting
+        sleeps.append(seconds)
+        if len(sleeps) == finish_after:
+            drain(huey)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    finish_after = 5
+    assert asyncio.run(job().aget(backoff=2, max_delay=0.05)) == "done"
+    assert sleeps == pytest.approx([0.01, 0.02, 0.04, 0.05, 0.05])
+    sleeps.clear()
+    finish_after = 14
+    result = job()
+    assert asyncio.run(result.aget()) == "done"
+    assert sleeps[:3] == pytest.approx([0.01, 0.015, 0.0225])
+    assert sleeps[-1] == 0.5 and max(sleeps) == 0.5  # by default: from 10 ms by 1.5x to 0.5 s
+    assert huey.result(result.id) is None  # read and consumed, as get() does
+
+
+def test_aget_timeout_says_which_task_and_revokes_only_when_asked(huey: Huey) -> None:
+    @huey.task()
+    def job() -> int:
+        return 1
+
+    result = job()
+    with pytest.raises(ResultTimeout, match=f"^timed out after 0.01s waiting for .*{result.id}$"):
+        asyncio.run(result.aget(timeout=0.01))
+    assert not result.is_revoked()
+    drain(huey)
+    assert asyncio.run(result.aget(blocking=False, preserve=True)) == 1
+    assert huey.result(result.id) == 1  # left stored for other readers
