@@ -223,7 +223,7 @@ def test_group_error_handler_reaches_every_member(huey: Huey) -> None:
 def test_reschedule_keeps_per_call_options_keyword_arguments_and_error_handler(huey: Huey) -> None:
     seen = []
 
-    @huey.task(retries=0, retry_delay=0, timeout=None)
+    @huey.task(retries=0, retry_delay=0, timeout=None, priority=1, expires=None)
     def job(x: int, *, scale: int) -> int:
         if x < 0:
             raise ValueError(x)
@@ -233,12 +233,14 @@ def test_reschedule_keeps_per_call_options_keyword_arguments_and_error_handler(h
     def report(exc: Exception) -> None:
         seen.append(repr(exc))
 
-    call = job.s(5, scale=3, retries=2, retry_delay=7, retry_backoff=1.5, timeout=30)
+    options = {"retries": 2, "retry_delay": 7, "retry_backoff": 1.5, "timeout": 30}
+    call = job.s(5, scale=3, priority=4, expires=3600, **options)
     result = huey.enqueue(call.error(report))
     new = result.reschedule()
     copy = new.task
     assert copy.kwargs == {"scale": 3}
     assert (copy.retries, copy.retry_delay, copy.retry_backoff, copy.timeout) == (2, 7, 1.5, 30)
+    assert (copy.priority, copy.expires) == (4, 3600)
     assert copy.on_error is not None and copy.on_error.name == "report"
     drain(huey)
     assert new.get() == 15 and result.get() is None  # the original was revoked
