@@ -334,6 +334,7 @@ def test_handles_pass_their_options_to_get(huey: Huey) -> None:
             handle(True, 0.01)  # blocking, timeout
         with pytest.raises(ResultTimeout):
             handle.get(blocking=True, timeout=0.01)
+    assert not waiting.is_revoked()  # a timed-out wait revokes only when asked
     drain(huey)
     assert waiting(preserve=True) == 1 and huey.result(waiting.id, preserve=True) == 1
     assert group_result(preserve=True) == [2]
@@ -561,3 +562,41 @@ def test_aget_timeout_says_which_task_and_revokes_only_when_asked(huey: Huey) ->
     drain(huey)
     assert asyncio.run(result.aget(blocking=False, preserve=True)) == 1
     assert huey.result(result.id) == 1  # left stored for other readers
+
+
+def test_is_ready_reads_the_result_into_the_handle(huey: Huey) -> None:
+    @huey.task()
+    def job() -> str:
+        return "value"
+
+    result = job()
+    assert not result.is_ready()
+    drain(huey)
+    assert result.is_ready()
+    assert huey.result(result.id) is None  # read off the store, as get() would
+    assert result.get() == "value"
+
+
+def test_a_blocking_get_with_preserve_leaves_a_result_that_arrives_while_it_waits(
+    huey: Huey,
+) -> None:
+    @huey.task()
+    def job() -> str:
+        return "value"
+
+    result = job()
+    threading.Timer(0.2, drain, args=(huey,)).start()
+    assert result.get(blocking=True, timeout=30, preserve=True) == "value"
+    assert huey.result(result.id) == "value"  # still stored for other readers
+
+
+def test_a_revoked_result_names_the_key_of_its_revocation(huey: Huey) -> None:
+    @huey.task()
+    def job() -> None:
+        pass
+
+    result = job()
+    result.revoke()
+    assert huey.get(result.revoke_id, peek=True) is not None  # huey's Result.revoke_id
+    result.restore()
+    assert huey.get(result.revoke_id, peek=True) is None
