@@ -254,15 +254,17 @@ def test_reschedule_keeps_per_call_options_keyword_arguments_and_error_handler(h
 
 
 @pytest.mark.usefixtures("kolkata")
-def test_reschedule_with_a_delay_uses_the_instance_s_clock() -> None:
-    local = make_huey(utc=False)  # etas in local time: 5:30 ahead of UTC here
+@pytest.mark.parametrize("utc", [True, False])
+def test_reschedule_with_a_delay_uses_the_instance_s_clock(utc: bool) -> None:
+    instance = make_huey(utc=utc)  # local time is 5:30 ahead of UTC here
 
-    @local.task()
+    @instance.task()
     def job() -> None:
         pass
 
     new = job().reschedule(delay=120)
-    assert 110 < (new.task.eta - datetime.datetime.now()).total_seconds() <= 120
+    now = _utcnow() if utc else datetime.datetime.now()
+    assert 110 < (new.task.eta - now).total_seconds() <= 120
 
 
 def test_a_chord_member_rescheduled_to_run_now_reports_to_its_chord(huey: Huey) -> None:
