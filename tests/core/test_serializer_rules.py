@@ -312,3 +312,10 @@ def test_options_beside_an_inner_serializer_are_refused_naming_them() -> None:
     assert str(info.value) == (
         "SignedSerializer: pass compression, use_zlib to the inner serializer, not here"
     )
+
+
+def test_pickle_protocol_4_by_default_as_huey_and_the_highest_when_none() -> None:
+    # Protocol 4 is what huey writes; every Python huey supports reads it.
+    assert Serializer().serialize([1])[:2] == b"\x80\x04"
+    assert Serializer(pickle_protocol=2).serialize([1])[:2] == b"\x80\x02"
+    assert Serializer(pickle_protocol=None).serialize([1])[1] == pickle.HIGHEST_PROTOCOL
