@@ -18,7 +18,14 @@ import pytest
 
 from huey_core import Huey, TaskException
 from huey_core.exceptions import PoisonMessage
-from huey_core.serializer import SKIPPED, Error, JSONSerializer, Serializer, SignedSerializer
+from huey_core.serializer import (
+    SKIPPED,
+    Error,
+    JSONSerializer,
+    Serializer,
+    SignedSerializer,
+    build_serializer,
+)
 from tests.core.helpers import drain
 
 VALUE = {"args": ("x" * 500,), "kwargs": {"n": list(range(50))}}
@@ -233,8 +240,12 @@ def test_huey_compression_with_a_secret_and_with_a_serializer():
     assert gzip.decompress(raw.split(b":", 2)[2])
     drain(huey)
     assert result.get() == 5
-    with pytest.raises(ValueError, match="compression"):
+    with pytest.raises(ValueError) as info:
         Huey("both", backend="memory", serializer=JSONSerializer(), compression=True)
+    assert str(info.value) == (
+        "Huey(compression=/use_zlib=) configures the default serializer; with serializer= "
+        "pass them to it instead: Serializer(compression=True, use_zlib=...)"
+    )
 
 
 def test_a_message_that_fails_to_decompress_is_dead_lettered():
@@ -319,3 +330,20 @@ def test_pickle_protocol_4_by_default_as_huey_and_the_highest_when_none() -> Non
     assert Serializer().serialize([1])[:2] == b"\x80\x04"
     assert Serializer(pickle_protocol=2).serialize([1])[:2] == b"\x80\x02"
     assert Serializer(pickle_protocol=None).serialize([1])[1] == pickle.HIGHEST_PROTOCOL
+
+
+def test_turning_compression_on_leaves_queued_uncompressed_messages_readable() -> None:
+    # Their first bytes could pass for compression headers if only one byte were checked:
+    # "39" is a multiple of 31 as a zlib header would be, and BININT1 139 is "K\x8b".
+    assert JSONSerializer(compression=True).deserialize(JSONSerializer().serialize(39)) == 39
+    assert Serializer(compression=True).deserialize(pickle.dumps(139, protocol=1)) == 139
+
+
+def test_a_payload_that_inflates_to_exactly_the_limit_is_read() -> None:
+    ours = Serializer(compression=True, use_zlib=True)
+    ours.max_decompressed_size = len(pickle.dumps("x" * 9_000, protocol=4))
+    assert ours.deserialize(ours.serialize("x" * 9_000)) == "x" * 9_000
+
+
+def test_the_serializer_huey_builds_by_default_is_plain_pickle() -> None:
+    assert build_serializer(None, None).serialize([1]) == pickle.dumps([1], protocol=4)
