@@ -345,5 +345,7 @@ def test_a_payload_that_inflates_to_exactly_the_limit_is_read() -> None:
     assert ours.deserialize(ours.serialize("x" * 9_000)) == "x" * 9_000
 
 
-def test_the_serializer_huey_builds_by_default_is_plain_pickle() -> None:
+def test_the_serializer_huey_builds_by_default_is_plain_pickle_or_the_one_given() -> None:
     assert build_serializer(None, None).serialize([1]) == pickle.dumps([1], protocol=4)
+    given = JSONSerializer()
+    assert build_serializer(given, None) is given
