@@ -118,8 +118,8 @@ lowest: dev
 # (tests/core, tests/consumer, memory backend) and tests/mutation/pyproject.toml, its config.
 # MUTATE picks mutants by name prefix: `make mutate MUTATE="huey_core.locks huey_core.retries"`
 # runs two modules. Results
-# accumulate in .mutation/mutants across runs (a mutant already judged is not run again);
-# `rm -rf .mutation` starts afresh. The report fails on a survivor SURVIVORS.md does not explain.
+# accumulate in .mutation/mutants across runs; the modules named are judged afresh (mutmut
+# re-runs every mutant named), the others keep their results. `rm -rf .mutation` starts afresh. The report fails on a survivor SURVIVORS.md does not explain.
 MUTATE ?= huey_core
 mutate: dev
 	rm -rf .mutation/src .mutation/tests .mutation/pyproject.toml

@@ -27,11 +27,37 @@ def days_matching(spec: str) -> list[int]:
         ({"minute": "1,x"}, r"crontab minute='1,x': cannot parse 'x'"),
         ({"hour": "*/0"}, r"crontab hour='\*/0': step must be at least 1 in '\*/0'"),
         ({"day": "0-3"}, r"crontab day='0-3': 0 is outside 1-31"),
+        ({"minute": ""}, r"^crontab minute: empty specification$"),
     ],
 )
 def test_a_bad_field_raises_naming_the_field_and_the_piece(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         crontab(**kwargs)
+
+
+def test_every_n_days_of_the_week_is_refused_with_what_to_write_instead() -> None:
+    with pytest.raises(ValueError) as info:
+        crontab(day_of_week="*/2")
+    assert str(info.value) == (
+        "crontab day_of_week='*/2': '*/n' is not supported for days of the week (as in huey): "
+        "list the days ('0,3,6') or step a range ('0-6/3')"
+    )
+
+
+@pytest.mark.parametrize("spec", ["*/1", "0-59/1"])
+def test_a_step_of_one_is_every_value(spec: str) -> None:
+    check = crontab(minute=spec)
+    assert all(check(datetime.datetime(2024, 1, 1, 0, m)) for m in range(60))
+
+
+def test_a_stepped_range_that_wraps_steps_across_the_wrap() -> None:
+    every_other = crontab(minute="58-1/2")  # 58, 59, 0, 1: every second one
+    minutes = [m for m in range(60) if every_other(datetime.datetime(2024, 1, 1, 0, m))]
+    assert minutes == [0, 58]
+    month_end = crontab(day="31-2/2")  # 31, 1, 2: the 31st and the 2nd
+    days = [d for d in range(1, 32) if month_end(datetime.datetime(2024, 1, d))]
+    assert days == [2, 31]
+    assert days_matching("5-1/2") == [0, 5]  # Friday, Saturday, Sunday, Monday: every second
 
 
 def test_spaces_inside_a_field_are_refused_as_huey_refuses_them() -> None:

@@ -57,7 +57,9 @@ def test_error_retrying_and_final_error(huey: Huey) -> None:
         "scheduled",
     ]
     error = events[2]
-    assert error["error"] is True and "ValueError: nope" in error["traceback"]
+    assert error["error"] is True and error["message"] == "ValueError('nope')"
+    assert error["traceback"].startswith("Traceback (most recent call last):\n  File ")
+    assert error["traceback"].endswith("ValueError: nope\n")
     assert error["duration"] >= 0 and error["retries"] == 1
     scheduled = events[4]
     assert scheduled["retries"] == 0 and scheduled["retry_delay"] == 30

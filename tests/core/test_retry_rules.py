@@ -80,6 +80,22 @@ def test_retry_task_delay_is_on_the_instance_clock(utc: bool) -> None:
 
 @pytest.mark.usefixtures("kolkata")
 @pytest.mark.parametrize("utc", [True, False], ids=["utc", "localtime"])
+def test_a_failed_task_s_retry_delay_is_on_the_instance_clock(utc: bool) -> None:
+    huey = make_huey(utc=utc)
+
+    @huey.task(retries=1, retry_delay=60)
+    def flaky() -> None:
+        raise ValueError("down")
+
+    flaky()
+    drain(huey)
+    (parked,) = huey.scheduled()
+    now = _utcnow() if utc else datetime.datetime.now()
+    assert 50 < (parked.eta - now).total_seconds() <= 60
+
+
+@pytest.mark.usefixtures("kolkata")
+@pytest.mark.parametrize("utc", [True, False], ids=["utc", "localtime"])
 def test_a_rate_limited_task_parks_on_the_instance_clock_keeping_its_retries(utc: bool) -> None:
     huey = make_huey(utc=utc)
 

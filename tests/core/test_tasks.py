@@ -641,6 +641,34 @@ def test_pre_and_post_execute_hooks_and_cancel(huey: Huey) -> None:
     assert calls == []
 
 
+def test_a_post_execute_hook_sees_each_failure_and_retrying_names_the_task(huey: Huey) -> None:
+    seen = []
+    retrying = []
+
+    @huey.post_execute()
+    def after(task, value, exc):
+        seen.append((task.name, value, repr(exc)))
+
+    @huey.signal(S.SIGNAL_RETRYING)
+    def on_retry(signal, task):
+        retrying.append(task.id)
+
+    @huey.task(retries=1)
+    def bad():
+        raise ValueError("x")
+
+    result = bad()
+    drain(huey)
+    assert seen == [("bad", None, "ValueError('x')")] * 2
+    assert retrying == [result.id]
+    with pytest.raises(TaskException) as info:
+        result.get()
+    trace = info.value.metadata["traceback"]
+    assert trace.startswith("Traceback (most recent call last):\n  File ")
+    assert trace.endswith("ValueError: x\n")
+    assert not huey.unregister_post_execute("never_registered")
+
+
 def test_cancel_execution_inside_a_task_with_retry(huey: Huey) -> None:
     runs = []
 

@@ -1,37 +1,19 @@
-"""Compression and signing as huey spells them: `Huey(compression=True, use_zlib=...)`,
-`Serializer(compression=..., compression_level=...)`, `SignedSerializer(secret, salt=...)`.
-
-Where huey 3.5.4 is installed its serializer is run side by side to check the same inputs read
-the same way (compressed data, old uncompressed data with compression turned on).
+"""The serializer side by side with huey 3.5.4's: with compression on, both read compressed and
+old uncompressed data, and each reads what the other writes. (Compression and signing on their
+own are tested in tests/core/test_serializer_rules.py, which needs no huey.)
 """
 
 from __future__ import annotations
 
-import gzip
 import pickle
-import sys
-import zlib
 
 import pytest
 
-from huey_core import Huey, JSONSerializer, Serializer, SignedSerializer
-from huey_core.exceptions import PoisonMessage
-from tests.core.helpers import drain
+from huey_core import Serializer
 
 huey_serializer = pytest.importorskip("huey.serializer")
 
 VALUE = {"args": ("x" * 500,), "kwargs": {"n": list(range(50))}}
-
-
-@pytest.mark.parametrize(
-    ("use_zlib", "decompress"), [(False, gzip.decompress), (True, zlib.decompress)]
-)
-def test_compressed_output_is_gzip_or_zlib_and_reads_back(use_zlib, decompress):
-    ours = Serializer(compression=True, use_zlib=use_zlib)
-    data = ours.serialize(VALUE)
-    assert pickle.loads(decompress(data)) == VALUE  # the format huey writes too
-    assert len(data) < len(Serializer().serialize(VALUE))
-    assert ours.deserialize(data) == VALUE
 
 
 @pytest.mark.parametrize("use_zlib", [False, True])
@@ -44,132 +26,3 @@ def test_same_reads_as_huey_across_compression_settings(use_zlib):
     assert theirs_on.deserialize(plain) == ours_on.deserialize(plain) == VALUE
     assert ours_on.deserialize(theirs_on.serialize(VALUE)) == VALUE
     assert theirs_on.deserialize(ours_on.serialize(VALUE)) == VALUE
-
-
-def test_compression_level_is_used_and_checked():
-    data = bytes(range(256)) * 40
-    fast = Serializer(compression=True, compression_level=1).serialize(data)
-    best = Serializer(compression=True, compression_level=9).serialize(data)
-    assert Serializer(compression=True).deserialize(fast) == data
-    assert gzip.decompress(best) == gzip.decompress(fast)
-    for bad in (10, -2, "9", True):
-        with pytest.raises(ValueError, match="compression_level"):
-            Serializer(compression=True, compression_level=bad)
-
-
-def test_json_serializer_compresses_too():
-    ours = JSONSerializer(compression=True, use_zlib=True, sort_keys=True)
-    data = ours.serialize({"b": (1, 2), "a": "y" * 300})
-    assert zlib.decompress(data).startswith(b'{"a":')
-    assert ours.deserialize(data) == {"a": "y" * 300, "b": (1, 2)}
-
-
-class Exits:
-    def __reduce__(self):
-        return (sys.exit, (3,))
-
-
-@pytest.mark.parametrize("use_zlib", [False, True])
-def test_bad_compressed_payloads_are_poison(use_zlib):
-    ours = Serializer(compression=True, use_zlib=use_zlib)
-    good = ours.serialize(VALUE)
-    exits = (
-        zlib.compress(pickle.dumps(Exits())) if use_zlib else gzip.compress(pickle.dumps(Exits()))
-    )
-    for bad in (good[:-6], good[:2] + b"\x00" * 20, exits):
-        with pytest.raises(PoisonMessage):
-            ours.deserialize(bad)
-
-
-def test_a_payload_that_inflates_past_the_limit_is_poison():
-    ours = Serializer(compression=True, use_zlib=True)
-    ours.max_decompressed_size = 10_000
-    assert ours.deserialize(ours.serialize("x" * 9_000)) == "x" * 9_000
-    bomb = ours.serialize("x" * 50_000)
-    assert len(bomb) < 1_000
-    with pytest.raises(PoisonMessage, match="inflates past 10000 bytes"):
-        ours.deserialize(bomb)
-    with pytest.raises(PoisonMessage, match="followed by other bytes"):
-        ours.deserialize(ours.serialize("y") + b"trailing")
-
-
-def test_signed_serializer_takes_hueys_argument_order():
-    by_position = SignedSerializer("s3cret", "salt-a")
-    by_keyword = SignedSerializer(secret="s3cret", salt="salt-a")
-    assert by_keyword.deserialize(by_position.serialize(VALUE)) == VALUE
-    with pytest.raises(PoisonMessage, match="does not match"):
-        SignedSerializer("s3cret", "salt-b").deserialize(by_position.serialize(VALUE))
-    with pytest.raises(PoisonMessage, match="does not match"):
-        SignedSerializer("s3cret").deserialize(by_position.serialize(VALUE))
-    with pytest.raises(ValueError, match="secret"):
-        SignedSerializer(salt="x")
-    # this project's earlier order, SignedSerializer(inner, secret), still reads the same data
-    legacy = SignedSerializer(JSONSerializer(), "k")
-    assert (
-        SignedSerializer("k", inner=JSONSerializer()).deserialize(legacy.serialize(VALUE)) == VALUE
-    )
-
-
-def test_signed_and_compressed_checks_the_signature_before_decompressing():
-    signed = SignedSerializer("k", compression=True)
-    data = signed.serialize(VALUE)
-    assert gzip.decompress(data.split(b":", 2)[2]) == pickle.dumps(VALUE, protocol=4)
-    assert signed.deserialize(data) == VALUE
-    payload = data.split(b":", 2)[2]
-    forged = gzip.compress(pickle.dumps(Exits()))
-    with pytest.raises(PoisonMessage, match="does not match"):
-        signed.deserialize(data.replace(payload, forged))
-    with pytest.raises(ValueError, match="inner serializer"):
-        SignedSerializer("k", inner=Serializer(), compression=True)
-
-
-@pytest.mark.parametrize(
-    "options", [{"compression": True}, {"compression": True, "use_zlib": True}]
-)
-def test_huey_compression_stores_compressed_and_runs_tasks(options):
-    huey = Huey("compressed", backend="memory", **options)
-
-    @huey.task()
-    def echo(value):
-        return value
-
-    result = echo("z" * 1000)
-    raw = huey.storage.queue.peek()[0]
-    decompress = zlib.decompress if options.get("use_zlib") else gzip.decompress
-    assert b"z" * 1000 in decompress(raw)
-    assert drain(huey) == 1
-    assert result.get() == "z" * 1000
-
-
-def test_huey_compression_with_a_secret_and_with_a_serializer():
-    huey = Huey("signed-compressed", backend="memory", compression=True, secret="k")
-
-    @huey.task()
-    def echo(value):
-        return value
-
-    result = echo(5)
-    raw = huey.storage.queue.peek()[0]
-    assert raw.startswith(SignedSerializer.PREFIX)
-    assert gzip.decompress(raw.split(b":", 2)[2])
-    drain(huey)
-    assert result.get() == 5
-    with pytest.raises(ValueError, match="compression"):
-        Huey("both", backend="memory", serializer=JSONSerializer(), compression=True)
-
-
-def test_a_message_that_fails_to_decompress_is_dead_lettered():
-    huey = Huey("bad-gzip", backend="memory", compression=True)
-
-    @huey.task()
-    def echo(value):
-        return value
-
-    good = echo(1)
-    huey.storage.queue.enqueue(b"\x1f\x8b\x08\x00 truncated gzip")
-    huey.storage.queue.enqueue(gzip.compress(pickle.dumps(Exits())))  # SystemExit on unpickling
-    assert drain(huey) == 3  # the worker survives both
-    assert good.get() == 1
-    reasons = sorted(letter["reason"] for letter in huey.dead_letters())
-    assert len(reasons) == 2
-    assert "decompress" in reasons[0] and "SystemExit" in reasons[1]
