@@ -283,6 +283,41 @@ def test_a_chord_member_rescheduled_to_run_now_reports_to_its_chord(huey: Huey) 
     assert result.get() == [1, 2]
 
 
+def test_a_queued_chord_member_rescheduled_reports_once_through_its_copy(huey: Huey) -> None:
+    @huey.task()
+    def ident(x: int) -> int:
+        return x
+
+    @huey.task()
+    def collect(values: list[int]) -> list[int]:
+        return values
+
+    result = huey.enqueue(chord([ident.s(1), ident.s(2)], collect.s()))
+    first, _ = result.results
+    first.reschedule()  # still queued: the original is skipped, its copy runs
+    drain(huey)
+    assert result.get() == [1, 2]  # not [SKIPPED, 2] from the skipped original
+    assert huey.storage.store.items("chord:") == {}
+
+
+def test_a_scheduled_chord_member_brought_forward_reports_once(huey: Huey) -> None:
+    @huey.task()
+    def ident(x: int) -> int:
+        return x
+
+    @huey.task()
+    def collect(values: list[int]) -> list[int]:
+        return values
+
+    result = huey.enqueue(chord([ident.s(1, delay=3600), ident.s(2)], collect.s()))
+    later, _ = result.results
+    later.reschedule()  # the copy runs now; the original comes due in an hour
+    drain(huey)
+    assert result.get() == [1, 2]
+    assert run_due(huey, time.time() + 7200) == 1  # the original: revoked, skipped
+    assert huey.storage.store.items("chord:") == {}
+
+
 def test_two_chords_in_flight_keep_their_results_apart(huey: Huey) -> None:
     @huey.task()
     def ident(x: int) -> int:

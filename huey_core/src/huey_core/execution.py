@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from huey_core import aio, clock, retries
+from huey_core import aio, clock, keys, retries
 from huey_core import signals as S
 from huey_core.exceptions import (
     CancelExecution,
@@ -41,7 +41,7 @@ from huey_core.exceptions import (
 )
 from huey_core.progress import ProgressReporter
 from huey_core.protocols import Delivery
-from huey_core.results import abort_chord_member, report_to_chord
+from huey_core.results import abort_chord_member, chord_member_of, report_to_chord
 from huey_core.serializer import SKIPPED, Error
 from huey_core.task import PeriodicTask, Task
 from huey_core.timeouts import TaskTimer
@@ -256,7 +256,10 @@ class Executor:
 
     def _skip(self, task: Task, signal: str) -> None:
         self.huey.send_signal(signal, task)
-        abort_chord_member(self.huey, task, SKIPPED)
+        if chord_member_of(task):
+            if signal == S.SIGNAL_REVOKED and self.huey.get(keys.replaced(task.id)) is not None:
+                return  # rescheduled: its copy reports to the chord
+            abort_chord_member(self.huey, task, SKIPPED)
 
     # -- running ----------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ Everything the core keeps in a backend's DataStore, by key (all strings):
     <huey name>.rl.<name>.<w>     rate_limit() counters, one per time window
     chord:<cid>                   how many members of a chord have finished
     chord:<cid>:<i>               the result of chord member i
+    replaced:<task id>            a rescheduled chord member: its copy reports to the chord
     periodic:<task>:<minute>      once-per-minute dedup of periodic tasks across consumers
     dead-letter:<id>              dead letters (JSON)
     inflight:<host>:<pid>         when each running task of a consumer process started
@@ -32,6 +33,7 @@ __all__ = [
     "periodic",
     "progress",
     "rate_limit_prefix",
+    "replaced",
     "revoke",
     "revoke_all",
 ]
@@ -43,6 +45,7 @@ PERIODIC = "periodic:"
 DEAD_LETTER = "dead-letter:"
 INFLIGHT = "inflight:"
 PROGRESS = "progress:"
+REPLACED = "replaced:"
 _LOCK = ".lock."
 _RATE_LIMIT = ".rl."
 
@@ -85,6 +88,11 @@ def rate_limit_prefix(huey_name: str, name: str) -> str:
     return f"{huey_name}{_RATE_LIMIT}{name}."
 
 
+def replaced(task_id: str) -> str:
+    """Set by reschedule() for a chord member: the revoked original must not report."""
+    return f"{REPLACED}{task_id}"
+
+
 def chord_count(cid: str) -> str:
     return f"{CHORD}{cid}"
 
@@ -121,6 +129,6 @@ def classify(key: str, huey_name: str) -> KeyKind:
         return KeyKind.LOCK
     if key.startswith(f"{huey_name}{_RATE_LIMIT}"):
         return KeyKind.RATE_LIMIT
-    if key.startswith((PERIODIC, CHORD, INFLIGHT, PROGRESS)):
+    if key.startswith((PERIODIC, CHORD, INFLIGHT, PROGRESS, REPLACED)):
         return KeyKind.INTERNAL
     return KeyKind.RESULT

@@ -189,8 +189,11 @@ class Result:
         priority: int | None = None,
         preserve_pipeline: bool = True,
     ) -> Any:
-        """Revoke this task and enqueue a copy (new id) for `eta`/`delay`, or now."""
-        self.revoke()
+        """Revoke this task and enqueue a copy (new id) for `eta`/`delay`, or now.
+
+        A chord member's copy reports to the chord; the revoked original, skipped whenever it
+        comes up, does not (the chord would otherwise count it, as SKIPPED, and the copy too).
+        """
         if eta is not None or delay is not None:
             eta = clock.normalize_time(eta, delay, self.huey.utc)
         task = type(self.task)(
@@ -207,6 +210,9 @@ class Result:
             on_complete=self.task.on_complete if preserve_pipeline else None,
             on_error=self.task.on_error if preserve_pipeline else None,
         )
+        if chord_member_of(task):
+            self.huey.put(keys.replaced(self.task.id), True)
+        self.revoke()
         return self.huey.enqueue(task)
 
     def reset(self) -> None:
@@ -359,6 +365,15 @@ def report_to_chord(huey: Huey, cc: ChordConfig, value: Any) -> None:
         callback = cc.callback
         callback.extend_data((results,))
         huey.enqueue(callback)
+
+
+def chord_member_of(task: Task | None) -> bool:
+    """True when `task` or a later step of its pipeline is a member of a chord."""
+    while task is not None:
+        if task.chord_config is not None:
+            return True
+        task = task.on_complete
+    return False
 
 
 def abort_chord_member(huey: Huey, task: Task | None, value: Any) -> None:
