@@ -134,17 +134,21 @@ def port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+BUS_OFFSET = -10000  # a Cluster node's bus port, relative to its port (see start_cluster)
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` consecutive loopback ports, each free together with port + 10000 (a Cluster
+    """`count` consecutive loopback ports, each free together with port - 10000 (a Cluster
     node's bus port). Random, so concurrent test runs (other suites, other checkouts) do not
-    collide on fixed numbers."""
+    collide on fixed numbers. Both ranges (20000-30000 and 10000-20000) lie below Linux's
+    ephemeral ports (32768 and up), which outgoing connections and their TIME_WAIT take."""
     rng = random.SystemRandom()
     for _ in range(200):
         base = rng.randrange(20000, 30000 - count)
         ports = list(range(base, base + count))
-        if all(port_free(p) and port_free(p + 10000) for p in ports):
+        if all(port_free(p) and port_free(p + BUS_OFFSET) for p in ports):
             return ports
-    raise RuntimeError("no free loopback ports between 20000 and 40000; stop stray test servers")
+    raise RuntimeError("no free loopback ports between 10000 and 30000; stop stray test servers")
 
 
 class RedisServer:
@@ -197,8 +201,10 @@ class RedisServer:
         while not self._listening():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
                 raise RuntimeError(
-                    f"redis-server on port {self.port} did not start; see {log_path}"
+                    f"redis-server on port {self.port} did not start; see {log_path}: "
+                    + " | ".join(tail)
                 )
             time.sleep(0.02)
 
@@ -222,22 +228,32 @@ def start_cluster(
     whole Cluster. `node_timeout_ms` (cluster-node-timeout) bounds how soon a dead master's
     replica takes over. The caller stops the servers."""
     require_binaries()
-    servers: list[RedisServer] = []
     extra = ("--cluster-node-timeout", str(node_timeout_ms)) if node_timeout_ms else ()
-    try:
-        for port in free_ports(3 * (1 + replicas)):
-            server = RedisServer(
-                port, workdir / str(port), "--cluster-enabled", "yes",
-                "--cluster-config-file", f"nodes-{port}.conf", *extra,
-            )  # fmt: skip
-            server.start()
-            servers.append(server)
-        _create_cluster([s.port for s in servers], replicas)
-        return servers
-    except BaseException:
-        for server in servers:
-            server.stop()
-        raise
+    for attempt in range(3):  # a port taken between the check and the start: other ports
+        servers: list[RedisServer] = []
+        try:
+            for port in free_ports(3 * (1 + replicas)):
+                server = RedisServer(
+                    port, workdir / str(port), "--cluster-enabled", "yes",
+                    "--cluster-port", str(port + BUS_OFFSET),
+                    "--cluster-config-file", f"nodes-{port}.conf", *extra,
+                )  # fmt: skip
+                server.start()
+                servers.append(server)
+        except BaseException as exc:
+            for server in servers:
+                server.stop()
+            if isinstance(exc, RuntimeError) and attempt < 2:
+                continue
+            raise
+        try:
+            _create_cluster([s.port for s in servers], replicas)
+            return servers
+        except BaseException:
+            for server in servers:
+                server.stop()
+            raise
+    raise AssertionError("unreachable")
 
 
 def _cli(port: int, *args: str) -> str:
