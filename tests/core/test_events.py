@@ -66,6 +66,17 @@ def test_error_retrying_and_final_error(huey: Huey) -> None:
     assert abs(scheduled["execute_time"] - (time.time() + 30)) < 5
 
 
+def test_an_error_event_says_how_long_the_task_ran(huey: Huey) -> None:
+    @huey.task()
+    def slow_failure():
+        time.sleep(0.05)
+        raise ValueError("late")
+
+    events = collect_events(huey, lambda: (slow_failure(), drain(huey)), expected=3)
+    assert [e["status"] for e in events] == ["enqueued", "started", "error"]
+    assert events[2]["duration"] >= 0.05
+
+
 def test_scheduled_task_has_execute_time(huey: Huey) -> None:
     @huey.task()
     def later():

@@ -381,6 +381,43 @@ def test_pipeline_error_handler_gets_the_exception(huey: Huey) -> None:
             result.get()
 
 
+def test_a_pipeline_step_that_will_retry_fails_only_its_own_result(huey: Huey) -> None:
+    attempts = []
+
+    @huey.task(retries=1)
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError("first attempt")
+        return 1
+
+    @huey.task()
+    def after(value):
+        return value + 1
+
+    first, second = huey.enqueue(flaky.s().then(after))
+    delivery = huey.storage.queue.dequeue("w", 30)
+    huey.process(delivery)
+    huey.storage.queue.ack(delivery.lease)
+    with pytest.raises(TaskException):  # the intermediate error (store_intermediate_errors)
+        first.get()
+    assert second.get() is None  # not failed: the pipeline goes on when the retry succeeds
+    drain(huey)
+    assert second.get() == 2
+
+
+def test_a_task_raising_a_bare_task_exception_reports_it(huey: Huey) -> None:
+    @huey.task()
+    def bare():
+        raise TaskException()
+
+    result = bare()
+    drain(huey)
+    with pytest.raises(TaskException) as info:
+        result.get()
+    assert info.value.metadata["error"] == "TaskException()"
+
+
 def test_map(huey: Huey) -> None:
     @huey.task()
     def square(x):
@@ -696,6 +733,27 @@ def test_startup_and_shutdown_hooks(huey: Huey) -> None:
     huey.run_startup_hooks()
     huey.run_shutdown_hooks()
     assert calls == ["start", "stop"]
+
+
+def test_ctrl_c_in_a_startup_hook_stops_the_program(huey: Huey) -> None:
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Ctrl-C reaches the main thread only")
+    calls = []
+
+    @huey.on_startup()
+    def interrupted():
+        raise KeyboardInterrupt
+
+    huey.on_startup()(lambda: calls.append("never"))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            huey.run_startup_hooks()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert calls == []
 
 
 def test_context_true_passes_the_task(huey: Huey) -> None:
