@@ -735,11 +735,20 @@ def test_startup_and_shutdown_hooks(huey: Huey) -> None:
     assert calls == ["start", "stop"]
 
 
-def test_ctrl_c_in_a_startup_hook_stops_the_program(huey: Huey) -> None:
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C handled as Python does by default, where it can arrive: on the main thread."""
     import signal
 
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("Ctrl-C reaches the main thread only")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_in_a_startup_hook_stops_the_program(huey: Huey) -> None:
     calls = []
 
     @huey.on_startup()
@@ -747,12 +756,27 @@ def test_ctrl_c_in_a_startup_hook_stops_the_program(huey: Huey) -> None:
         raise KeyboardInterrupt
 
     huey.on_startup()(lambda: calls.append("never"))
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            huey.run_startup_hooks()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with pytest.raises(KeyboardInterrupt):
+        huey.run_startup_hooks()
+    assert calls == []
+
+
+@pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_in_a_post_execute_hook_stops_the_program(huey: Huey) -> None:
+    calls = []
+
+    @huey.task()
+    def job():
+        return 1
+
+    @huey.post_execute()
+    def interrupted(task, value, exc):
+        raise KeyboardInterrupt
+
+    huey.post_execute()(lambda task, value, exc: calls.append("never"))
+    job()
+    with pytest.raises(KeyboardInterrupt):
+        drain(huey)
     assert calls == []
 
 
@@ -968,6 +992,30 @@ def test_interrupted_task_is_not_acknowledged(huey: Huey) -> None:
     assert huey.process(delivery) is False  # not done: the caller must not acknowledge it
     huey.storage.queue.release(delivery.lease)  # what a consumer's shutdown does
     assert fired == [result.id] and len(huey) == 1
+
+
+def test_an_interrupted_task_is_neither_complete_nor_continued(huey: Huey) -> None:
+    fired = []
+    huey.signal()(lambda sig, task, *extra: fired.append(sig))
+    after = []
+    huey.post_execute()(lambda task, value, exc: after.append(task.id))
+
+    @huey.task()
+    def stopped():
+        raise KeyboardInterrupt
+
+    @huey.task()
+    def next_step(value):
+        return value
+
+    huey.enqueue(stopped.s().then(next_step))
+    fired.clear()
+    delivery = huey.storage.queue.dequeue("w", 30)
+    assert huey.process(delivery) is False
+    assert fired == [S.SIGNAL_EXECUTING, S.SIGNAL_INTERRUPTED]
+    assert after == []  # it did not finish: it runs again, and its hooks run then
+    huey.storage.queue.release(delivery.lease)
+    assert len(huey) == 1  # the released message only: the next step was not enqueued
 
 
 def test_local_time_instance_schedules_and_runs() -> None:
