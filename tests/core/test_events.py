@@ -69,15 +69,23 @@ def test_error_retrying_and_final_error(huey: Huey) -> None:
     assert abs(scheduled["execute_time"] - (time.time() + 30)) < 5
 
 
-def test_an_error_event_says_how_long_the_task_ran(huey: Huey) -> None:
+def test_finished_and_error_events_say_how_long_the_task_ran(huey: Huey) -> None:
     @huey.task()
     def slow_failure():
         time.sleep(0.05)
         raise ValueError("late")
 
-    events = collect_events(huey, lambda: (slow_failure(), drain(huey)), expected=3)
-    assert [e["status"] for e in events] == ["enqueued", "started", "error"]
-    assert events[2]["duration"] >= 0.05
+    @huey.task()
+    def slow_success():
+        time.sleep(0.05)
+
+    start = time.monotonic()
+    events = collect_events(huey, lambda: (slow_failure(), slow_success(), drain(huey)), expected=6)
+    elapsed = time.monotonic() - start
+    by_status = {e["status"]: e for e in events}
+    assert set(by_status) == {"enqueued", "started", "error", "finished"}
+    assert 0.05 <= by_status["error"]["duration"] <= elapsed
+    assert 0.05 <= by_status["finished"]["duration"] <= elapsed
 
 
 def test_task_log_records_carry_the_event_fields(

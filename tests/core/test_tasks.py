@@ -762,6 +762,24 @@ def test_ctrl_c_in_a_startup_hook_stops_the_program(huey: Huey) -> None:
 
 
 @pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_in_a_pre_execute_hook_stops_the_program(huey: Huey) -> None:
+    ran = []
+
+    @huey.task()
+    def job():
+        ran.append(1)
+
+    @huey.pre_execute()
+    def interrupted(task):
+        raise KeyboardInterrupt
+
+    job()
+    with pytest.raises(KeyboardInterrupt):
+        drain(huey)
+    assert ran == []
+
+
+@pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_in_a_post_execute_hook_stops_the_program(huey: Huey) -> None:
     calls = []
 
