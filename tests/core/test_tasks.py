@@ -1038,6 +1038,34 @@ def test_an_interrupted_task_is_neither_complete_nor_continued(huey: Huey) -> No
     assert len(huey) == 1  # the released message only: the next step was not enqueued
 
 
+def test_a_consumer_stopping_mid_task_reports_the_running_task_interrupted(huey: Huey) -> None:
+    fired = []
+    huey.signal(S.SIGNAL_INTERRUPTED)(lambda sig, task: fired.append(task.id))
+    started, release = threading.Event(), threading.Event()
+
+    @huey.task()
+    def long_job():
+        started.set()
+        release.wait(30)
+
+    @huey.task()
+    def quick_job():
+        return 1
+
+    quick_job()
+    drain(huey)  # finished: not running any more
+    result = long_job()
+    runner = threading.Thread(target=drain, args=(huey,))
+    runner.start()
+    try:
+        assert started.wait(30)
+        huey.notify_interrupted_tasks()  # what the consumer does when it cannot wait
+        assert fired == [result.id]
+    finally:
+        release.set()
+        runner.join(30)
+
+
 def test_local_time_instance_schedules_and_runs() -> None:
     huey = make_huey(utc=False)
 
