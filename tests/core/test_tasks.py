@@ -255,6 +255,31 @@ def test_expired_task_is_skipped(huey: Huey) -> None:
     assert ran == [1, 1]
 
 
+def test_executor_outcome_of_a_skipped_task_says_it_did_not_run(huey: Huey) -> None:
+    """Executor.execute's Outcome is what the worker and settle() act on (module docstring)."""
+
+    @huey.task()
+    def job():
+        return 1
+
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    not_due, revoked, expired, canceled, runs = (job.s() for _ in range(5))
+    not_due.eta = now + datetime.timedelta(hours=1)
+    huey.revoke(revoked)
+    expired.expires_resolved = now - datetime.timedelta(minutes=1)
+    huey.pre_execute()(lambda task: _cancel_if(task is canceled))
+    for task in (not_due, revoked, expired, canceled):
+        outcome = huey.executor.execute(task)
+        assert outcome.task is task and outcome.ran is False and not outcome.succeeded
+    outcome = huey.executor.execute(runs)
+    assert outcome.task is runs and outcome.ran is True and outcome.value == 1
+
+
+def _cancel_if(condition: bool) -> None:
+    if condition:
+        raise CancelExecution()
+
+
 def test_revoke_result_once_and_restore(huey: Huey) -> None:
     ran = []
 
