@@ -275,6 +275,20 @@ def test_executor_outcome_of_a_skipped_task_says_it_did_not_run(huey: Huey) -> N
     assert outcome.task is runs and outcome.ran is True and outcome.value == 1
 
 
+def test_executor_outcome_of_an_interrupted_task_says_so(huey: Huey) -> None:
+    @huey.task()
+    def stopped():
+        time.sleep(0.05)
+        raise KeyboardInterrupt
+
+    task = stopped.s()
+    start = time.monotonic()
+    outcome = huey.executor.execute(task)
+    elapsed = time.monotonic() - start
+    assert outcome.task is task and outcome.interrupted is True and not outcome.succeeded
+    assert 0.05 <= outcome.duration <= elapsed
+
+
 def _cancel_if(condition: bool) -> None:
     if condition:
         raise CancelExecution()
