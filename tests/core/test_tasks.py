@@ -289,6 +289,26 @@ def test_executor_outcome_of_an_interrupted_task_says_so(huey: Huey) -> None:
     assert 0.05 <= outcome.duration <= elapsed
 
 
+def test_a_task_that_swallows_its_timeout_still_times_out(huey: Huey) -> None:
+    from huey_core.exceptions import TaskTimeout
+
+    @huey.task(timeout=0.05)
+    def stubborn():
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # short sleeps: interruptible on any thread
+                time.sleep(0.01)
+        except TaskTimeout:
+            pass
+        return "late"
+
+    result = stubborn()
+    drain(huey)
+    with pytest.raises(TaskException) as info:
+        result.get()
+    assert info.value.metadata["error"].startswith("TaskTimeout('timeout 0.05s (ran 0.")
+
+
 def _cancel_if(condition: bool) -> None:
     if condition:
         raise CancelExecution()
