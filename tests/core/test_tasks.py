@@ -246,9 +246,11 @@ def test_expired_task_is_skipped(huey: Huey) -> None:
     assert task.expires_resolved is not None  # resolved when enqueued
     assert huey.execute(task, timestamp=task.expires_resolved) is None
     assert ran == [1]  # at its expiry time it may still run: it expires after it
+    expired = []
+    huey.signal(S.SIGNAL_EXPIRED)(lambda sig, task: expired.append(task.id))
     later = task.expires_resolved + datetime.timedelta(seconds=1)
     assert huey.execute(task, timestamp=later) is None
-    assert ran == [1]
+    assert ran == [1] and expired == [task.id]
     queue.ack(delivery.lease)
     job()
     drain(huey)
