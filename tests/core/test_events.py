@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import time
+
+import pytest
 
 from huey_core import Huey
 from huey_core.events import encode_event
@@ -64,6 +67,69 @@ def test_error_retrying_and_final_error(huey: Huey) -> None:
     scheduled = events[4]
     assert scheduled["retries"] == 0 and scheduled["retry_delay"] == 30
     assert abs(scheduled["execute_time"] - (time.time() + 30)) < 5
+
+
+def test_finished_and_error_events_say_how_long_the_task_ran(huey: Huey) -> None:
+    @huey.task()
+    def slow_failure():
+        time.sleep(0.05)
+        raise ValueError("late")
+
+    @huey.task()
+    def slow_success():
+        time.sleep(0.05)
+
+    start = time.monotonic()
+    events = collect_events(huey, lambda: (slow_failure(), slow_success(), drain(huey)), expected=6)
+    elapsed = time.monotonic() - start
+    by_status = {e["status"]: e for e in events}
+    assert set(by_status) == {"enqueued", "started", "error", "finished"}
+    assert 0.05 <= by_status["error"]["duration"] <= elapsed
+    assert 0.05 <= by_status["finished"]["duration"] <= elapsed
+
+
+def test_task_log_records_carry_the_event_fields(
+    huey: Huey, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What `--log-format json` writes as id, task, status and duration (docs/consumer.md)."""
+
+    @huey.task()
+    def add(a, b):
+        return a + b
+
+    @huey.task(retries=1, retry_delay=30)
+    def bad():
+        raise ValueError("nope")
+
+    @huey.task()
+    def dropped():
+        pass
+
+    @huey.task()
+    def stale():
+        pass
+
+    caplog.set_level(logging.INFO, logger="huey")
+    ok, failed = add(1, 2), bad()
+    revoked = dropped()
+    revoked.revoke()
+    expired = stale.s()
+    expired.expires = datetime.datetime.now() - datetime.timedelta(minutes=1)
+    huey.enqueue(expired)
+    drain(huey)
+    records = [r for r in caplog.records if hasattr(r, "task_status")]
+    assert [(r.task_id, r.task_name, r.task_status) for r in records] == [
+        (ok.id, "add", "started"),
+        (ok.id, "add", "finished"),
+        (failed.id, "bad", "started"),
+        (failed.id, "bad", "error"),
+        (failed.id, "bad", "retrying"),
+        (revoked.id, "dropped", "revoked"),
+        (expired.id, "stale", "expired"),
+    ]
+    timed = {r.task_status: r.task_duration for r in records if hasattr(r, "task_duration")}
+    assert set(timed) == {"finished", "error"}
+    assert all(isinstance(value, float) and value >= 0 for value in timed.values())
 
 
 def test_scheduled_task_has_execute_time(huey: Huey) -> None:

@@ -270,10 +270,13 @@ def test_too_many_deliveries_dead_letters_without_running(huey: Huey) -> None:
     events = _dead_letter_scenario(huey, payload, deliveries=huey.max_deliveries + 1)
     assert ran == []
     (letter,) = huey.dead_letters()
-    assert (
-        "delivered 6 times" in letter["reason"] and letter["task"] == f"{__name__}.crashes_worker"
+    assert letter["reason"] == (
+        "delivered 6 times (max_deliveries=5); it probably kills its worker"
     )
+    assert letter["task"] == f"{__name__}.crashes_worker" and letter["deliveries"] == 6
     assert events[0]["task"] == "crashes_worker" and events[0]["id"] == letter["task_id"]
+    # Done with: the caller acknowledges it, so it does not come back to kill another worker.
+    assert huey.process(Delivery(payload, "l3", huey.max_deliveries + 1)) is True
 
     # Delivery number max_deliveries still runs.
     huey.process(Delivery(payload, "l2", huey.max_deliveries))

@@ -123,6 +123,16 @@ def test_enqueue_periodic_runs_due_tasks_once_per_minute(huey: Huey) -> None:
     assert len(huey.enqueue_periodic(datetime.datetime(2024, 1, 1, 10, 10))) == 1
 
 
+def test_a_failing_periodic_task_stores_no_error(huey: Huey) -> None:
+    @huey.periodic_task(crontab(), name="broken_tick")
+    def broken_tick():
+        raise ValueError("every minute")
+
+    huey.enqueue_periodic(datetime.datetime(2024, 1, 1, 10, 5))
+    drain(huey)
+    assert huey.result_count() == 0  # nobody holds a handle to read it: it would pile up
+
+
 def test_dedup_across_two_huey_objects_sharing_a_backend(huey: Huey) -> None:
     calls: list = []
     other = Huey(huey.name, backend=huey.storage)

@@ -166,6 +166,19 @@ def test_progress_outside_a_run_says_so() -> None:
         job.s().progress(1)
 
 
+def test_progress_after_the_run_says_so(huey: Huey) -> None:
+    kept = []
+
+    @huey.task(context=True)
+    def job(task=None):
+        kept.append(task)
+
+    job()
+    drain(huey)
+    with pytest.raises(RuntimeError, match="only while a consumer"):
+        kept[0].progress(1)
+
+
 def test_progress_keys_are_not_results(huey: Huey) -> None:
     @huey.task(context=True)
     def job(task=None):

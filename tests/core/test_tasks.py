@@ -244,13 +244,76 @@ def test_expired_task_is_skipped(huey: Huey) -> None:
     delivery = queue.dequeue("w", 30)
     task = huey.deserialize_task(delivery.data)
     assert task.expires_resolved is not None  # resolved when enqueued
+    assert huey.execute(task, timestamp=task.expires_resolved) is None
+    assert ran == [1]  # at its expiry time it may still run: it expires after it
+    expired = []
+    huey.signal(S.SIGNAL_EXPIRED)(lambda sig, task: expired.append(task.id))
     later = task.expires_resolved + datetime.timedelta(seconds=1)
     assert huey.execute(task, timestamp=later) is None
-    assert ran == []
+    assert ran == [1] and expired == [task.id]
     queue.ack(delivery.lease)
     job()
     drain(huey)
-    assert ran == [1]
+    assert ran == [1, 1]
+
+
+def test_executor_outcome_of_a_skipped_task_says_it_did_not_run(huey: Huey) -> None:
+    """Executor.execute's Outcome is what the worker and settle() act on (module docstring)."""
+
+    @huey.task()
+    def job():
+        return 1
+
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    not_due, revoked, expired, canceled, runs = (job.s() for _ in range(5))
+    not_due.eta = now + datetime.timedelta(hours=1)
+    huey.revoke(revoked)
+    expired.expires_resolved = now - datetime.timedelta(minutes=1)
+    huey.pre_execute()(lambda task: _cancel_if(task is canceled))
+    for task in (not_due, revoked, expired, canceled):
+        outcome = huey.executor.execute(task)
+        assert outcome.task is task and outcome.ran is False and not outcome.succeeded
+    outcome = huey.executor.execute(runs)
+    assert outcome.task is runs and outcome.ran is True and outcome.value == 1
+
+
+def test_executor_outcome_of_an_interrupted_task_says_so(huey: Huey) -> None:
+    @huey.task()
+    def stopped():
+        time.sleep(0.05)
+        raise KeyboardInterrupt
+
+    task = stopped.s()
+    start = time.monotonic()
+    outcome = huey.executor.execute(task)
+    elapsed = time.monotonic() - start
+    assert outcome.task is task and outcome.interrupted is True and not outcome.succeeded
+    assert 0.05 <= outcome.duration <= elapsed
+
+
+def test_a_task_that_swallows_its_timeout_still_times_out(huey: Huey) -> None:
+    from huey_core.exceptions import TaskTimeout
+
+    @huey.task(timeout=0.05)
+    def stubborn():
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # short sleeps: interruptible on any thread
+                time.sleep(0.01)
+        except TaskTimeout:
+            pass
+        return "late"
+
+    result = stubborn()
+    drain(huey)
+    with pytest.raises(TaskException) as info:
+        result.get()
+    assert info.value.metadata["error"].startswith("TaskTimeout('timeout 0.05s (ran 0.")
+
+
+def _cancel_if(condition: bool) -> None:
+    if condition:
+        raise CancelExecution()
 
 
 def test_revoke_result_once_and_restore(huey: Huey) -> None:
@@ -379,6 +442,43 @@ def test_pipeline_error_handler_gets_the_exception(huey: Huey) -> None:
     for result in results:  # the whole failed pipeline reports the error
         with pytest.raises(TaskException):
             result.get()
+
+
+def test_a_pipeline_step_that_will_retry_fails_only_its_own_result(huey: Huey) -> None:
+    attempts = []
+
+    @huey.task(retries=1)
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError("first attempt")
+        return 1
+
+    @huey.task()
+    def after(value):
+        return value + 1
+
+    first, second = huey.enqueue(flaky.s().then(after))
+    delivery = huey.storage.queue.dequeue("w", 30)
+    huey.process(delivery)
+    huey.storage.queue.ack(delivery.lease)
+    with pytest.raises(TaskException):  # the intermediate error (store_intermediate_errors)
+        first.get()
+    assert second.get() is None  # not failed: the pipeline goes on when the retry succeeds
+    drain(huey)
+    assert second.get() == 2
+
+
+def test_a_task_raising_a_bare_task_exception_reports_it(huey: Huey) -> None:
+    @huey.task()
+    def bare():
+        raise TaskException()
+
+    result = bare()
+    drain(huey)
+    with pytest.raises(TaskException) as info:
+        result.get()
+    assert info.value.metadata["error"] == "TaskException()"
 
 
 def test_map(huey: Huey) -> None:
@@ -698,6 +798,69 @@ def test_startup_and_shutdown_hooks(huey: Huey) -> None:
     assert calls == ["start", "stop"]
 
 
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C handled as Python does by default, where it can arrive: on the main thread."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Ctrl-C reaches the main thread only")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_in_a_startup_hook_stops_the_program(huey: Huey) -> None:
+    calls = []
+
+    @huey.on_startup()
+    def interrupted():
+        raise KeyboardInterrupt
+
+    huey.on_startup()(lambda: calls.append("never"))
+    with pytest.raises(KeyboardInterrupt):
+        huey.run_startup_hooks()
+    assert calls == []
+
+
+@pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_in_a_pre_execute_hook_stops_the_program(huey: Huey) -> None:
+    ran = []
+
+    @huey.task()
+    def job():
+        ran.append(1)
+
+    @huey.pre_execute()
+    def interrupted(task):
+        raise KeyboardInterrupt
+
+    job()
+    with pytest.raises(KeyboardInterrupt):
+        drain(huey)
+    assert ran == []
+
+
+@pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_in_a_post_execute_hook_stops_the_program(huey: Huey) -> None:
+    calls = []
+
+    @huey.task()
+    def job():
+        return 1
+
+    @huey.post_execute()
+    def interrupted(task, value, exc):
+        raise KeyboardInterrupt
+
+    huey.post_execute()(lambda task, value, exc: calls.append("never"))
+    job()
+    with pytest.raises(KeyboardInterrupt):
+        drain(huey)
+    assert calls == []
+
+
 def test_context_true_passes_the_task(huey: Huey) -> None:
     @huey.task(context=True, retries=1)
     def job(x, task=None):
@@ -910,6 +1073,58 @@ def test_interrupted_task_is_not_acknowledged(huey: Huey) -> None:
     assert huey.process(delivery) is False  # not done: the caller must not acknowledge it
     huey.storage.queue.release(delivery.lease)  # what a consumer's shutdown does
     assert fired == [result.id] and len(huey) == 1
+
+
+def test_an_interrupted_task_is_neither_complete_nor_continued(huey: Huey) -> None:
+    fired = []
+    huey.signal()(lambda sig, task, *extra: fired.append(sig))
+    after = []
+    huey.post_execute()(lambda task, value, exc: after.append(task.id))
+
+    @huey.task()
+    def stopped():
+        raise KeyboardInterrupt
+
+    @huey.task()
+    def next_step(value):
+        return value
+
+    huey.enqueue(stopped.s().then(next_step))
+    fired.clear()
+    delivery = huey.storage.queue.dequeue("w", 30)
+    assert huey.process(delivery) is False
+    assert fired == [S.SIGNAL_EXECUTING, S.SIGNAL_INTERRUPTED]
+    assert after == []  # it did not finish: it runs again, and its hooks run then
+    huey.storage.queue.release(delivery.lease)
+    assert len(huey) == 1  # the released message only: the next step was not enqueued
+
+
+def test_a_consumer_stopping_mid_task_reports_the_running_task_interrupted(huey: Huey) -> None:
+    fired = []
+    huey.signal(S.SIGNAL_INTERRUPTED)(lambda sig, task: fired.append(task.id))
+    started, release = threading.Event(), threading.Event()
+
+    @huey.task()
+    def long_job():
+        started.set()
+        release.wait(30)
+
+    @huey.task()
+    def quick_job():
+        return 1
+
+    quick_job()
+    drain(huey)  # finished: not running any more
+    result = long_job()
+    runner = threading.Thread(target=drain, args=(huey,))
+    runner.start()
+    try:
+        assert started.wait(30)
+        huey.notify_interrupted_tasks()  # what the consumer does when it cannot wait
+        assert fired == [result.id]
+    finally:
+        release.set()
+        runner.join(30)
 
 
 def test_local_time_instance_schedules_and_runs() -> None:
