@@ -191,7 +191,7 @@ class Executor:
         if task is None:
             return self.huey.deserialize_task(delivery.data)
         revocations = self.huey._revocations
-        if not revocations.fresh():  # the batch took a while: read the rest again, at once
+        if not revocations.fresh(task):  # the batch took a while: read the rest again, at once
             revocations.prefetch([task, *prepared.values()])  # type: ignore[union-attr]
         return task
 

@@ -10,9 +10,10 @@ looked for after each task, which would cost a write per task.
 A worker that claimed a batch of messages reads the revocations of the whole batch in one
 `peek_many` (`prefetch`) and checks each task against that read while it is younger than
 PREFETCH_FRESH seconds, then reads again; a revocation made in this process drops the read at
-once. A fellow worker that takes a waiting message of that batch checks it against the same read
-while it is that young. So a revocation written by another process within PREFETCH_FRESH seconds
-before a batched task starts may be missed, as one written just after the check always is.
+once. The read is the process's, so a fellow worker that takes a waiting message of that batch
+(and any is_revoked() call of the process meanwhile) uses it while it is that young. So a
+revocation written by another process within PREFETCH_FRESH seconds before a batched task starts
+may be missed, as one written just after the check always is.
 """
 
 from __future__ import annotations
@@ -36,59 +37,48 @@ __all__ = ["PREFETCH_FRESH", "Revocations"]
 logger = logging.getLogger("huey")
 
 PREFETCH_FRESH = 0.02  # seconds a batch's revocation read stands in for a read per task
-SHARED_MAX = 1024  # entries of the reads all workers see, before the stale ones are dropped
+READ_MAX = 1024  # entries of the batches' read before the stale ones are dropped
 
 
 class Revocations:
     def __init__(self, huey: Huey) -> None:
         self.huey = huey
-        self._local = threading.local()  # per worker thread: key -> value, read at, generation
         self._generation = 0  # bumped by every revoke/restore made in this process
         self._kind_keys: dict[Any, str] = {}  # task class -> its revoke-all key
-        # The batches' reads for every worker of this process, for a message one worker takes
-        # from another's batch: key -> (value, read at, generation). Written under the lock.
-        self._shared: dict[str, tuple[bytes | None, float, int]] = {}
-        self._shared_lock = threading.Lock()
+        # The batches' reads, for every worker of this process (a message one worker takes from
+        # another's batch too): key -> (value, read at, generation). Written under the lock.
+        self._read: dict[str, tuple[bytes | None, float, int]] = {}
+        self._read_lock = threading.Lock()
 
     def prefetch(self, tasks: list[Any]) -> None:
         """Read the revocations of `tasks` in one round trip, for the is_revoked() calls of
-        this thread in the next PREFETCH_FRESH seconds."""
+        this process's workers in the next PREFETCH_FRESH seconds."""
         wanted = list(dict.fromkeys(key for task in tasks for key in self.keys_for(task)))
         values = self.huey.storage.store.peek_many(wanted)
         now, generation = time.monotonic(), self._generation
-        read = dict(zip(wanted, values, strict=True))
-        self._local.read = (read, now, generation)
-        with self._shared_lock:
-            shared = self._shared
-            if len(shared) > SHARED_MAX:
-                shared = self._shared = {
-                    k: v for k, v in shared.items() if now - v[1] < PREFETCH_FRESH
-                }
-            for key, value in read.items():
-                shared[key] = (value, now, generation)
+        with self._read_lock:
+            read = self._read
+            if len(read) > READ_MAX:
+                read = self._read = {k: v for k, v in read.items() if now - v[1] < PREFETCH_FRESH}
+            for key, value in zip(wanted, values, strict=True):
+                read[key] = (value, now, generation)
 
-    def fresh(self) -> bool:
-        """True while this thread's prefetched read may stand in for a new one."""
-        read = getattr(self._local, "read", None)
-        return (
-            read is not None
-            and read[2] == self._generation
-            and time.monotonic() - read[1] < PREFETCH_FRESH
-        )
+    def _fresh(self, revocation_keys: list[str]) -> list[bytes | None] | None:
+        """The batches' read of `revocation_keys` while it is fresh (younger than
+        PREFETCH_FRESH, no revoke/restore since in this process), else None."""
+        found = [self._read.get(key) for key in revocation_keys]
+        now, generation = time.monotonic(), self._generation
+        if all(f is not None and f[2] == generation and now - f[1] < PREFETCH_FRESH for f in found):
+            return [f[0] for f in found]  # type: ignore[index]
+        return None
 
-    def _values(self, revocation_keys: list[str], shared: bool) -> list[bytes | None]:
-        if self.fresh():
-            cached = self._local.read[0]
-            if all(key in cached for key in revocation_keys):
-                return [cached[key] for key in revocation_keys]
-        if shared:  # the check before a task runs: a fellow's batch read may stand in
-            found = [self._shared.get(key) for key in revocation_keys]
-            now, generation = time.monotonic(), self._generation
-            if all(
-                f is not None and f[2] == generation and now - f[1] < PREFETCH_FRESH for f in found
-            ):
-                return [f[0] for f in found]  # type: ignore[index]
-        return self.huey.storage.store.peek_many(revocation_keys)
+    def fresh(self, task: Any) -> bool:
+        """True while a batch's read of `task`'s revocations may stand in for a new one."""
+        return self._fresh(self.keys_for(task)) is not None
+
+    def _values(self, revocation_keys: list[str]) -> list[bytes | None]:
+        found = self._fresh(revocation_keys)
+        return self.huey.storage.store.peek_many(revocation_keys) if found is None else found
 
     def _kind_key(self, task_class: Any) -> str:
         if isinstance(task_class, TaskWrapper):
@@ -146,7 +136,7 @@ class Revocations:
     ) -> bool:
         """True when `task` is revoked; with peek=False a used-up revocation is cleared."""
         revocation_keys = self.keys_for(task)
-        values = self._values(revocation_keys, shared=not peek)
+        values = self._values(revocation_keys)
         for key, raw in zip(revocation_keys, values, strict=True):
             if raw is not None and self._applies(key, raw, timestamp, peek):
                 return True
@@ -172,9 +162,7 @@ class Revocations:
 
     def _clear(self, key: str) -> None:
         self.huey.delete(key)
-        read = getattr(self._local, "read", None)
-        if read is not None and key in read[0]:
-            read[0][key] = None  # used up: the prefetched read must not apply it again
-        with self._shared_lock:
-            if key in self._shared:
-                self._shared[key] = (None, time.monotonic(), self._generation)
+        with self._read_lock:
+            found = self._read.get(key)
+            if found is not None:  # used up: the batch's read must not apply it again
+                self._read[key] = (None, found[1], found[2])
