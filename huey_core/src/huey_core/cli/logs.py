@@ -16,6 +16,7 @@ import logging
 import logging.config
 import logging.handlers
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "SIMPLE_DATEFMT",
     "SIMPLE_FORMAT",
     "JsonFormatter",
+    "TextFormatter",
     "load_logging_config",
     "setup_logging",
 ]
@@ -45,6 +47,26 @@ _TASK_FIELDS = {
     "task_status": "status",
     "task_duration": "duration",
 }
+
+
+class TextFormatter(logging.Formatter):
+    """logging.Formatter with the formatted time kept for the rest of its second: the same
+    text, without a strftime per record (a busy consumer logs two records per task)."""
+
+    _cached: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        second = int(record.created)
+        cached = self._cached  # one read: another thread may replace it meanwhile
+        if cached[0] == second:
+            text = cached[1]
+        else:
+            stamp = self.converter(record.created)
+            text = time.strftime(datefmt or self.default_time_format, stamp)
+            self._cached = (second, text)
+        if datefmt:
+            return text
+        return self.default_msec_format % (text, record.msecs) if self.default_msec_format else text
 
 
 class JsonFormatter(logging.Formatter):
@@ -148,9 +170,9 @@ def setup_logging(
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     elif simple:
-        handler.setFormatter(logging.Formatter(SIMPLE_FORMAT, SIMPLE_DATEFMT))
+        handler.setFormatter(TextFormatter(SIMPLE_FORMAT, SIMPLE_DATEFMT))
     else:
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(TextFormatter(LOG_FORMAT))
     root.setLevel(level)
     root.addHandler(handler)
     # The app's root handlers (reached here only when a format was asked for) would print
