@@ -7,10 +7,12 @@ import logging
 import logging.handlers
 import re
 import signal
+import time
 
 import pytest
 
 from huey_core.cli import LOGFILE_BACKUPS, LOGFILE_BYTES, setup_logging
+from huey_core.cli.logs import LOG_FORMAT, SIMPLE_DATEFMT, SIMPLE_FORMAT, TextFormatter
 from huey_core.testing.apps import wait_for
 
 pytestmark = pytest.mark.slow
@@ -97,3 +99,25 @@ def test_logfile_rotates_at_one_megabyte_keeping_three(tmp_path, restore_huey_lo
 def test_levels(verbose, quiet, level, restore_huey_logger):
     setup_logging(None, verbose=verbose, quiet=quiet)
     assert restore_huey_logger.level == level
+
+
+@pytest.mark.parametrize(
+    ("fmt", "datefmt"),
+    [(LOG_FORMAT, None), (SIMPLE_FORMAT, SIMPLE_DATEFMT)],
+    ids=["full", "simple"],
+)
+def test_the_consumer_formats_times_exactly_as_logging_does(fmt, datefmt, monkeypatch):
+    """TextFormatter reuses the formatted second: lines within one second, across a second,
+    across a DST change (New York) and at a millisecond's edge read as logging.Formatter's."""
+    monkeypatch.setenv("TZ", "EST5EDT,M3.2.0,M11.1.0")
+    time.tzset()
+    try:
+        ours, stdlib = TextFormatter(fmt, datefmt), logging.Formatter(fmt, datefmt)
+        first = 1793511000.0  # 2026-11-01 05:30 UTC: 01:30 EDT; an hour later 01:30 EST
+        for created in (first, first + 0.2, first + 3600.5, first + 3600.999, 1.5):
+            record = logging.LogRecord("huey", logging.INFO, __file__, 1, "task %s", ("x",), None)
+            record.created, record.msecs = created, (created - int(created)) * 1000
+            assert ours.format(record) == stdlib.format(record)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
