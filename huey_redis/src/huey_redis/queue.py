@@ -52,8 +52,7 @@ ACK_CHUNK = 1000  # leases per ack script (Lua's unpack() has a limit of a few t
 # signal() pushes one wake-up token after any change that makes a message ready.
 _HELPERS = """
 local function signal(key, cap)
-  redis.call('LPUSH', key, '1')
-  redis.call('LTRIM', key, 0, cap - 1)
+  if redis.call('LPUSH', key, '1') > cap then redis.call('LTRIM', key, 0, cap - 1) end
 end
 local function now()
   local t = redis.call('TIME')
