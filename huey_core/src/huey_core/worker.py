@@ -270,9 +270,11 @@ class Worker:
             self._backend_error("ack-and-dequeue" if finished else "dequeue", exc)
             for delivery in finished:
                 self._ack(delivery)  # the ack may not have happened: until it works
+                self.consumer.heartbeat.discard(delivery.lease)
             return []
         finally:
             self.claiming = False
+        self._forget(finished)
         self._backend_ok()
         # A fellow busy with quick tasks claims again at once; only one whose last claim found
         # nothing is waiting for work (else every claim of a busy consumer would be one message
@@ -294,14 +296,15 @@ class Worker:
                 logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
 
     def _take_finished(self) -> list[Delivery]:
-        """The finished messages to acknowledge now. The heartbeat stops extending their leases
-        (else a beat during the ack would take an acked lease for one lost)."""
         with self._lock:
             finished, self._finished = self._finished, []
+        return finished
+
+    def _forget(self, finished: list[Delivery]) -> None:
+        """Acked: the heartbeat stops extending their leases."""
         heartbeat = self.consumer.heartbeat
         for delivery in finished:
             heartbeat.discard(delivery.lease)
-        return finished
 
     def _flush_ack(self) -> None:
         """Acknowledge the finished messages still waiting to ride on the next claim."""
@@ -313,10 +316,12 @@ class Worker:
                 self._backend_error("ack", exc, until=self.consumer.hard_stop)
             else:
                 self._log_acks(finished)
+                self._forget(finished)
                 return
         for delivery in finished:
             self._ack(delivery)
             logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
+        self._forget(finished)
 
     def _release_claimed(self) -> int:
         """Give back the claimed messages no task has started on; return how many."""
@@ -499,6 +504,7 @@ class Worker:
                     len(finished),
                     describe_error(exc),
                 )
+            self._forget(finished)
         with self._lock:
             delivery = self._current
             if delivery is None or self._abandoned:
