@@ -63,12 +63,6 @@ class Heartbeat:
             if running:
                 self._since[lease] = time.time()
 
-    def finished(self, lease: str) -> None:
-        """`lease`'s task ended but its ack is still to go out: keep the lease alive, no longer
-        shown as running."""
-        with self._lock:
-            self._since.pop(lease, None)
-
     def discard(self, lease: str) -> None:
         with self._lock:
             self._leases.pop(lease, None)

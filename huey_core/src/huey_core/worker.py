@@ -1,10 +1,9 @@
 """The worker loop: claim a message under a lease, process it, acknowledge it.
 
-A worker claims messages under leases (`queue.dequeue_many`: several per round trip while its
-tasks are quick), hands each to `huey.process()` and acknowledges its lease afterwards, so a
-message is deleted only once its task has ended. The acks of a batch's finished messages ride on
-the next claim (`queue.ack_and_dequeue_many`: one round trip where the backend can), unless the
-batch runs longer than ACK_DELAY. The consumer's heartbeat extends every lease until its ack.
+A worker claims one message at a time (`queue.dequeue`), hands it to `huey.process()` and
+acknowledges the lease afterwards, so a message is deleted only once its task has ended. The ack
+of a finished message rides on the next claim (`queue.ack_and_dequeue`: one round trip where the
+backend can). While the task runs, the consumer's heartbeat extends the lease.
 
 Backend errors (server down, connection reset) never end a worker: it logs them, backs off with
 the polling backoff and tries again. A message whose processing failed half-way (a result that
@@ -31,15 +30,7 @@ from huey_core.protocols import Delivery, Queue
 if TYPE_CHECKING:
     from huey_core.consumer import Consumer
 
-__all__ = [
-    "ACK_DELAY",
-    "BLOCKING_WAIT",
-    "CLAIM_MAX",
-    "CLAIM_WINDOW",
-    "Backoff",
-    "Worker",
-    "describe_error",
-]
+__all__ = ["BLOCKING_WAIT", "CLAIM_MAX", "CLAIM_WINDOW", "Backoff", "Worker", "describe_error"]
 
 logger = logging.getLogger("huey.consumer")
 
@@ -54,11 +45,6 @@ BLOCKING_WAIT = 1.0  # seconds per blocking dequeue: short, so a shutdown is not
 # claims from the backend, so a quick task claimed behind a long one does not wait for it.
 CLAIM_WINDOW = 0.02
 CLAIM_MAX = 16
-# The acks of a batch's finished tasks go out together, with the worker's next claim, unless the
-# first of them has waited ACK_DELAY seconds when another task of the batch is about to start:
-# then they go out first. A crash re-runs the running tasks and, at most, those that finished in
-# the ACK_DELAY before the running task started.
-ACK_DELAY = 0.05
 
 
 def describe_error(exc: BaseException) -> str:
@@ -129,7 +115,6 @@ class Worker:
         self._failures = 0  # consecutive backend errors
         self._process_failures = 0  # consecutive process() calls that raised
         self._finished: list[Delivery] = []  # done, to be acked by the next claim
-        self._finished_since = 0.0  # when the first of them finished (monotonic)
         self._claimed: deque[Delivery] = deque()  # claimed in a batch, not started yet
         self._task_seconds = CLAIM_WINDOW  # recent average time per message (claim sizing)
 
@@ -205,13 +190,11 @@ class Worker:
     def _next(self) -> Delivery | None:
         """The next claimed message: from the current batch, else from a new claim."""
         with self._lock:
-            waiting = self._claimed.popleft() if self._claimed else None
-        if waiting is None:
-            waiting = self._take_from_fellow()
-        if waiting is not None:
-            if self._finished and time.monotonic() - self._finished_since >= ACK_DELAY:
-                self._flush_ack()  # a slow batch: what finished first is acked before it goes on
-            return waiting
+            if self._claimed:
+                return self._claimed.popleft()
+        stolen = self._take_from_fellow()
+        if stolen is not None:
+            return stolen
         batch = self._claim()
         if not batch:
             return None
@@ -255,7 +238,7 @@ class Worker:
         """The next batch of messages (acking the finished ones on the way); [] after a wait."""
         consumer = self.consumer
         wait = BLOCKING_WAIT if consumer.blocking else 0.0
-        finished = self._take_finished()
+        finished, self._finished = self._finished, []
         n = self._claim_size()
         self.claiming = True
         try:
@@ -270,11 +253,9 @@ class Worker:
             self._backend_error("ack-and-dequeue" if finished else "dequeue", exc)
             for delivery in finished:
                 self._ack(delivery)  # the ack may not have happened: until it works
-                self.consumer.heartbeat.discard(delivery.lease)
             return []
         finally:
             self.claiming = False
-        self._forget(finished)
         self._backend_ok()
         # A fellow busy with quick tasks claims again at once; only one whose last claim found
         # nothing is waiting for work (else every claim of a busy consumer would be one message
@@ -295,20 +276,9 @@ class Worker:
             for delivery in finished:
                 logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
 
-    def _take_finished(self) -> list[Delivery]:
-        with self._lock:
-            finished, self._finished = self._finished, []
-        return finished
-
-    def _forget(self, finished: list[Delivery]) -> None:
-        """Acked: the heartbeat stops extending their leases."""
-        heartbeat = self.consumer.heartbeat
-        for delivery in finished:
-            heartbeat.discard(delivery.lease)
-
     def _flush_ack(self) -> None:
         """Acknowledge the finished messages still waiting to ride on the next claim."""
-        finished = self._take_finished()
+        finished, self._finished = self._finished, []
         if len(finished) > 1:
             try:
                 self.queue.ack_many([d.lease for d in finished])
@@ -316,12 +286,10 @@ class Worker:
                 self._backend_error("ack", exc, until=self.consumer.hard_stop)
             else:
                 self._log_acks(finished)
-                self._forget(finished)
                 return
         for delivery in finished:
             self._ack(delivery)
             logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
-        self._forget(finished)
 
     def _release_claimed(self) -> int:
         """Give back the claimed messages no task has started on; return how many."""
@@ -380,7 +348,6 @@ class Worker:
         logger.debug(
             "%s: leased message %s (delivery %d)", self.name, delivery.lease, delivery.deliveries
         )
-        deferred = False
         try:
             started = time.monotonic()
             done = self._process(delivery)
@@ -390,12 +357,9 @@ class Worker:
                 abandoned = self._abandoned
                 self._phase = "acking"
             if not abandoned:  # else shutdown released the lease: the message is queued again
-                deferred = self._settle(delivery, done)
+                self._settle(delivery, done)
         finally:
-            if deferred:  # its lease stays alive until the ack goes out
-                consumer.heartbeat.finished(delivery.lease)
-            else:
-                consumer.heartbeat.discard(delivery.lease)
+            consumer.heartbeat.discard(delivery.lease)
             with self._lock:
                 self._current = None
 
@@ -438,24 +402,21 @@ class Worker:
                 self._process_failures,
             )
 
-    def _settle(self, delivery: Delivery, done: bool) -> bool:
-        """Release or acknowledge a processed message; True when its ack waits for the next
-        claim (or for ACK_DELAY, or the loop's end), together with the rest of its batch."""
+    def _settle(self, delivery: Delivery, done: bool) -> None:
         self.processed += 1
         if not done:
             self._release(delivery)
             # Whatever failed (most likely the backend) may fail again at once: no spinning.
             self.consumer.stopping.wait(self.backoff.next())
-            return False
-        if self.consumer.stopping.is_set():
-            self._ack(delivery)  # stopping: no next claim to ride on
-            logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
-            return False
-        with self._lock:
-            if not self._finished:
-                self._finished_since = time.monotonic()
+        elif not self.consumer.stopping.is_set() and not self._claimed:
+            # The last of its batch: acknowledged by the next claim, which the loop makes right
+            # away (and _flush_ack when the loop ends): one round trip for both.
             self._finished.append(delivery)
-        return True
+        else:
+            # Acked before the next task starts, so a crash in that task never runs this one
+            # again: a crash re-runs only what was running.
+            self._ack(delivery)
+            logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
 
     def _ack(self, delivery: Delivery) -> None:
         """Acknowledge until it works, or until shutdown gives up on it (the lease then expires
@@ -492,19 +453,6 @@ class Worker:
         failing is left alone: its lease expires and the task may run again.
         """
         self._release_claimed()  # messages of this worker's batch that never started
-        finished = self._take_finished()  # finished before the task it is stuck in: ack them
-        if finished:
-            try:
-                self.queue.ack_many([d.lease for d in finished])
-            except Exception as exc:  # noqa: BLE001 - their leases expire; they may run again
-                logger.warning(
-                    "%s: could not acknowledge %d finished task(s) (%s); they may run again once "
-                    "their leases expire",
-                    self.name,
-                    len(finished),
-                    describe_error(exc),
-                )
-            self._forget(finished)
         with self._lock:
             delivery = self._current
             if delivery is None or self._abandoned:
