@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -307,3 +308,54 @@ def test_redis_py_pools_notice_a_fork_even_without_after_fork(factory):
     assert child.exitcode == 0
     assert backend.queue.peek() == [b"child did not call after_fork"]
     assert backend.store.put_if_empty("parent-still-works", b"1")
+
+
+def _ack_soon_then_die(backend, lease: str) -> None:
+    backend.after_fork()
+    backend.queue.ack_soon(lease)
+    os._exit(0)  # as a task that kills its worker: no settle_acks(), no clean-up
+
+
+@pytest.mark.parametrize("answer_arrives_first", [False, True], ids=["at-once", "answered"])
+def test_an_ack_sent_with_ack_soon_lands_when_the_process_dies_right_after(
+    factory, answer_arrives_first
+):
+    """The worker acks a finished task with ack_soon() before the next task starts: if that task
+    kills the process, the finished one must not run again. Either the ack is still in the
+    socket's send buffer (the kernel delivers it before the FIN) or its answer already came
+    back (the server ran it)."""
+    import multiprocessing
+
+    backend = factory()
+    backend.queue.enqueue_many([(b"finished", 0), (b"running", 0)])
+    finished, running = backend.queue.dequeue_many("w", 30, 2)
+
+    target = _ack_soon_then_die
+    if answer_arrives_first:
+        target = _ack_soon_wait_then_die
+    child = multiprocessing.get_context("fork").Process(
+        target=target, args=(backend, finished.lease)
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert [info.lease for info in backend.queue.leases()] == [running.lease]
+
+
+def _ack_soon_wait_then_die(backend, lease: str) -> None:
+    backend.after_fork()
+    backend.queue.ack_soon(lease)
+    time.sleep(0.2)  # the answer is in this process's receive buffer, unread: close sends RST
+    os._exit(0)
+
+
+def test_ack_soon_is_a_plain_ack_with_a_bounded_pool(factory):
+    """With max_connections the pool is sized for one connection per worker: ack_soon() must not
+    keep one out of it."""
+    backend = factory(max_connections=2)
+    backend.queue.enqueue(b"job")
+    delivery = backend.queue.dequeue("w", 30)
+    backend.queue.ack_soon(delivery.lease)
+    pool = backend.client.connection_pool
+    assert pool.pool.qsize() == pool.max_connections  # every connection back in the pool
+    assert backend.queue.leases() == []

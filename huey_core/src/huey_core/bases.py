@@ -34,8 +34,9 @@ __all__ = [
 
 
 class BaseQueue:
-    """Derives `size`, `ack_and_dequeue` and the batch methods (`enqueue_many`, `dequeue_many`,
-    `ack_many`, `ack_and_dequeue_many`); a subclass writes the other nine methods."""
+    """Derives `size`, `ack_and_dequeue`, the batch methods (`enqueue_many`, `dequeue_many`,
+    `ack_many`, `ack_and_dequeue_many`) and `ack_soon`/`settle_acks` (a plain ack); a subclass
+    writes the other nine methods."""
 
     blocking = False  # dequeue(wait=...) returns at once, so the consumer polls with backoff
     priority = False  # override with True when enqueue honours priority
@@ -94,6 +95,12 @@ class BaseQueue:
     def ack_many(self, leases: list[str]) -> None:
         for lease in leases:
             self.ack(lease)
+
+    def ack_soon(self, lease: str) -> None:
+        self.ack(lease)
+
+    def settle_acks(self) -> None:
+        return None
 
     def ack_and_dequeue_many(
         self, leases: list[str], owner: str, lease_timeout: float, n: int, wait: float = 0.0

@@ -149,6 +149,20 @@ class Queue(Protocol):
         acks again (ack is idempotent). Derived: ack_many() then dequeue_many().
         """
 
+    def ack_soon(self, lease: str) -> None:
+        """ack(lease) without waiting for the backend's answer, where the backend can.
+
+        The ack is on its way to the server when this returns (written to the connection), so
+        it takes effect even if the process dies right after. Its answer is read by the next
+        ack_soon() or settle_acks() of the same thread: at most one ack per thread is in flight.
+        When either raises, the acks it covers may not have happened: the caller acks them again
+        (ack is idempotent). Derived: ack().
+        """
+
+    def settle_acks(self) -> None:
+        """Wait for the answer to this thread's ack_soon(), if one is in flight; raise if that
+        ack failed. Derived: nothing to wait for."""
+
     def ack(self, lease: str) -> None:
         """Delete the leased message for good. Idempotent: an unknown lease is a no-op.
 

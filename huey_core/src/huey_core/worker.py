@@ -115,6 +115,7 @@ class Worker:
         self._failures = 0  # consecutive backend errors
         self._process_failures = 0  # consecutive process() calls that raised
         self._finished: list[Delivery] = []  # done, to be acked by the next claim
+        self._unsettled: Delivery | None = None  # its ack is sent, its answer not read yet
         self._claimed: deque[Delivery] = deque()  # claimed in a batch, not started yet
         self._task_seconds = CLAIM_WINDOW  # recent average time per message (claim sizing)
 
@@ -238,6 +239,7 @@ class Worker:
         """The next batch of messages (acking the finished ones on the way); [] after a wait."""
         consumer = self.consumer
         wait = BLOCKING_WAIT if consumer.blocking else 0.0
+        self._settle_acks()
         finished, self._finished = self._finished, []
         n = self._claim_size()
         self.claiming = True
@@ -278,6 +280,7 @@ class Worker:
 
     def _flush_ack(self) -> None:
         """Acknowledge the finished messages still waiting to ride on the next claim."""
+        self._settle_acks()
         finished, self._finished = self._finished, []
         if len(finished) > 1:
             try:
@@ -414,9 +417,33 @@ class Worker:
             self._finished.append(delivery)
         else:
             # Acked before the next task starts, so a crash in that task never runs this one
-            # again: a crash re-runs only what was running.
-            self._ack(delivery)
-            logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
+            # again: a crash re-runs only what was running. The ack is sent now; its answer is
+            # read before the next claim (queue.ack_soon), so no task waits for it.
+            self._ack_soon(delivery)
+
+    def _ack_soon(self, delivery: Delivery) -> None:
+        previous, self._unsettled = self._unsettled, None
+        try:
+            self.queue.ack_soon(delivery.lease)
+        except Exception as exc:  # noqa: BLE001 - neither ack is known to have happened
+            self._backend_error("ack", exc, until=self.consumer.hard_stop)
+            for unsure in (previous, delivery):
+                if unsure is not None:
+                    self._ack(unsure)
+            return
+        self._unsettled = delivery
+        logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
+
+    def _settle_acks(self) -> None:
+        """Read the answer to the ack in flight (ack_soon); ack again if it failed."""
+        unsettled, self._unsettled = self._unsettled, None
+        if unsettled is None:
+            return
+        try:
+            self.queue.settle_acks()
+        except Exception as exc:  # noqa: BLE001 - the ack may not have happened: again
+            self._backend_error("ack", exc, until=self.consumer.hard_stop)
+            self._ack(unsettled)
 
     def _ack(self, delivery: Delivery) -> None:
         """Acknowledge until it works, or until shutdown gives up on it (the lease then expires

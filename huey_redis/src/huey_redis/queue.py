@@ -28,11 +28,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from huey_core.deadletters import backend_dead_letter
 from huey_core.protocols import BaseQueue, BaseSchedule, Delivery, LeaseInfo
@@ -46,6 +47,7 @@ log = logging.getLogger("huey_redis")
 # A token is a hint, never a claim: a woken dequeue re-runs the claim script and may find nothing.
 SIGNAL_CAP = 64
 ENQUEUE_CHUNK = 1000  # messages per enqueue_many script
+UNBOUNDED_POOL = 2**31  # redis-py's max_connections when none is given
 ACK_CHUNK = 1000  # leases per ack script (Lua's unpack() has a limit of a few thousand)
 
 # Helpers prepended to every script of this module (unused local functions cost nothing).
@@ -355,6 +357,7 @@ class RedisQueue(BaseQueue):
         self._peek, self._leases = s(PEEK), s(LEASES)
         self._ack_dequeue = s(ACK_DEQUEUE)
         self._enqueue_many = s(ENQUEUE_MANY)
+        self._in_flight = threading.local()  # per thread: (connection, lease) of an ack_soon()
 
     def enqueue(self, data: bytes, priority: int = 0) -> None:
         """Append a message (one script: id, payload, ready entry, wake-up token). Atomic."""
@@ -469,6 +472,51 @@ class RedisQueue(BaseQueue):
                 keys=[*self._claim_keys, self._prio],
                 args=[1.0, "", "", SIGNAL_CAP, 0, *leases[start : start + ACK_CHUNK]],
             )
+
+    def ack_soon(self, lease: str) -> None:
+        """ack(lease), sent without waiting for the answer (read by the thread's next ack_soon()
+        or settle_acks()): written to its connection, the ack takes effect even if this process
+        dies next. A plain ack on a Cluster or with max_connections."""
+        # It keeps a connection out of the pool until the answer is read: only from pools that
+        # grow as needed (max_connections is sized for one connection per worker).
+        if self._b.cluster or self._b.client.connection_pool.max_connections < UNBOUNDED_POOL:
+            self.ack(lease)
+            return
+        self.settle_acks()
+        pool = self._b.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            keys = [self._leased, self._owner, self._data, self._prio, self._dlv]
+            conn.send_command("EVALSHA", self._ack.sha, len(keys), *keys, lease)
+        except BaseException:
+            conn.disconnect()  # may have sent part of it: never hand this connection out again
+            pool.release(conn)
+            raise
+        self._in_flight.sent = (conn, lease)
+
+    def settle_acks(self) -> None:
+        """Read the answer to this thread's ack_soon(); an ack the server did not run (a
+        restarted server that lost the script) is sent again. Raises if the ack failed."""
+        sent = getattr(self._in_flight, "sent", None)
+        if sent is None:
+            return
+        self._in_flight.sent = None
+        conn, lease = sent
+        pool = self._b.client.connection_pool
+        try:
+            conn.read_response()
+        except NoScriptError:
+            pool.release(conn)  # an error answer: the connection is in a clean state
+            self.ack(lease)  # EVAL, which caches the script again
+            return
+        except ResponseError:
+            pool.release(conn)
+            raise
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        pool.release(conn)
 
     def ack(self, lease: str) -> None:
         """Delete the leased message. Idempotent: unknown or recovered leases are a no-op."""

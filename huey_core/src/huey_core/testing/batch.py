@@ -187,3 +187,45 @@ class BatchQueueConformance(ConformanceBase):
         assert sorted(received) == sent, "a message was handed out twice or lost"
         assert backend.queue.size() == 0
         assert backend.queue.leases() == []
+
+    def test_ack_soon_is_seen_by_other_connections_before_it_is_settled(
+        self, backend: Backend, connect: Connect
+    ) -> None:
+        other = connect(backend.name)
+        queue = backend.queue
+        queue.enqueue_many([(b"a", 0), (b"b", 0), (b"keep", 0)])
+        first, second, kept = queue.dequeue_many("w", 30.0, 3)
+        queue.ack_soon(first.lease)
+        queue.ack_soon(second.lease)  # the answer to the first is read here
+        # Sent, not settled: another connection sees both acks (within a moment).
+        deadline = time.monotonic() + 5.0
+        while len(other.queue.leases()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [info.lease for info in other.queue.leases()] == [kept.lease]
+        queue.settle_acks()
+        queue.settle_acks()  # nothing left in flight: a no-op
+        assert [info.lease for info in queue.leases()] == [kept.lease]
+
+    def test_ack_soon_is_idempotent_and_ignores_unknown_leases(self, backend: Backend) -> None:
+        queue = backend.queue
+        queue.enqueue_many([(b"job", 0), (b"other", 0)])
+        delivery = queue.dequeue("w", 30.0)
+        assert delivery is not None
+        queue.ack_soon(delivery.lease)
+        queue.ack_soon(delivery.lease)
+        queue.ack_soon("never-issued")
+        queue.settle_acks()
+        assert queue.leases() == [] and queue.peek() == [b"other"]
+
+    def test_acks_in_flight_on_several_threads_all_land(self, backend: Backend) -> None:
+        queue = backend.queue
+        queue.enqueue_many([(f"m{i}".encode(), 0) for i in range(8)])
+        leases = [d.lease for d in queue.dequeue_many("w", 30.0, 8)]
+
+        def ack_two(i: int) -> None:
+            queue.ack_soon(leases[2 * i])
+            queue.ack_soon(leases[2 * i + 1])
+            queue.settle_acks()
+
+        run_threads(ack_two, 4)
+        assert queue.leases() == [] and queue.size() == 0
