@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from redis import BlockingConnectionPool
 from redis.exceptions import NoScriptError, ResponseError
 
 from huey_core.deadletters import backend_dead_letter
@@ -47,7 +48,6 @@ log = logging.getLogger("huey_redis")
 # A token is a hint, never a claim: a woken dequeue re-runs the claim script and may find nothing.
 SIGNAL_CAP = 64
 ENQUEUE_CHUNK = 1000  # messages per enqueue_many script
-UNBOUNDED_POOL = 2**31  # redis-py's max_connections when none is given
 ACK_CHUNK = 1000  # leases per ack script (Lua's unpack() has a limit of a few thousand)
 
 # Helpers prepended to every script of this module (unused local functions cost nothing).
@@ -476,14 +476,14 @@ class RedisQueue(BaseQueue):
     def ack_soon(self, lease: str) -> None:
         """ack(lease), sent without waiting for the answer (read by the thread's next ack_soon()
         or settle_acks()): written to its connection, the ack takes effect even if this process
-        dies next. A plain ack on a Cluster or with max_connections."""
-        # It keeps a connection out of the pool until the answer is read: only from pools that
-        # grow as needed (max_connections is sized for one connection per worker).
-        if self._b.cluster or self._b.client.connection_pool.max_connections < UNBOUNDED_POOL:
+        dies next. A plain ack on a Cluster and with max_connections."""
+        # It keeps a connection out of the pool until the answer is read: not from a pool that
+        # makes threads wait for a free connection (max_connections, sized for one per worker).
+        pool = self._b.client.connection_pool if not self._b.cluster else None
+        if pool is None or isinstance(pool, BlockingConnectionPool):
             self.ack(lease)
             return
         self.settle_acks()
-        pool = self._b.client.connection_pool
         conn = pool.get_connection()
         try:
             keys = [self._leased, self._owner, self._data, self._prio, self._dlv]
