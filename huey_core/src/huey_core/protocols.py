@@ -150,13 +150,15 @@ class Queue(Protocol):
         """
 
     def ack_soon(self, lease: str) -> None:
-        """ack(lease) without waiting for the backend's answer, where the backend can.
+        """ack(lease) without waiting for what the backend can skip: its answer (Redis), or its
+        flush to disk (PostgreSQL).
 
-        The ack is on its way to the server when this returns (written to the connection), so
-        it takes effect even if the process dies right after. Its answer is read by the next
-        ack_soon() or settle_acks() of the same thread: at most one ack per thread is in flight.
-        When either raises, the acks it covers may not have happened: the caller acks them again
-        (ack is idempotent). Derived: ack().
+        The ack takes effect even if this process dies right after this returns (on Redis it is
+        written to the connection; on PostgreSQL committed). A crash of the server may undo it,
+        and the task then runs again. An answer left to read is read by the next ack_soon() or
+        settle_acks() of the same thread: at most one ack per thread is in flight. When either
+        raises, the acks it covers may not have happened: the caller acks them again (ack is
+        idempotent). Derived: ack().
         """
 
     def settle_acks(self) -> None:

@@ -196,6 +196,13 @@ class SQLQueue(BaseQueue):
         args = (self._name, lease)
         self._db.run(lambda cur: cur.execute(self._sql.ack_sql, args), single=True)
 
+    def ack_soon(self, lease: str) -> None:
+        """ack(lease), committed without waiting for the disk where the database can
+        (PostgreSQL: synchronous_commit off for this transaction): it holds if this process
+        dies next; a database crash right after can undo it, and the task runs again."""
+        args = (self._name, lease)
+        self._db.run(lambda cur: cur.execute(self._sql.ack_soon_sql, args), single=True)
+
     def _unlease(self, sql: str, args: tuple[Any, ...]) -> int:
         """Make rows ready again (and wake waiters when there were any)."""
 

@@ -136,6 +136,8 @@ class Dialect:
             f"WHERE id = ({self.pick_sql}{self.skip_locked}) RETURNING data, deliveries"
         )
         self.ack_sql = s(f"DELETE FROM {q} WHERE name = ? AND lease = ?")
+        # Queue.ack_soon(): where a dialect can, an ack whose commit does not wait for the disk
+        self.ack_soon_sql = self.ack_sql
         # A batch claim: up to k ready rows, each leased as <nonce><row id> (a lease per row).
         # A row handed out before (deliveries > 0) is claimed alone, and a batch stops before
         # one (see Queue.dequeue_many). Rows come back in any order: sort_key and id put them
