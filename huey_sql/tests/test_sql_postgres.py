@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -146,3 +147,32 @@ class TestPostgresSpecifics:
             )
         assert f"{q.name}_ready" in plan, plan
         assert "Sort" not in plan, plan
+
+
+def _ack_soon_then_die(backend, lease: str, wait: float) -> None:
+    backend.after_fork()
+    backend.queue.ack_soon(lease)
+    time.sleep(wait)  # 0: the ack may still be on its way; 0.2: its answer is back, unread
+    os._exit(0)  # as a task that kills its worker: no settle_acks(), no clean-up
+
+
+@pytest.mark.parametrize("wait", [0.0, 0.2])
+def test_an_ack_sent_with_ack_soon_commits_when_the_process_dies_right_after(factory, wait):
+    """The worker acks a finished task with ack_soon() before the next task starts: if that task
+    kills the process, the finished one must not run again."""
+    import multiprocessing
+
+    backend = factory()
+    assert backend.queue._sql.pipelines_acks  # the statement is sent, its answer read later
+    backend.queue.enqueue_many([(b"finished", 0), (b"running", 0)])
+    finished, running = backend.queue.dequeue_many("w", 30, 2)
+    child = multiprocessing.get_context("fork").Process(
+        target=_ack_soon_then_die, args=(backend, finished.lease, wait)
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    deadline = time.monotonic() + 5  # the server may still be running it
+    while len(backend.queue.leases()) > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [info.lease for info in backend.queue.leases()] == [running.lease]

@@ -7,6 +7,7 @@ queueing), SQLite claims inside one BEGIN IMMEDIATE transaction (it has a single
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -26,6 +27,7 @@ class SQLQueue(BaseQueue):
         self._sql = db.dialect
         self._name = db.name
         self._channel = db.channel("q")
+        self._in_flight = threading.local()  # per thread: (connection, lease) of an ack_soon()
         # SQLite: dequeue waits, waking on PRAGMA data_version (cheap, any process).
         # PostgreSQL with notify: waits on LISTEN/NOTIFY. MySQL (and PostgreSQL without
         # notify): dequeue returns at once and the consumer polls with backoff.
@@ -199,9 +201,41 @@ class SQLQueue(BaseQueue):
     def ack_soon(self, lease: str) -> None:
         """ack(lease), committed without waiting for the disk where the database can
         (PostgreSQL: synchronous_commit off for this transaction): it holds if this process
-        dies next; a database crash right after can undo it, and the task runs again."""
-        args = (self._name, lease)
-        self._db.run(lambda cur: cur.execute(self._sql.ack_soon_sql, args), single=True)
+        dies next; a database crash right after can undo it, and the task runs again.
+
+        PostgreSQL: sent on a connection of this thread's without waiting for the answer, which
+        settle_acks() (or the next ack_soon()) reads. Sent means the server has the statement:
+        it runs and commits even if this process dies next."""
+        sql = self._sql
+        if not sql.pipelines_acks:
+            args = (self._name, lease)
+            self._db.run(lambda cur: cur.execute(sql.ack_soon_sql, args), single=True)
+            return
+        self.settle_acks()
+        self._db.ensure_schema()
+        raw = self._db.engine.raw_connection()
+        try:
+            sql.send_ack(raw.driver_connection, self._name, lease)
+        except BaseException:
+            raw.invalidate()  # may hold part of a statement: never hand it out again
+            raw.close()
+            raise
+        self._in_flight.sent = (raw, lease)
+
+    def settle_acks(self) -> None:
+        """Read the answer to this thread's ack_soon() (PostgreSQL); raise if it failed."""
+        sent = getattr(self._in_flight, "sent", None)
+        if sent is None:
+            return
+        self._in_flight.sent = None
+        raw, _lease = sent
+        try:
+            self._sql.read_ack(raw.driver_connection)
+        except BaseException:
+            raw.invalidate()  # its state is unknown
+            raw.close()
+            raise
+        raw.close()
 
     def _unlease(self, sql: str, args: tuple[Any, ...]) -> int:
         """Make rows ready again (and wake waiters when there were any)."""

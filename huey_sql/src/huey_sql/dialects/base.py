@@ -88,6 +88,9 @@ class Dialect:
     # `single`: PostgreSQL runs them in autocommit, one round trip).
     claim_is_one_statement = True
     ack_claim_is_one_statement = False
+    # Queue.ack_soon() sends the ack on a held connection and reads its answer later
+    # (send_ack, read_ack); else it runs ack_soon_sql and waits.
+    pipelines_acks = False
     pop_is_one_statement = True
     emit_many_is_one_statement = False
     probe_before_claim = True  # an idle waiter reads before it claims (a claim is a write)
@@ -268,6 +271,14 @@ class Dialect:
         cur.execute(self.claim_many_sql, (*claim, name, n))
         found = sorted(cur.fetchall(), key=lambda r: (r[3], r[4]))
         return [(r[0], r[1], r[2]) for r in found]
+
+    def send_ack(self, conn: Any, name: str, lease: str) -> None:
+        """Send ack_soon_sql for `lease` on the DB-API connection `conn` without waiting."""
+        raise NotImplementedError  # only dialects with pipelines_acks
+
+    def read_ack(self, conn: Any) -> None:
+        """Wait for the answer to send_ack() on `conn`; raise if the statement failed."""
+        raise NotImplementedError
 
     def ack_many(self, cur: Any, leases: list[str], name: str) -> None:
         """Delete the rows leased as `leases` (one statement)."""

@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import select
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -47,6 +49,9 @@ class PostgresDialect(Dialect):
 
     def __init__(self, url: Any, tables: Any, options: dict[str, Any]) -> None:
         self.notifies = bool(options["notify"])
+        # ack_soon() sends on a held session with a statement prepared on it: not through
+        # PgBouncer in transaction mode (notify=False), which hands sessions around
+        self.pipelines_acks = self.notifies
         super().__init__(url, tables, options)
         q = tables.queue.name
         # The ack runs as a CTE on another row (a leased one) than the claim (a ready one).
@@ -67,6 +72,9 @@ class PostgresDialect(Dialect):
             "WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS v) "
             f"DELETE FROM {q} WHERE name = ? AND lease = ? AND EXISTS (SELECT 1 FROM async)"
         )
+        # the same, in libpq's own parameter style, for send_ack()
+        n = iter(range(1, 3))
+        self._ack_soon_pq = re.sub("%s", lambda _: f"${next(n)}", self.ack_soon_sql).encode()
         # One round trip for a batch: the events travel as one bytea[] and go in in list order.
         self.emit_many_sql = self.sql(
             f"INSERT INTO {tables.events.name} (name, created, data) SELECT ?, ?, e.data "
@@ -104,6 +112,33 @@ class PostgresDialect(Dialect):
     def notify(self, cur: Any, channel: str) -> None:
         if self.notifies:
             cur.execute("SELECT pg_notify(%s, '')", (channel,))
+
+    def send_ack(self, conn: Any, name: str, lease: str) -> None:
+        # In autocommit the DELETE commits on its own once the server has read it: if this
+        # process dies next, the kernel still delivers what was sent (or, if the answer came
+        # back first, the server had run it already).
+        from psycopg import errors, pq
+
+        pgconn = conn.pgconn
+        conn.autocommit = True
+        if pgconn not in _ACK_PREPARED:
+            # once per connection: the server parses and plans the statement once
+            result = pgconn.prepare(ACK_STATEMENT, self._ack_soon_pq)
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                raise errors.DatabaseError(result.error_message.decode(errors="replace"))
+            _ACK_PREPARED.add(pgconn)
+        pgconn.send_query_prepared(ACK_STATEMENT, [name.encode(), lease.encode()])
+
+    def read_ack(self, conn: Any) -> None:
+        from psycopg import errors, pq
+
+        pgconn, error = conn.pgconn, None
+        while (result := pgconn.get_result()) is not None:
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                error = result.error_message.decode(errors="replace").strip()
+        conn.autocommit = False  # the pool's other users expect transactions
+        if error is not None:
+            raise errors.DatabaseError(error)
 
     def begin(self, conn: Any, cur: Any, read: bool, single: bool) -> bool:
         # One statement is its own transaction: autocommit saves the BEGIN and COMMIT.
@@ -150,6 +185,10 @@ class PostgresDialect(Dialect):
         cparams["connect_timeout"] = 5
         cparams.update(self.options["engine_options"].get("connect_args", {}))  # sslmode, ...
         return psycopg.connect(*cargs, **cparams, autocommit=True)
+
+
+ACK_STATEMENT = b"huey_ack_soon"  # the prepared statement of send_ack(), per connection
+_ACK_PREPARED: weakref.WeakSet[Any] = weakref.WeakSet()  # libpq connections that have it
 
 
 def _ping_idle(engine: Engine) -> None:
