@@ -454,3 +454,23 @@ def test_shutdown_gives_up_on_an_ack_the_backend_keeps_refusing(consumers):
     assert wait_for(lambda: not worker.is_alive(), timeout=3)
     # Not acknowledged, so not deleted: the lease runs out and the message comes back.
     assert len(backend.queue._inner.leases()) == 1
+
+
+def test_a_graceful_stop_waits_for_the_ack_of_a_task_that_finished_just_before_it(consumers):
+    backend = MemoryBackend("late-ack")
+    backend.queue = FlakyQueue(backend.queue, failures=0)
+    backend.queue.ack_failures = 20  # about a second of retries, 50 ms apart at most
+    huey = Huey("late-ack", backend=backend)
+
+    @huey.task()
+    def work():
+        return "done"
+
+    result = work()
+    consumer = start(consumers, huey, initial_delay=0.01, backoff=2.0, max_delay=0.05)
+    assert result.get(blocking=True, timeout=5) == "done"
+    consumer.stop(graceful=True, timeout=10)
+    # The backend answers again long before the shutdown timeout: the ack goes through, and
+    # the task does not run a second time once its lease expires.
+    assert backend.queue.ack_failures == 0
+    assert backend.queue._inner.leases() == [] and backend.queue._inner.size() == 0

@@ -302,7 +302,9 @@ class Consumer:
     def _stop_threads(self, graceful: bool, timeout: float) -> None:
         deadline = time.monotonic() + (timeout if graceful else 0.0)
         while time.monotonic() < deadline and not self.hard_stop.is_set():
-            if not any(w.busy for w in self._workers):
+            # Until every worker has left: finished its task and acknowledged it, also one whose
+            # ack of a task that ended just before the stop is retrying (it is not busy then).
+            if not any(w.is_alive() for w in self._workers):
                 break
             time.sleep(0.05)
         if graceful and not self.hard_stop.is_set():
