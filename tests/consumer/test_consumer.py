@@ -369,6 +369,7 @@ class FlakyQueue:
         self._inner = inner
         self.failures = failures
         self.ack_failures = 1
+        self.acks = 0  # ack attempts, refused or not
         self.blocking = inner.blocking
         self.priority = inner.priority
 
@@ -379,6 +380,7 @@ class FlakyQueue:
         return self._inner.dequeue(*args, **kwargs)
 
     def ack(self, lease):
+        self.acks += 1
         if self.ack_failures > 0:
             self.ack_failures -= 1
             raise ConnectionError("connection reset by peer")
@@ -429,6 +431,52 @@ def test_worker_survives_backend_errors_and_never_logs_the_password(consumers, c
     assert not any("hunter2" in m for m in messages)
 
 
+def test_a_backend_that_stays_down_warns_on_the_first_failure_and_every_tenth(consumers, caplog):
+    backend = MemoryBackend("down")
+    backend.queue = FlakyQueue(backend.queue, failures=21)
+    backend.queue.ack_failures = 0
+    huey = Huey("down", backend=backend)
+
+    @huey.task()
+    def ping():
+        return "pong"
+
+    result = ping()
+    caplog.set_level(logging.DEBUG, logger="huey.consumer")
+    start(consumers, huey, initial_delay=0.01, backoff=2.0, max_delay=0.05)
+    assert result.get(blocking=True, timeout=10) == "pong"
+    failed = [r for r in caplog.records if "dequeue failed" in r.getMessage()]
+    assert len(failed) == 21  # each failure is logged, at DEBUG between the warnings
+    warnings = [r.getMessage() for r in failed if r.levelno == logging.WARNING]
+    assert len(warnings) == 3  # failures 1, 11 and 21
+    # Each names the error on one line, its password masked.
+    error = "ConnectionError: Error 111 connecting to redis://:***@10.0.0.1:6379"
+    assert all(error in m for m in warnings), warnings
+
+
+def test_a_refused_ack_is_retried_until_it_works_and_the_worker_goes_on(consumers, caplog):
+    backend = MemoryBackend("ack-retry")
+    backend.queue = FlakyQueue(backend.queue, failures=0)
+    backend.queue.ack_failures = 3  # with the next claim, then twice on its own
+    huey = Huey("ack-retry", backend=backend)
+
+    @huey.task()
+    def add(a, b):
+        return a + b
+
+    caplog.set_level(logging.DEBUG, logger="huey.consumer")
+    consumer = start(consumers, huey, initial_delay=0.01, backoff=2.0, max_delay=0.05)
+    assert add(1, 2).get(blocking=True, timeout=5) == 3
+    assert wait_for(lambda: backend.queue.ack_failures == 0 and backend.queue._inner.leases() == [])
+    assert add(2, 2).get(blocking=True, timeout=5) == 4
+    (worker,) = consumer.worker_list
+    assert worker.is_alive() and worker.backend_errors == 3
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        "ack failed" in m and "ConnectionError: connection reset by peer" in m for m in messages
+    )
+
+
 def test_process_workers_are_refused_on_the_memory_backend(huey):
     with pytest.raises(ConfigurationError, match="thread"):
         Consumer(huey, worker_type="process")
@@ -453,4 +501,30 @@ def test_shutdown_gives_up_on_an_ack_the_backend_keeps_refusing(consumers):
     worker = consumer.worker_list[0]
     assert wait_for(lambda: not worker.is_alive(), timeout=3)
     # Not acknowledged, so not deleted: the lease runs out and the message comes back.
+    assert len(backend.queue._inner.leases()) == 1
+
+
+def test_an_ack_refused_during_a_graceful_stop_is_retried_at_the_backoff_pace(consumers):
+    backend = MemoryBackend("ack-pace")
+    backend.queue = FlakyQueue(backend.queue, failures=0)
+    backend.queue.ack_failures = 10**6
+    huey = Huey("ack-pace", backend=backend)
+    consumer = Consumer(huey, initial_delay=0.01, backoff=2.0, max_delay=0.05)
+    consumers.append(consumer)
+    started = threading.Event()
+
+    @huey.task()
+    def work():
+        started.set()
+        consumer.stopping.wait(5)  # finishes once the stop has begun
+        return "done"
+
+    result = work()
+    consumer.start()
+    assert started.wait(5)
+    consumer.stop(graceful=True, timeout=0.5)
+    assert result.get() == "done"
+    # The stop waited for the ack, retried every 50 ms at most, never in a loop that hammers
+    # the backend; then gave up on it: the lease runs out and the task runs again.
+    assert 2 <= backend.queue.acks < 50
     assert len(backend.queue._inner.leases()) == 1
