@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import statistics
 import sys
 import threading
@@ -312,6 +314,239 @@ def test_immediate_stop_releases_at_once_and_loses_nothing(huey, consumers):
     # A new consumer runs both.
     start(consumers, huey)
     assert wait_for(lambda: sorted(set(finished)) == [1, 2], timeout=10)
+
+
+# -- supervision -----------------------------------------------------------------------------
+
+
+def test_max_tasks_replaces_the_worker_and_loses_nothing(huey, consumers):
+    local = threading.local()  # one token per worker thread: a replacement is a new thread
+
+    @huey.task()
+    def whoami(i):
+        if not hasattr(local, "token"):
+            local.token = uuid.uuid4().hex
+        return i, local.token
+
+    results = [whoami(i) for i in range(10)]
+    consumer = start(consumers, huey, workers=1, max_tasks=3, periodic=False)
+    values = [r.get(blocking=True, timeout=10) for r in results]
+    assert [i for i, _ in values] == list(range(10))
+    tokens = [token for _, token in values]
+    # 10 tasks, 3 per worker: four workers in turn, none running more than 3.
+    assert len(set(tokens)) == 4
+    assert max(tokens.count(t) for t in set(tokens)) == 3
+    queue = huey.storage.queue
+    # The last task of each worker is acknowledged as it leaves: nothing stays leased.
+    assert wait_for(lambda: queue.size() == 0 and queue.leases() == [])
+    assert consumer.replaced == 3
+
+
+class DeadlyQueue:
+    """The memory queue, except that the first claim takes a message and then raises a
+    BaseException: the worker thread dies holding a lease."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.blocking = inner.blocking
+        self.priority = inner.priority
+        self.armed = True
+
+    def dequeue_many(self, owner, lease_timeout, n, wait=0.0):
+        batch = self._inner.dequeue_many(owner, lease_timeout, n, wait)
+        if batch and self.armed:
+            self.armed = False
+            raise SystemExit("the worker dies with a message leased")
+        return batch
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def deadly_huey() -> Huey:
+    backend = MemoryBackend("dead-worker")
+    backend.queue = DeadlyQueue(backend.queue)
+    return Huey(f"dead-{uuid.uuid4().hex[:8]}", backend=backend, lease_timeout=60)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_thread_that_died_is_replaced_and_its_lease_released_at_once(consumers):
+    huey = deadly_huey()
+
+    @huey.task()
+    def ping():
+        return "pong"
+
+    result = ping()
+    consumer = start(consumers, huey, health_check_interval=0.1, periodic=False)
+    # Long before the 60 s lease expires: the dead worker's lease was released.
+    assert result.get(blocking=True, timeout=10) == "pong"
+    assert wait_for(lambda: consumer.replaced == 1)
+    (worker,) = consumer.worker_list
+    assert worker.is_alive()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_with_the_health_check_disabled_a_dead_worker_stays_dead(consumers):
+    huey = deadly_huey()
+
+    @huey.task()
+    def ping():
+        return "pong"
+
+    result = ping()
+    consumer = start(
+        consumers, huey, check_worker_health=False, health_check_interval=0.1, periodic=False
+    )
+    (worker,) = consumer.worker_list
+    assert wait_for(lambda: not worker.is_alive())
+    time.sleep(0.5)  # five health-check intervals, had it been on
+    assert consumer.worker_list == [worker] and consumer.replaced == 0
+    assert result.get() is None and len(huey.storage.queue.leases()) == 1
+
+
+def stale_locks(huey: Huey, *names: str) -> Huey:
+    """Locks left behind by a consumer that was killed while its tasks held them (another Huey
+    instance on the same storage: this one knows nothing of them)."""
+    dead = Huey(huey.name, backend=huey.storage)
+    for name in names:
+        dead.lock_task(name).acquire()
+    return dead
+
+
+def test_flush_locks_releases_the_stale_locks_at_start(huey, consumers):
+    @huey.task()
+    @huey.lock_task("nightly-report")
+    def report():
+        return "report"
+
+    dead = stale_locks(huey, "nightly-report", "other", "kept")
+    start(consumers, huey, flush_locks=True, extra_locks=" other, ,", periodic=False)
+    # The app's own locks, and the extra ones named: the task can take its lock again.
+    assert report().get(blocking=True, timeout=5) == "report"
+    assert not dead.is_locked("other")
+    assert dead.is_locked("kept")
+
+
+def test_extra_locks_alone_turn_flushing_on(huey, consumers):
+    dead = stale_locks(huey, "other", "kept")
+    start(consumers, huey, extra_locks=["other"], periodic=False)
+    assert not dead.is_locked("other") and dead.is_locked("kept")
+
+
+def test_locks_are_kept_unless_flushing_is_asked_for(huey, consumers):
+    @huey.task()
+    @huey.lock_task("nightly-report")
+    def report():
+        return "report"
+
+    dead = stale_locks(huey, "nightly-report")
+    consumer = start(consumers, huey, periodic=False)
+    consumer.stop()
+    assert dead.is_locked("nightly-report")
+
+
+# -- signals (Consumer.run, on the main thread) ---------------------------------------------
+
+
+def send_signals(consumer: Consumer, started: threading.Event, *signums: int) -> None:
+    """From another thread: once the task has started, send each signal to this process, the
+    next one once the consumer has begun to stop."""
+
+    def send() -> None:
+        assert started.wait(10)
+        for signum in signums:
+            os.kill(os.getpid(), signum)
+            assert wait_for(consumer.stopping.is_set, timeout=10)
+
+    threading.Thread(target=send, daemon=True).start()
+
+
+def blocking_task(huey: Huey):
+    """A task that runs until `release` is set (or 10 s), and the events to follow it."""
+    started, release = threading.Event(), threading.Event()
+
+    @huey.task()
+    def hold():
+        started.set()
+        release.wait(10)
+        return "finished"
+
+    return hold, started, release
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_lets_the_running_task_finish(huey, consumers, signum):
+    hold, started, release = blocking_task(huey)
+    result = hold()
+    consumer = Consumer(huey, periodic=False)
+    consumers.append(consumer)
+    send_signals(consumer, started, signum)
+    threading.Thread(
+        target=lambda: wait_for(consumer.stopping.is_set) and release.set(), daemon=True
+    ).start()
+    assert consumer.run(banner=False) == 0
+    assert not consumer.stopped_at_once
+    assert result.get() == "finished"
+    assert huey.storage.queue.size() == 0 and huey.storage.queue.leases() == []
+
+
+def test_a_second_signal_stops_at_once_and_releases_the_running_task(huey, consumers):
+    hold, started, release = blocking_task(huey)
+    hold()
+    consumer = Consumer(huey, periodic=False)
+    consumers.append(consumer)
+    send_signals(consumer, started, signal.SIGTERM, signal.SIGTERM)
+    try:
+        assert consumer.run(banner=False) == 0
+    finally:
+        release.set()
+    assert consumer.stopped and consumer.stopped_at_once
+    assert huey.storage.queue.size() == 1 and huey.storage.queue.leases() == []
+
+
+@pytest.mark.parametrize("graceful,other", [("INT", signal.SIGTERM), ("TERM", signal.SIGINT)])
+def test_with_a_graceful_signal_the_other_signal_stops_at_once(huey, consumers, graceful, other):
+    hold, started, release = blocking_task(huey)
+    hold()
+    consumer = Consumer(huey, periodic=False, graceful_signal=graceful)
+    consumers.append(consumer)
+    send_signals(consumer, started, other)
+    try:
+        assert consumer.run(banner=False) == 0
+    finally:
+        release.set()
+    assert consumer.stopped_at_once
+    assert huey.storage.queue.size() == 1 and huey.storage.queue.leases() == []
+
+
+@pytest.mark.parametrize("graceful", ["INT", "TERM"])
+def test_the_graceful_signal_lets_the_running_task_finish(huey, consumers, graceful):
+    hold, started, release = blocking_task(huey)
+    result = hold()
+    consumer = Consumer(huey, periodic=False, graceful_signal=graceful)
+    consumers.append(consumer)
+    send_signals(consumer, started, getattr(signal, f"SIG{graceful}"))
+    threading.Thread(
+        target=lambda: wait_for(consumer.stopping.is_set) and release.set(), daemon=True
+    ).start()
+    assert consumer.run(banner=False) == 0
+    assert not consumer.stopped_at_once
+    assert result.get() == "finished"
+
+
+def test_run_puts_the_previous_signal_handlers_back(huey, consumers):
+    hold, started, release = blocking_task(huey)
+    hold()
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    consumer = Consumer(huey, periodic=False)
+    consumers.append(consumer)
+    send_signals(consumer, started, signal.SIGINT)
+    threading.Thread(
+        target=lambda: wait_for(consumer.stopping.is_set) and release.set(), daemon=True
+    ).start()
+    assert consumer.run(banner=False) == 0
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
 # -- periodic --------------------------------------------------------------------------------
