@@ -763,3 +763,28 @@ def test_an_ack_refused_during_a_graceful_stop_is_retried_at_the_backoff_pace(co
     # the backend; then gave up on it: the lease runs out and the task runs again.
     assert 2 <= backend.queue.acks < 50
     assert len(backend.queue._inner.leases()) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a graceful stop gives up at once on the ack of a task that finished just "
+    "before it (Consumer._stop_threads waits only for workers that are busy in a task)",
+)
+def test_a_graceful_stop_waits_for_the_ack_of_a_task_that_finished_just_before_it(consumers):
+    backend = MemoryBackend("late-ack")
+    backend.queue = FlakyQueue(backend.queue, failures=0)
+    backend.queue.ack_failures = 20  # about a second of retries, 50 ms apart at most
+    huey = Huey("late-ack", backend=backend)
+
+    @huey.task()
+    def work():
+        return "done"
+
+    result = work()
+    consumer = start(consumers, huey, initial_delay=0.01, backoff=2.0, max_delay=0.05)
+    assert result.get(blocking=True, timeout=5) == "done"
+    consumer.stop(graceful=True, timeout=10)
+    # The backend answers again long before the shutdown timeout: the ack goes through, and
+    # the task does not run a second time once its lease expires.
+    assert backend.queue.ack_failures == 0
+    assert backend.queue._inner.leases() == [] and backend.queue._inner.size() == 0
