@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import signal
+import socket
 import statistics
 import sys
 import threading
@@ -83,6 +86,42 @@ def test_consumer_rejects_bad_options(huey):
         Consumer(huey, workers=0)
     with pytest.raises(ConfigurationError):
         Consumer(huey, mode="sometimes")
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"worker_type": "fiber"}, "unknown worker type 'fiber'; choose one of: thread, process, greenlet"),
+        ({"mode": "sometimes"}, "unknown mode 'sometimes'; choose one of: auto, blocking, polling"),
+        ({"shutdown_timeout": -1}, "the shutdown timeout must be >= 0 seconds, got -1"),
+        ({"health_check_interval": 0}, "the health check interval must be > 0 seconds, got 0"),
+        ({"initial_delay": 2, "max_delay": 1}, "the maximum delay (1) must be at least the initial delay (2)"),
+    ],
+)  # fmt: skip
+def test_a_bad_option_says_what_is_wrong(huey, options, message):
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        Consumer(huey, **options)
+
+
+def test_the_defaults_are_hueys(huey):
+    consumer = Consumer(huey)
+    assert (consumer.workers, consumer.worker_type, consumer.mode) == (1, "thread", "auto")
+    assert consumer.periodic and consumer.run_scheduler and consumer.scheduler_interval == 1.0
+    assert (consumer.initial_delay, consumer.backoff, consumer.max_delay) == (0.1, 1.15, 10.0)
+    assert consumer.shutdown_timeout == 30.0
+    assert consumer.check_worker_health and consumer.health_check_interval == 1.0
+    assert not consumer.flush_locks and consumer.extra_locks == ()
+    assert consumer.max_tasks is None and consumer.graceful_signal is None
+    assert consumer.lease_timeout == huey.lease_timeout == 30.0
+
+
+def test_options_that_follow_the_huey_instance_unless_given(huey):
+    assert Consumer(huey).utc is huey.utc is True
+    assert Consumer(Huey("local-time", backend="memory", utc=False)).utc is False
+    assert Consumer(huey, utc=False).utc is False
+    # None: wait for running tasks however long they take (huey's default).
+    assert Consumer(huey, shutdown_timeout=None).shutdown_timeout == math.inf
+    assert Consumer(huey, lease_timeout=5).lease_timeout == huey.lease_timeout == 5.0
 
 
 def test_polling_sleeps_grow_by_backoff_up_to_max_and_reset_after_a_message(huey, consumers):
@@ -329,7 +368,10 @@ def test_max_tasks_replaces_the_worker_and_loses_nothing(huey, consumers):
         return i, local.token
 
     results = [whoami(i) for i in range(10)]
-    consumer = start(consumers, huey, workers=1, max_tasks=3, periodic=False)
+    # Replacing a worker that reached its limit is not a health check: it happens without one.
+    consumer = start(
+        consumers, huey, workers=1, max_tasks=3, check_worker_health=False, periodic=False
+    )
     values = [r.get(blocking=True, timeout=10) for r in results]
     assert [i for i, _ in values] == list(range(10))
     tokens = [token for _, token in values]
@@ -340,6 +382,24 @@ def test_max_tasks_replaces_the_worker_and_loses_nothing(huey, consumers):
     # The last task of each worker is acknowledged as it leaves: nothing stays leased.
     assert wait_for(lambda: queue.size() == 0 and queue.leases() == [])
     assert consumer.replaced == 3
+
+
+def test_events_name_the_worker_that_ran_the_task_a_replacement_keeps_its_name(huey, consumers):
+    @huey.task()
+    def ping():
+        return "pong"
+
+    events = Events(huey)
+    try:
+        start(consumers, huey, workers=1, max_tasks=1, periodic=False)
+        assert [ping().get(blocking=True, timeout=5) for _ in range(2)] == ["pong", "pong"]
+        assert wait_for(lambda: events.statuses().count("finished") == 2)
+    finally:
+        events.close()
+    # The second task ran on the worker that replaced the first one (max_tasks=1).
+    ran = [e for e in events.items if e["status"] in ("started", "finished")]
+    assert len(ran) == 4
+    assert {e["worker"] for e in ran} == {f"{socket.gethostname()}:{os.getpid()}:Worker-1"}
 
 
 class DeadlyQueue:

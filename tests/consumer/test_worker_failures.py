@@ -84,3 +84,58 @@ def test_a_lease_lost_while_the_task_runs_is_reported_and_its_late_ack_is_harmle
     # slept again, the ack of the lost lease is behind us.
     assert wait_for(lambda: len(worker.polls) > polls)
     assert [r.lease for r in queue.leases()] == [second.lease]  # the new delivery is intact
+
+
+def test_a_failure_outside_the_task_after_a_success_is_handled_the_same(
+    huey: Huey, consumers, monkeypatch
+) -> None:
+    store = huey.storage.store
+    put = store.put
+    refused: list[str] = []
+
+    @huey.task()
+    def echo(n: int) -> int:
+        return n
+
+    def put_failing_once_for_the_second(key, value, ttl=None):
+        if key == second.id and not refused:
+            refused.append(key)
+            raise ConnectionError("connection reset by peer")
+        return put(key, value, ttl)
+
+    first = echo(1)
+    second = echo(2)
+    monkeypatch.setattr(store, "put", put_failing_once_for_the_second)
+    consumer = start(consumers, huey)
+    assert first.get(blocking=True, timeout=5) == 1
+    assert second.get(blocking=True, timeout=5) == 2  # released, then ran again
+    (worker,) = consumer.worker_list
+    assert refused and worker.is_alive() and worker.processed == 3
+
+
+def test_a_finished_task_is_no_longer_kept_leased_by_the_heartbeat(
+    huey: Huey, consumers, caplog
+) -> None:
+    started, finish = threading.Event(), threading.Event()
+
+    @huey.task()
+    def quick() -> str:
+        return "quick"
+
+    @huey.task()
+    def slow() -> str:
+        started.set()
+        finish.wait(10)
+        return "slow"
+
+    caplog.set_level(logging.WARNING, logger="huey")
+    consumer = start(consumers, huey, lease_timeout=1)  # a beat every 0.33 s
+    assert quick().get(blocking=True, timeout=5) == "quick"
+    result = slow()
+    assert started.wait(5)
+    # While the slow task runs, the heartbeat beats a few times: it extends that task's lease,
+    # and never again the lease of the quick task, acknowledged and gone.
+    assert wait_for(lambda: consumer.heartbeat.extensions >= 3)
+    finish.set()
+    assert result.get(blocking=True, timeout=5) == "slow"
+    assert not any("lease of its running task expired" in r.getMessage() for r in caplog.records)
