@@ -384,6 +384,20 @@ def test_max_tasks_replaces_the_worker_and_loses_nothing(huey, consumers):
     assert consumer.replaced == 3
 
 
+def test_a_worker_about_to_leave_claims_no_more_than_it_will_run(consumers):
+    # max_deliveries=1: a message claimed, given back and delivered again is dead-lettered.
+    huey = Huey(f"claims-{uuid.uuid4().hex[:8]}", backend="memory", max_deliveries=1)
+
+    @huey.task()
+    def echo(i):
+        return i
+
+    results = [echo(i) for i in range(20)]
+    start(consumers, huey, workers=1, max_tasks=4, check_worker_health=False, periodic=False)
+    assert [r.get(blocking=True, timeout=10) for r in results] == list(range(20))
+    assert huey.dead_letters() == []
+
+
 def test_events_name_the_worker_that_ran_the_task_a_replacement_keeps_its_name(huey, consumers):
     @huey.task()
     def ping():
