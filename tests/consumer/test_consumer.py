@@ -136,7 +136,8 @@ def test_polling_sleeps_grow_by_backoff_up_to_max_and_reset_after_a_message(huey
     )
     worker = consumer.worker_list[0]
     sleeps = lambda: [d for kind, d in worker.polls if kind == "sleep"]  # noqa: E731
-    assert wait_for(lambda: len(sleeps()) >= 6)
+    # 0.31 s of sleeps: a polling worker never also waits inside the backend (1 s a claim).
+    assert wait_for(lambda: len(sleeps()) >= 6, timeout=3)
     ping()
     assert ran.wait(5)
     assert wait_for(lambda: len(worker.polls) > 0 and ("hit", 0.0) in worker.polls)
@@ -188,11 +189,12 @@ def test_tasks_run_on_several_workers_and_are_acknowledged(huey, consumers):
         time.sleep(0.01)
         return x * x
 
-    start(consumers, huey, workers=4)
+    consumer = start(consumers, huey, workers=4)
     results = [square(i) for i in range(40)]
     assert [r.get(blocking=True, timeout=10) for r in results] == [i * i for i in range(40)]
     assert wait_for(lambda: huey.storage.queue.leases() == [])
     assert huey.storage.queue.size() == 0
+    assert [w.backend_errors for w in consumer.worker_list] == [0, 0, 0, 0]
 
 
 def test_scheduled_tasks_are_moved_to_the_queue_when_due(huey, consumers):
@@ -679,10 +681,12 @@ class FlakyQueue:
         self.failures = failures
         self.ack_failures = 1
         self.acks = 0  # ack attempts, refused or not
+        self.dequeues = 0  # claims, refused or not
         self.blocking = inner.blocking
         self.priority = inner.priority
 
     def dequeue(self, *args, **kwargs):
+        self.dequeues += 1
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("Error 111 connecting to redis://:hunter2@10.0.0.1:6379")
@@ -784,6 +788,45 @@ def test_a_refused_ack_is_retried_until_it_works_and_the_worker_goes_on(consumer
     assert any(
         "ack failed" in m and "ConnectionError: connection reset by peer" in m for m in messages
     )
+
+
+def test_an_idle_worker_in_blocking_mode_waits_inside_the_backend(consumers):
+    backend = MemoryBackend("idle")
+    backend.queue = FlakyQueue(backend.queue, failures=0)
+    huey = Huey("idle", backend=backend)
+
+    @huey.task()
+    def ping():
+        return "pong"
+
+    start(consumers, huey, mode="blocking", periodic=False)
+    assert ping().get(blocking=True, timeout=5) == "pong"
+    claims = backend.queue.dequeues
+    time.sleep(0.5)  # idle: each claim waits up to a second for a message
+    assert backend.queue.dequeues - claims <= 3
+
+
+def test_a_running_tasks_lease_names_its_worker(huey, consumers):
+    started, finish = threading.Event(), threading.Event()
+
+    @huey.task()
+    def quick():
+        return "quick"
+
+    @huey.task()
+    def slow():
+        started.set()
+        finish.wait(10)
+
+    start(consumers, huey, periodic=False)
+    assert quick().get(blocking=True, timeout=5) == "quick"
+    slow()  # claimed with the ack of the quick one
+    assert started.wait(5)
+    try:
+        (held,) = huey.storage.queue.leases()
+        assert held.owner == f"{socket.gethostname()}:{os.getpid()}:Worker-1"
+    finally:
+        finish.set()
 
 
 def test_process_workers_are_refused_on_the_memory_backend(huey):
