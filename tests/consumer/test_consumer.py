@@ -767,6 +767,27 @@ def test_a_backend_that_stays_down_warns_on_the_first_failure_and_every_tenth(co
     assert all(error in m for m in warnings), warnings
 
 
+def test_each_outage_of_the_backend_warns_on_its_first_failure(consumers, caplog):
+    backend = MemoryBackend("outages")
+    backend.queue = FlakyQueue(backend.queue, failures=3)
+    backend.queue.ack_failures = 0
+    huey = Huey("outages", backend=backend)
+
+    @huey.task()
+    def ping():
+        return "pong"
+
+    caplog.set_level(logging.WARNING, logger="huey.consumer")
+    start(consumers, huey, initial_delay=0.01, backoff=2.0, max_delay=0.05)
+    warnings = lambda: [r for r in caplog.records if "failed on" in r.getMessage()]  # noqa: E731
+    assert ping().get(blocking=True, timeout=5) == "pong"
+    assert len(warnings()) == 1
+    backend.queue.failures = 3  # the backend goes away again
+    assert ping().get(blocking=True, timeout=5) == "pong"
+    assert wait_for(lambda: backend.queue.failures == 0)  # and comes back
+    assert len(warnings()) >= 2
+
+
 def test_a_refused_ack_is_retried_until_it_works_and_the_worker_goes_on(consumers, caplog):
     backend = MemoryBackend("ack-retry")
     backend.queue = FlakyQueue(backend.queue, failures=0)
