@@ -525,17 +525,25 @@ def test_locks_are_kept_unless_flushing_is_asked_for(huey, consumers):
 # -- signals (Consumer.run, on the main thread) ---------------------------------------------
 
 
-def send_signals(consumer: Consumer, started: threading.Event, *signums: int) -> None:
+def send_signals(consumer: Consumer, started: threading.Event, *signums: int) -> list[int]:
     """From another thread: once the task has started, send each signal to this process, the
-    next one once the consumer has begun to stop."""
+    next one once the consumer has begun to stop. Returns the signals sent: one is sent only
+    while a handler other than the default is installed (the default would end the test run);
+    otherwise the consumer is stopped at once instead."""
+    sent: list[int] = []
 
     def send() -> None:
         assert started.wait(10)
         for signum in signums:
+            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+                consumer.stop(graceful=False)
+                return
+            sent.append(signum)
             os.kill(os.getpid(), signum)
             assert wait_for(consumer.stopping.is_set, timeout=10)
 
     threading.Thread(target=send, daemon=True).start()
+    return sent
 
 
 def blocking_task(huey: Huey):
@@ -557,11 +565,12 @@ def test_a_signal_lets_the_running_task_finish(huey, consumers, signum):
     result = hold()
     consumer = Consumer(huey, periodic=False)
     consumers.append(consumer)
-    send_signals(consumer, started, signum)
+    sent = send_signals(consumer, started, signum)
     threading.Thread(
         target=lambda: wait_for(consumer.stopping.is_set) and release.set(), daemon=True
     ).start()
     assert consumer.run(banner=False) == 0
+    assert sent  # handled by the consumer
     assert not consumer.stopped_at_once
     assert result.get() == "finished"
     assert huey.storage.queue.size() == 0 and huey.storage.queue.leases() == []
@@ -572,11 +581,12 @@ def test_a_second_signal_stops_at_once_and_releases_the_running_task(huey, consu
     hold()
     consumer = Consumer(huey, periodic=False)
     consumers.append(consumer)
-    send_signals(consumer, started, signal.SIGTERM, signal.SIGTERM)
+    sent = send_signals(consumer, started, signal.SIGTERM, signal.SIGTERM)
     try:
         assert consumer.run(banner=False) == 0
     finally:
         release.set()
+    assert sent  # handled by the consumer
     assert consumer.stopped and consumer.stopped_at_once
     assert huey.storage.queue.size() == 1 and huey.storage.queue.leases() == []
 
@@ -587,11 +597,12 @@ def test_with_a_graceful_signal_the_other_signal_stops_at_once(huey, consumers, 
     hold()
     consumer = Consumer(huey, periodic=False, graceful_signal=graceful)
     consumers.append(consumer)
-    send_signals(consumer, started, other)
+    sent = send_signals(consumer, started, other)
     try:
         assert consumer.run(banner=False) == 0
     finally:
         release.set()
+    assert sent  # handled by the consumer
     assert consumer.stopped_at_once
     assert huey.storage.queue.size() == 1 and huey.storage.queue.leases() == []
 
@@ -602,11 +613,12 @@ def test_the_graceful_signal_lets_the_running_task_finish(huey, consumers, grace
     result = hold()
     consumer = Consumer(huey, periodic=False, graceful_signal=graceful)
     consumers.append(consumer)
-    send_signals(consumer, started, getattr(signal, f"SIG{graceful}"))
+    sent = send_signals(consumer, started, getattr(signal, f"SIG{graceful}"))
     threading.Thread(
         target=lambda: wait_for(consumer.stopping.is_set) and release.set(), daemon=True
     ).start()
     assert consumer.run(banner=False) == 0
+    assert sent  # handled by the consumer
     assert not consumer.stopped_at_once
     assert result.get() == "finished"
 
@@ -617,11 +629,12 @@ def test_run_puts_the_previous_signal_handlers_back(huey, consumers):
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     consumer = Consumer(huey, periodic=False)
     consumers.append(consumer)
-    send_signals(consumer, started, signal.SIGINT)
+    sent = send_signals(consumer, started, signal.SIGINT)
     threading.Thread(
         target=lambda: wait_for(consumer.stopping.is_set) and release.set(), daemon=True
     ).start()
     assert consumer.run(banner=False) == 0
+    assert sent  # handled by the consumer
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
@@ -653,11 +666,17 @@ def test_periodic_tasks_are_enqueued_once_per_minute_across_consumers(consumers)
     assert shared.queue.size() == 2
 
 
-def test_periodic_matching_uses_utc_or_local_time(huey):
+def test_periodic_matching_uses_utc_or_local_time(huey, monkeypatch):
     ts = 1767225600.0  # 2026-01-01 00:00:00 UTC
-    assert Consumer(huey, utc=True).to_datetime(ts).hour == 0
-    local = Consumer(huey, utc=False).to_datetime(ts)
-    assert local == __import__("datetime").datetime.fromtimestamp(ts)
+    monkeypatch.setenv("TZ", "America/New_York")  # local time is not UTC here
+    time.tzset()
+    try:
+        assert Consumer(huey, utc=True).to_datetime(ts).hour == 0
+        assert Consumer(huey).to_datetime(ts).hour == 0  # huey.utc, True by default
+        assert Consumer(huey, utc=False).to_datetime(ts).hour == 19  # the evening before
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_no_periodic_consumer_enqueues_nothing(huey):
