@@ -701,6 +701,7 @@ class FlakyQueue:
         self.ack_failures = 1
         self.acks = 0  # ack attempts, refused or not
         self.dequeues = 0  # claims, refused or not
+        self.error = ConnectionError("Error 111 connecting to redis://:hunter2@10.0.0.1:6379")
         self.blocking = inner.blocking
         self.priority = inner.priority
 
@@ -708,7 +709,7 @@ class FlakyQueue:
         self.dequeues += 1
         if self.failures > 0:
             self.failures -= 1
-            raise ConnectionError("Error 111 connecting to redis://:hunter2@10.0.0.1:6379")
+            raise self.error
         return self._inner.dequeue(*args, **kwargs)
 
     def ack(self, lease):
@@ -801,10 +802,12 @@ def test_each_outage_of_the_backend_warns_on_its_first_failure(consumers, caplog
     warnings = lambda: [r for r in caplog.records if "failed on" in r.getMessage()]  # noqa: E731
     assert ping().get(blocking=True, timeout=5) == "pong"
     assert len(warnings()) == 1
+    backend.queue.error = ConnectionError()  # this time without a message
     backend.queue.failures = 3  # the backend goes away again
     assert ping().get(blocking=True, timeout=5) == "pong"
     assert wait_for(lambda: backend.queue.failures == 0)  # and comes back
     assert len(warnings()) >= 2
+    assert "(ConnectionError: (no message))" in warnings()[1].getMessage()
 
 
 def test_a_refused_ack_is_retried_until_it_works_and_the_worker_goes_on(consumers, caplog):
@@ -825,6 +828,7 @@ def test_a_refused_ack_is_retried_until_it_works_and_the_worker_goes_on(consumer
     (worker,) = consumer.worker_list
     assert worker.is_alive() and worker.backend_errors == 3
     messages = [r.getMessage() for r in caplog.records]
+    assert any("ack-and-dequeue failed" in m for m in messages)  # with the next claim
     assert any(
         "ack failed" in m and "ConnectionError: connection reset by peer" in m for m in messages
     )
@@ -844,6 +848,15 @@ def test_an_idle_worker_in_blocking_mode_waits_inside_the_backend(consumers):
     claims = backend.queue.dequeues
     time.sleep(0.5)  # idle: each claim waits up to a second for a message
     assert backend.queue.dequeues - claims <= 3
+
+
+def test_worker_threads_are_named_and_never_keep_the_process_alive(huey, consumers):
+    consumer = start(consumers, huey, workers=2, periodic=False)
+    threads = [w.thread for w in consumer.worker_list]
+    # Named for thread dumps and log lines; daemons, so a task stuck past an immediate stop
+    # does not keep the interpreter from exiting.
+    assert [t.name for t in threads] == ["huey-Worker-1", "huey-Worker-2"]
+    assert all(t.daemon for t in threads)
 
 
 def test_a_running_tasks_lease_names_its_worker(huey, consumers):

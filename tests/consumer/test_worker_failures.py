@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 
 from huey_core import Huey
 from huey_core.consumer import Consumer
@@ -72,7 +73,10 @@ def test_a_lease_lost_while_the_task_runs_is_reported_and_its_late_ack_is_harmle
     # What recovery does once a lease has expired: the message is ready for someone else.
     queue.release(held.lease)
     assert wait_for(
-        lambda: any("lease of its running task expired" in r.getMessage() for r in caplog.records)
+        lambda: any(  # the warning names the worker
+            "Worker-1: the lease of its running task expired" in r.getMessage()
+            for r in caplog.records
+        )
     )
     second = queue.dequeue("another-consumer", 60)
     assert second is not None and second.deliveries == 2
@@ -139,3 +143,40 @@ def test_a_finished_task_is_no_longer_kept_leased_by_the_heartbeat(
     finish.set()
     assert result.get(blocking=True, timeout=5) == "slow"
     assert not any("lease of its running task expired" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failure_outside_the_task_logs_its_traceback_once_then_every_tenth_time(
+    consumers, caplog
+) -> None:
+    # Enough deliveries for 12 failures in a row before the message is dead-lettered.
+    huey = Huey(f"failing-{uuid.uuid4().hex[:8]}", backend="memory", max_deliveries=20)
+    store = huey.storage.store
+    put = store.put
+    refusals = [1] * 12
+
+    @huey.task()
+    def job(n: int) -> int:
+        return n
+
+    def put_failing(key, value, ttl=None):
+        if key == second.id and refusals:
+            refusals.pop()
+            raise ConnectionError("connection reset by peer")
+        return put(key, value, ttl)
+
+    first = job(1)  # a success first: the count of failures in a row starts from it
+    second = job(2)
+    store.put = put_failing
+    caplog.set_level(logging.WARNING, logger="huey.consumer")
+    start(consumers, huey)
+    assert first.get(blocking=True, timeout=5) == 1
+    assert second.get(blocking=True, timeout=10) == 2
+    failures = [r for r in caplog.records if "releasing it to the queue" in r.getMessage()]
+    assert len(failures) == 12
+    # The traceback with failures 1 and 11; the others name the error on one line.
+    assert [i for i, r in enumerate(failures, 1) if r.exc_info] == [1, 11]
+    assert all(
+        "ConnectionError: connection reset by peer" in r.getMessage()
+        for r in failures
+        if not r.exc_info
+    )
