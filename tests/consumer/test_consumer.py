@@ -623,6 +623,44 @@ def test_the_graceful_signal_lets_the_running_task_finish(huey, consumers, grace
     assert result.get() == "finished"
 
 
+@pytest.mark.parametrize(
+    "options,periodic_task,says",
+    [
+        ({"mode": "blocking", "workers": 2}, True,
+         ["2 thread worker(s), blocking mode", "periodic tasks (UTC): tick"]),
+        ({"mode": "polling", "utc": False, "graceful_signal": "INT", "max_tasks": 5}, True,
+         ["1 thread worker(s), polling (delay 0.1 s, x1.15, max 10.0 s) mode",
+          "periodic tasks (local time): tick", "SIGINT stops gracefully, SIGTERM at once",
+          "each worker is replaced after 5 tasks"]),
+        ({"periodic": False, "graceful_signal": "TERM"}, True,
+         ["periodic tasks: disabled", "SIGTERM stops gracefully, SIGINT at once"]),
+        ({}, False, ["periodic tasks: none registered"]),
+    ],
+)  # fmt: skip
+def test_run_starts_with_a_banner_that_names_the_configuration(
+    huey, consumers, caplog, options, periodic_task, says
+):
+    if periodic_task:
+
+        @huey.periodic_task(crontab(minute="0", hour="0", month="1", day="1"), name="tick")
+        def tick():
+            pass
+
+    started = threading.Event()
+    huey.on_startup()(started.set)
+    consumer = Consumer(huey, scheduler_interval=0.05, **options)
+    consumers.append(consumer)
+    signum = signal.SIGINT if options.get("graceful_signal") == "INT" else signal.SIGTERM
+    sent = send_signals(consumer, started, signum)
+    caplog.set_level(logging.INFO, logger="huey.consumer")
+    assert consumer.run() == 0  # banner=True by default, as `huey consume` runs it
+    assert sent
+    banner = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"huey consumer starting: instance {huey.name!r} on MemoryBackend(" in banner
+    for line in says:
+        assert line in banner, banner
+
+
 def test_run_puts_the_previous_signal_handlers_back(huey, consumers):
     hold, started, release = blocking_task(huey)
     hold()
