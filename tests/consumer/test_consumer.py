@@ -308,7 +308,13 @@ def test_graceful_stop_finishes_the_running_task(huey, consumers):
     consumer = start(consumers, huey)
     result = slow()
     assert started.wait(5)
+    joined: list[bool] = []
+    waiter = threading.Thread(target=lambda: joined.append(consumer.join(0.05)), daemon=True)
+    waiter.start()
+    waiter.join(5)
+    assert joined == [False]  # join(timeout) gives up while the consumer runs
     consumer.stop(graceful=True, timeout=5)
+    assert consumer.join(0.05) is True and consumer.stopped
     assert result.get() == "done"
     assert huey.storage.queue.size() == 0 and huey.storage.queue.leases() == []
 
@@ -479,6 +485,9 @@ def test_with_the_health_check_disabled_a_dead_worker_stays_dead(consumers):
     time.sleep(0.5)  # five health-check intervals, had it been on
     assert consumer.worker_list == [worker] and consumer.replaced == 0
     assert result.get() is None and len(huey.storage.queue.leases()) == 1
+    consumer.check_health()  # what the health check would have done
+    assert consumer.replaced == 1
+    assert result.get(blocking=True, timeout=10) == "pong"  # its lease released at once
 
 
 def stale_locks(huey: Huey, *names: str) -> Huey:
@@ -657,7 +666,7 @@ def test_run_starts_with_a_banner_that_names_the_configuration(
     assert sent
     banner = "\n".join(r.getMessage() for r in caplog.records)
     assert f"huey consumer starting: instance {huey.name!r} on MemoryBackend(" in banner
-    for line in says:
+    for line in [*says, f"consumer ready (pid {os.getpid()})"]:
         assert line in banner, banner
 
 
