@@ -4,6 +4,7 @@ stop lets the running task finish and a short shutdown timeout releases it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -99,7 +100,7 @@ def test_a_worker_process_leaves_after_max_tasks_and_is_replaced(huey, consumers
 
 
 def test_a_killed_worker_process_is_replaced_and_its_task_released_at_once(
-    huey, consumers, markers
+    huey, consumers, markers, caplog
 ) -> None:
     first = markers / "first-run"
 
@@ -114,9 +115,38 @@ def test_a_killed_worker_process_is_replaced_and_its_task_released_at_once(
     # A 60 s lease: the task runs again this soon only if the dead worker's lease is released.
     consumer = start(consumers, huey, workers=1, lease_timeout=60, health_check_interval=0.2)
     assert wait_for(first.exists)
-    os.kill(int(first.read_text()), signal.SIGKILL)
+    child = int(first.read_text())
+    caplog.set_level(logging.ERROR, logger="huey.consumer")
+    os.kill(child, signal.SIGKILL)
     assert value(result) == "second run"
     assert wait_for(lambda: consumer.replaced == 1)
+    consumer.stop()
+    logged = [r.getMessage() for r in caplog.records]
+    assert f"worker process {child} was killed by signal 9; starting a new one" in logged
+
+
+def test_with_the_health_check_disabled_a_killed_worker_process_stays_dead(
+    huey, consumers, markers
+) -> None:
+    first = markers / "first-run"
+
+    @huey.task()
+    def hang_once():
+        if not first.exists():
+            touch(first)
+            signal.pause()
+        return "second run"
+
+    result = hang_once()
+    consumer = start(
+        consumers, huey, workers=1, lease_timeout=60, health_check_interval=0.1,
+        check_worker_health=False,
+    )  # fmt: skip
+    assert wait_for(first.exists)
+    os.kill(int(first.read_text()), signal.SIGKILL)
+    time.sleep(1)  # ten health-check intervals, had it been on
+    assert consumer.replaced == 0
+    assert result.get() is None and len(huey.storage.queue.leases()) == 1
     consumer.stop()
 
 
