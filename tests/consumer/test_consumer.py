@@ -96,11 +96,18 @@ def test_consumer_rejects_bad_options(huey):
         ({"shutdown_timeout": -1}, "the shutdown timeout must be >= 0 seconds, got -1"),
         ({"health_check_interval": 0}, "the health check interval must be > 0 seconds, got 0"),
         ({"initial_delay": 2, "max_delay": 1}, "the maximum delay (1) must be at least the initial delay (2)"),
+        ({"initial_delay": 0}, "the polling delay must be > 0 seconds, got 0"),
+        ({"max_delay": 0}, "the maximum delay must be > 0 seconds, got 0"),
     ],
 )  # fmt: skip
 def test_a_bad_option_says_what_is_wrong(huey, options, message):
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         Consumer(huey, **options)
+
+
+def test_the_polling_delay_may_be_its_own_maximum(huey):
+    consumer = Consumer(huey, initial_delay=0.5, max_delay=0.5)
+    assert (consumer.initial_delay, consumer.max_delay) == (0.5, 0.5)
 
 
 def test_the_defaults_are_hueys(huey):
@@ -825,7 +832,7 @@ def test_a_backend_that_stays_down_warns_on_the_first_failure_and_every_tenth(co
     caplog.set_level(logging.DEBUG, logger="huey.consumer")
     start(consumers, huey, initial_delay=0.01, backoff=2.0, max_delay=0.05)
     assert result.get(blocking=True, timeout=10) == "pong"
-    failed = [r for r in caplog.records if "dequeue failed" in r.getMessage()]
+    failed = [r for r in caplog.records if "Worker-1: dequeue failed" in r.getMessage()]
     assert len(failed) == 21  # each failure is logged, at DEBUG between the warnings
     warnings = [r.getMessage() for r in failed if r.levelno == logging.WARNING]
     assert len(warnings) == 3  # failures 1, 11 and 21
