@@ -71,6 +71,9 @@ def test_backoff_multiplies_caps_and_resets():
     assert [backoff.next() for _ in range(5)] == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5])
     backoff.reset()
     assert backoff.next() == pytest.approx(0.1)
+    default = Backoff()  # huey's: 0.1 s, x1.15, at most 10 s
+    assert [default.next() for _ in range(2)] == pytest.approx([0.1, 0.115])
+    assert default.maximum == 10.0
 
 
 @pytest.mark.parametrize("factor", [1.0, 0.5])
