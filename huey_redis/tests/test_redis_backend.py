@@ -359,3 +359,15 @@ def test_ack_soon_is_a_plain_ack_with_a_bounded_pool(factory):
     pool = backend.client.connection_pool
     assert pool.pool.qsize() == pool.max_connections  # every connection back in the pool
     assert backend.queue.leases() == []
+
+
+def test_an_ack_soon_that_finds_the_script_gone_is_sent_again(factory):
+    """A restarted server forgets its scripts: the answer is NOSCRIPT, and settle_acks() acks
+    with the script's source instead."""
+    backend = factory()
+    backend.queue.enqueue(b"job")
+    delivery = backend.queue.dequeue("w", 30)
+    backend.client.script_flush()
+    backend.queue.ack_soon(delivery.lease)
+    backend.queue.settle_acks()
+    assert backend.queue.leases() == [] and backend.queue.size() == 0

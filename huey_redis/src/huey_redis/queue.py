@@ -502,21 +502,21 @@ class RedisQueue(BaseQueue):
             return
         self._in_flight.sent = None
         conn, lease = sent
-        pool = self._b.client.connection_pool
-        try:
+        try:  # as RedisBackend.direct() reads an answer
             conn.read_response()
         except NoScriptError:
-            pool.release(conn)  # an error answer: the connection is in a clean state
-            self.ack(lease)  # EVAL, which caches the script again
-            return
+            lost_script = True  # an error answer: the connection is in a clean state
         except ResponseError:
-            pool.release(conn)
             raise
         except BaseException:
-            conn.disconnect()
-            pool.release(conn)
+            conn.disconnect()  # an answer may be left unread: never hand it out again
             raise
-        pool.release(conn)
+        else:
+            lost_script = False
+        finally:
+            self._b.client.connection_pool.release(conn)
+        if lost_script:
+            self.ack(lease)  # EVAL, which caches the script again
 
     def ack(self, lease: str) -> None:
         """Delete the leased message. Idempotent: unknown or recovered leases are a no-op."""
