@@ -99,10 +99,8 @@ def test_a_worker_process_leaves_after_max_tasks_and_is_replaced(huey, consumers
     consumer.stop()
 
 
-def test_a_killed_worker_process_is_replaced_and_its_task_released_at_once(
-    huey, consumers, markers, caplog
-) -> None:
-    first = markers / "first-run"
+def hang_once(huey, first):
+    """A task whose first run marks `first` with its process id and waits to be killed."""
 
     @huey.task()
     def hang_once():
@@ -111,7 +109,14 @@ def test_a_killed_worker_process_is_replaced_and_its_task_released_at_once(
             signal.pause()  # until the test kills this process
         return "second run"
 
-    result = hang_once()
+    return hang_once
+
+
+def test_a_killed_worker_process_is_replaced_and_its_task_released_at_once(
+    huey, consumers, markers, caplog
+) -> None:
+    first = markers / "first-run"
+    result = hang_once(huey, first)()
     # A 60 s lease: the task runs again this soon only if the dead worker's lease is released.
     consumer = start(consumers, huey, workers=1, lease_timeout=60, health_check_interval=0.2)
     assert wait_for(first.exists)
@@ -129,15 +134,7 @@ def test_with_the_health_check_disabled_a_killed_worker_process_stays_dead(
     huey, consumers, markers
 ) -> None:
     first = markers / "first-run"
-
-    @huey.task()
-    def hang_once():
-        if not first.exists():
-            touch(first)
-            signal.pause()
-        return "second run"
-
-    result = hang_once()
+    result = hang_once(huey, first)()
     consumer = start(
         consumers, huey, workers=1, lease_timeout=60, health_check_interval=0.1,
         check_worker_health=False,
