@@ -68,9 +68,8 @@ class Shop:
     def log(self, proc: subprocess.Popen[bytes]) -> str:
         for started, log in self.procs:
             if started is proc:
-                log.flush()
-                log.seek(0)
-                return log.read().decode("utf-8", "replace")
+                # by name: seeking `log` would move where the process writes next
+                return Path(log.name).read_text("utf-8", "replace")
         return ""
 
     def start_web(self, timeout: float = 30) -> subprocess.Popen[bytes]:

@@ -7,6 +7,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from huey_core.testing.apps import read_log
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -19,10 +21,7 @@ def free_port() -> int:
 
 def output(proc: subprocess.Popen[str]) -> str:
     """What a process started by the `processes` fixture printed so far."""
-    log = proc.log  # type: ignore[attr-defined]
-    log.flush()
-    log.seek(0)
-    return str(log.read())
+    return read_log(proc)
 
 
 def consume(start: Callable[..., subprocess.Popen[str]], package: str) -> subprocess.Popen[str]:

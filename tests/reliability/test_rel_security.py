@@ -21,6 +21,7 @@ from tests.reliability.support import (
     PrivateRedis,
     logs,
     port_free,
+    read_log,
     require_redis,
     server_url,
     stop,
@@ -128,7 +129,7 @@ def test_redis_password_never_appears_in_logs_events_info_or_errors(redis_with_p
     # The server goes away: the consumer logs connection errors; commands fail with one line,
     # and with HUEY_DEBUG=1 a traceback; none of it shows the password.
     server.stop()
-    assert wait_for(lambda: "failed" in read_all(proc), timeout=20), logs(app)
+    assert wait_for(lambda: "failed" in read_log(proc), timeout=20), logs(app)
     down = app.cli("info", app.import_path)
     assert down.returncode == 1, down
     outputs.append(down.stdout + down.stderr)
@@ -148,12 +149,6 @@ def test_redis_password_never_appears_in_logs_events_info_or_errors(redis_with_p
     for text in [logs(app), events_text, *outputs]:
         assert_hidden(text)
     assert "***" in logs(app)  # the banner names the URL, masked
-
-
-def read_all(proc) -> str:
-    proc.log.flush()
-    proc.log.seek(0)
-    return proc.log.read()
 
 
 @pytest.fixture
@@ -209,9 +204,9 @@ def test_sql_password_never_appears_in_info_logs_or_errors(sql_user_url, make_ap
         assert result.returncode != 0, result
         outputs.append(result.stdout + result.stderr)
     consumer = app.start_consumer("-n", "--url", dead, "-d", "0.05", "-m", "0.1", "-s", "0.1")
-    assert wait_for(lambda: "failed" in read_all(consumer), timeout=20), read_all(consumer)
+    assert wait_for(lambda: "failed" in read_log(consumer), timeout=20), read_log(consumer)
     assert stop(consumer) == 0
-    outputs.append(read_all(consumer))
+    outputs.append(read_log(consumer))
     for text in outputs:
         assert_hidden(text)
     assert "***" in outputs[1]

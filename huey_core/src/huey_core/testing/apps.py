@@ -221,11 +221,13 @@ class EventsProcess:
 
 
 def read_log(proc: subprocess.Popen[Any]) -> str:
-    """Everything a process started by App wrote to its log so far."""
+    """Everything a process started by App wrote to its log so far.
+
+    Read through a file of its own: the process writes through a copy of `proc.log`'s file
+    description, so moving that one's offset (seek) would move where the process writes next.
+    """
     log: IO[str] = proc.log  # type: ignore[attr-defined]
-    log.flush()
-    log.seek(0)
-    return log.read()
+    return Path(log.name).read_text(errors="replace")
 
 
 def logs(app: App) -> str:
