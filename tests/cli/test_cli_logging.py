@@ -7,12 +7,20 @@ import logging
 import logging.handlers
 import re
 import signal
+import threading
 import time
 
 import pytest
 
 from huey_core.cli import LOGFILE_BACKUPS, LOGFILE_BYTES, setup_logging
-from huey_core.cli.logs import LOG_FORMAT, SIMPLE_DATEFMT, SIMPLE_FORMAT, TextFormatter
+from huey_core.cli.logs import (
+    LOG_FORMAT,
+    SIMPLE_DATEFMT,
+    SIMPLE_FORMAT,
+    RotatingLineHandler,
+    StreamLineHandler,
+    TextFormatter,
+)
 from huey_core.testing.apps import wait_for
 
 pytestmark = pytest.mark.slow
@@ -121,3 +129,52 @@ def test_the_consumer_formats_times_exactly_as_logging_does(fmt, datefmt, monkey
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+@pytest.mark.parametrize("kind", ["stream", "file"])
+def test_records_of_many_threads_arrive_whole_in_the_consumer_format(kind, tmp_path):
+    """The consumer's handlers format outside their lock: every record of 8 threads logging at
+    once is one whole line, in the same text logging.Formatter gives, none lost or repeated,
+    and a record that cannot be formatted is reported without stopping the ones after it."""
+    path = tmp_path / "huey.log"
+    if kind == "stream":
+        stream = open(path, "w")  # noqa: SIM115 - closed below
+        handler: logging.Handler = StreamLineHandler(stream)
+    else:
+        handler = RotatingLineHandler(str(path), maxBytes=LOGFILE_BYTES, backupCount=1)
+    handler.setFormatter(TextFormatter(LOG_FORMAT))
+    handler.addFilter(lambda record: record.msg != "skip me")
+    logger = logging.getLogger(f"huey.test.threads.{kind}")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(handler)
+    stdlib = logging.Formatter(LOG_FORMAT)
+    expected: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        if "bad record" not in record.msg:
+            expected.append(stdlib.format(record))  # list.append is atomic
+        return True
+
+    logger.addFilter(keep)
+
+    def work(n: int) -> None:
+        for i in range(300):
+            logger.info("record %d of thread %d %s", i, n, "x" * (i % 50))
+
+    try:
+        threads = [threading.Thread(target=work, args=(n,), name=f"T{n}") for n in range(8)]
+        for thread in threads:
+            thread.start()
+        logger.info("skip me")  # dropped by the handler's filter
+        logger.info("a bad record %d", "not a number")  # reported by logging.handleError
+        logger.info("after the bad one")
+        for thread in threads:
+            thread.join()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        if kind == "stream":
+            stream.close()
+    lines = path.read_text().splitlines()
+    assert sorted(lines) == sorted(e for e in expected if "skip me" not in e)
+    assert len(lines) == 8 * 300 + 1
