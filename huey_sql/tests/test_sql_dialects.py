@@ -221,6 +221,32 @@ class TestEveryDatabase:
         backend.events.trim()
         assert stored() == [str(i).encode() for i in range(7, 12)]
 
+    def test_emitting_trims_old_events_at_most_once_a_second(
+        self, factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A busy emitter trims by itself, after TRIM_EVERY emits but not more often than every
+        TRIM_SECONDS (a trim reads past the newest `events_keep` rows: not on every batch)."""
+        backend = factory(events_keep=5)
+        events, ev = backend.events, backend._db.tables.events
+
+        def count() -> int:
+            with backend.engine.connect() as conn:
+                rows = conn.execute(ev.select().where(ev.c.name == backend.name)).all()
+            return len(rows)
+
+        events.emit_many([b"old"] * 20)
+        with backend.engine.begin() as conn:  # past the retention: the next trim takes them
+            conn.execute(
+                ev.update()
+                .where(ev.c.name == backend.name)
+                .values(created=time.time() - EVENT_RETENTION - 1)
+            )
+        events.emit_many([b"x"] * events.TRIM_EVERY)  # TRIM_EVERY emits, within the second
+        assert count() == 20 + events.TRIM_EVERY
+        monkeypatch.setattr(events, "TRIM_SECONDS", 0.0)  # as if a second had passed
+        events.emit_many([b"y"] * events.TRIM_EVERY)
+        assert count() == 2 * events.TRIM_EVERY  # the old ones went; the young ones stay
+
     def test_move_due_by_concurrent_movers_moves_each_row_once(
         self, factory: Callable[..., Any]
     ) -> None:

@@ -348,7 +348,12 @@ class EventPublisher:
                         self._thread = None
                         return
                 self._idle = False
-            if self.LINGER > 0 and time.monotonic() - last_send < self.BUSY:
+            # A full batch already waiting goes out at once: lingering then only falls behind.
+            if (
+                self.LINGER > 0
+                and len(self._pending) < self.MAX_BATCH
+                and time.monotonic() - last_send < self.BUSY
+            ):
                 time.sleep(self.LINGER)
             with cond:
                 batch: list[tuple[EventEmitter, dict[str, Any]]] = []

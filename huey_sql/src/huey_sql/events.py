@@ -36,7 +36,10 @@ class EventCursor:
 class SQLEvents(BaseEventEmitter):
     """An events table shared by every process of one instance."""
 
-    TRIM_EVERY = 500  # emits between trims, per process
+    # Trims, per process: after TRIM_EVERY emits, at most every TRIM_SECONDS (only events older
+    # than EVENT_RETENTION go, and a trim reads past the newest `events_keep` to find them).
+    TRIM_EVERY = 500
+    TRIM_SECONDS = 1.0
     BATCH = 1000  # events per read
     HOLE_TTL = 3.0
     MAX_HOLES = 2000
@@ -47,6 +50,7 @@ class SQLEvents(BaseEventEmitter):
         self._name = db.name
         self._channel = db.channel("ev")
         self._emits = 0
+        self._trimmed = 0.0  # time.monotonic() of the last trim
         self.keep = int(db.options["events_keep"])
         self.max_age = float(db.options["events_max_age"])
 
@@ -66,7 +70,11 @@ class SQLEvents(BaseEventEmitter):
         )
         self._db.waker.touch("ev")
         before, self._emits = self._emits, self._emits + len(events)
-        if before // self.TRIM_EVERY != self._emits // self.TRIM_EVERY or before == 0:
+        if before == 0 or (
+            before // self.TRIM_EVERY != self._emits // self.TRIM_EVERY
+            and time.monotonic() - self._trimmed >= self.TRIM_SECONDS
+        ):
+            self._trimmed = time.monotonic()
             self.trim()
 
     def read_after(self, cursor: object | None) -> tuple[EventCursor, list[bytes]]:
