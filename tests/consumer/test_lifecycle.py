@@ -4,6 +4,7 @@ in its place, under its name), and a stop returns promptly once the workers have
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -207,3 +208,35 @@ def test_a_stop_out_of_time_still_waits_for_idle_workers_to_leave(huey, consumer
     consumer.stop(graceful=True, timeout=0)
     assert sorted(closed) == ["huey-Worker-1", "huey-Worker-2"]
     assert not any(w.is_alive() for w in consumer.worker_list)
+
+
+# -- options ---------------------------------------------------------------------------------
+
+
+class NonBlockingQueue:
+    """The memory queue, as a backend whose dequeue cannot wait for a message."""
+
+    blocking = False  # the consumer polls
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.priority = inner.priority
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_blocking_mode_on_a_queue_that_cannot_wait_polls_and_says_so_once(huey, caplog):
+    backend = MemoryBackend("polling-only")
+    backend.queue = NonBlockingQueue(backend.queue)
+    polling_only = Huey(f"polls-{uuid.uuid4().hex[:8]}", backend=backend)
+    caplog.set_level(logging.WARNING, logger="huey")
+    # Thread workers on a queue that waits, or the consumer's own choice: nothing to warn of.
+    assert Consumer(huey, mode="blocking").blocking
+    assert not Consumer(polling_only, mode="auto").blocking
+    assert not Consumer(polling_only, mode="polling").blocking
+    assert caplog.records == []
+    consumer = Consumer(polling_only, mode="blocking")
+    assert not consumer.blocking
+    (record,) = caplog.records
+    assert record.getMessage().endswith("queue cannot wait for messages; polling instead")
