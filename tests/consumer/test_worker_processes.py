@@ -182,3 +182,39 @@ def test_a_stop_releases_a_task_still_running_in_a_worker_process(
     assert consumer.stopped_at_once is not graceful
     # Released back to the queue, ready for the next consumer.
     assert huey.storage.queue.size() == 1 and huey.storage.queue.leases() == []
+
+
+def test_a_worker_process_and_its_replacement_hold_leases_under_the_workers_name(
+    huey, consumers
+) -> None:
+    @huey.task()
+    def holders():
+        # The lease of this very task, as `huey info` and recovery see it.
+        return os.getpid(), [info.owner for info in huey.storage.queue.leases()]
+
+    results = [holders() for _ in range(2)]
+    start(consumers, huey, workers=1, max_tasks=1, check_worker_health=False)
+    (pid1, owners1), (pid2, owners2) = value(results[0]), value(results[1])
+    host = socket.gethostname()
+    assert pid1 != pid2  # the second ran in the process that replaced the first
+    assert owners1 == [f"{host}:{pid1}:Worker-1"]
+    assert owners2 == [f"{host}:{pid2}:Worker-1"]
+
+
+def test_a_graceful_stop_with_a_short_timeout_lets_a_quick_task_finish(
+    huey, consumers, markers
+) -> None:
+    started = markers / "started"
+
+    @huey.task()
+    def quick():
+        touch(started)
+        time.sleep(0.3)
+        return "finished"
+
+    result = quick()
+    consumer = start(consumers, huey, workers=1)
+    assert wait_for(started.exists)
+    consumer.stop(graceful=True, timeout=2)  # well under the 5 s the parent adds for the exit
+    assert result.get() == "finished" and not consumer.stopped_at_once
+    assert huey.storage.queue.size() == 0 and huey.storage.queue.leases() == []
