@@ -240,3 +240,13 @@ def test_blocking_mode_on_a_queue_that_cannot_wait_polls_and_says_so_once(huey, 
     assert not consumer.blocking
     (record,) = caplog.records
     assert record.getMessage().endswith("queue cannot wait for messages; polling instead")
+
+
+def test_greenlet_workers_without_gevents_patching_are_warned_about(huey, caplog):
+    pytest.importorskip("gevent")
+    caplog.set_level(logging.WARNING, logger="huey")
+    Consumer(huey, worker_type="greenlet")  # this test process has not called patch_all()
+    (record,) = caplog.records
+    assert "greenlet workers without gevent's monkey-patching run as OS threads" in (
+        record.getMessage()
+    )
