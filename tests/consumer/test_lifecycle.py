@@ -15,7 +15,6 @@ from huey_core import Huey
 from huey_core.consumer import Consumer
 from huey_core.testing.apps import wait_for
 from huey_memory.backend import MemoryBackend
-
 from tests.consumer.test_consumer import waits_in_dequeue
 
 

@@ -218,3 +218,26 @@ def test_a_graceful_stop_with_a_short_timeout_lets_a_quick_task_finish(
     consumer.stop(graceful=True, timeout=2)  # well under the 5 s the parent adds for the exit
     assert result.get() == "finished" and not consumer.stopped_at_once
     assert huey.storage.queue.size() == 0 and huey.storage.queue.leases() == []
+
+
+def test_a_killed_worker_process_behind_a_live_one_is_replaced(huey, consumers, markers) -> None:
+    first = markers / "first-run"
+
+    @huey.task()
+    def job(n):
+        mine = f":{os.getpid()}:Worker-2"
+        if not first.exists() and any(i.owner.endswith(mine) for i in huey.storage.queue.leases()):
+            touch(first)
+            signal.pause()  # Worker-2's process waits here to be killed, once
+        time.sleep(0.05)  # slow enough that each process claims one message at a time
+        return n
+
+    results = [job(n) for n in range(6)]
+    consumer = start(consumers, huey, workers=2, lease_timeout=60, health_check_interval=0.2)
+    assert wait_for(first.exists)
+    os.kill(int(first.read_text()), signal.SIGKILL)
+    # Worker-1's process lives on, first in the list: Worker-2's is replaced all the same, and
+    # the message it held runs again long before its 60 s lease expires.
+    assert [value(r) for r in results] == list(range(6))
+    assert wait_for(lambda: consumer.replaced == 1)
+    consumer.stop()
