@@ -121,6 +121,9 @@ lowest: dev
 # accumulate in .mutation/mutants across runs; the modules named are judged afresh (mutmut
 # re-runs every mutant named), the others keep their results. `rm -rf .mutation` starts afresh. The report fails on a survivor SURVIVORS.md does not explain.
 MUTATE ?= huey_core
+# One mutant at a time by default: mutmut otherwise forks one child per core, which starves
+# anything else on a small machine. `make mutate MUTATE_JOBS=4` on a bigger one.
+MUTATE_JOBS ?= 1
 mutate: dev
 	rm -rf .mutation/src .mutation/tests .mutation/pyproject.toml
 	mkdir -p .mutation/tests
@@ -129,7 +132,7 @@ mutate: dev
 	cp tests/__init__.py .mutation/tests/
 	ln -s ../../tests/core .mutation/tests/core
 	ln -s ../../tests/consumer .mutation/tests/consumer
-	cd .mutation && nice -n 10 ../$(BIN)/mutmut run $(foreach m,$(MUTATE),"$(m)*") > mutmut.log 2>&1 || (tail -20 mutmut.log; exit 1)
+	cd .mutation && nice -n 10 ../$(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(foreach m,$(MUTATE),"$(m)*") > mutmut.log 2>&1 || (tail -20 mutmut.log; exit 1)
 	$(MAKE) --no-print-directory mutate-report
 
 mutate-report:

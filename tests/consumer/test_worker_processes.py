@@ -182,3 +182,62 @@ def test_a_stop_releases_a_task_still_running_in_a_worker_process(
     assert consumer.stopped_at_once is not graceful
     # Released back to the queue, ready for the next consumer.
     assert huey.storage.queue.size() == 1 and huey.storage.queue.leases() == []
+
+
+def test_a_worker_process_and_its_replacement_hold_leases_under_the_workers_name(
+    huey, consumers
+) -> None:
+    @huey.task()
+    def holders():
+        # The lease of this very task, as `huey info` and recovery see it.
+        return os.getpid(), [info.owner for info in huey.storage.queue.leases()]
+
+    results = [holders() for _ in range(2)]
+    start(consumers, huey, workers=1, max_tasks=1, check_worker_health=False)
+    (pid1, owners1), (pid2, owners2) = value(results[0]), value(results[1])
+    host = socket.gethostname()
+    assert pid1 != pid2  # the second ran in the process that replaced the first
+    assert owners1 == [f"{host}:{pid1}:Worker-1"]
+    assert owners2 == [f"{host}:{pid2}:Worker-1"]
+
+
+def test_a_graceful_stop_with_a_short_timeout_lets_a_quick_task_finish(
+    huey, consumers, markers
+) -> None:
+    started = markers / "started"
+
+    @huey.task()
+    def quick():
+        touch(started)
+        time.sleep(0.3)
+        return "finished"
+
+    result = quick()
+    consumer = start(consumers, huey, workers=1)
+    assert wait_for(started.exists)
+    consumer.stop(graceful=True, timeout=2)  # well under the 5 s the parent adds for the exit
+    assert result.get() == "finished" and not consumer.stopped_at_once
+    assert huey.storage.queue.size() == 0 and huey.storage.queue.leases() == []
+
+
+def test_a_killed_worker_process_behind_a_live_one_is_replaced(huey, consumers, markers) -> None:
+    first = markers / "first-run"
+
+    @huey.task()
+    def job(n):
+        mine = f":{os.getpid()}:Worker-2"
+        if not first.exists() and any(i.owner.endswith(mine) for i in huey.storage.queue.leases()):
+            touch(first)
+            signal.pause()  # Worker-2's process waits here to be killed, once
+        time.sleep(0.05)  # slow enough that each process claims one message at a time
+        return n
+
+    results = [job(n) for n in range(6)]
+    consumer = start(consumers, huey, workers=2, lease_timeout=60, health_check_interval=0.2)
+    assert wait_for(first.exists)
+    os.kill(int(first.read_text()), signal.SIGKILL)
+    # Worker-1's process lives on, first in the list: Worker-2's is replaced all the same, and
+    # the message it held runs again long before its 60 s lease expires.
+    assert [value(r) for r in results] == list(range(6))
+    assert wait_for(lambda: consumer.replaced == 1)
+    consumer.stop()
