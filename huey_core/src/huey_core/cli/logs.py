@@ -71,10 +71,11 @@ class TextFormatter(logging.Formatter):
         return self.default_msec_format % (text, record.msecs) if self.default_msec_format else text
 
 
-class _FormatFirst(logging.Handler):
-    """A handler that formats a record before it takes its lock, which then covers only the
-    write: worker threads logging at once (two records per task each) wait for each other
-    far less. The lines are the same; each is written whole, in one call."""
+class StreamLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """logging.StreamHandler that formats a record before it takes its lock, which then
+    covers only the write: worker threads logging at once (two records per task each) wait
+    for each other far less. The lines are the same; each is written whole, in one call.
+    `huey consume` logs to stderr through it."""
 
     terminator = "\n"
 
@@ -97,18 +98,11 @@ class _FormatFirst(logging.Handler):
         return kept
 
     def write(self, line: str) -> None:
-        raise NotImplementedError
-
-
-class StreamLineHandler(_FormatFirst, logging.StreamHandler):  # type: ignore[type-arg]
-    """logging.StreamHandler, formatting outside its lock (`huey consume` on stderr)."""
-
-    def write(self, line: str) -> None:
         self.stream.write(line)
         self.stream.flush()
 
 
-class RotatingLineHandler(_FormatFirst, logging.handlers.RotatingFileHandler):
+class RotatingLineHandler(StreamLineHandler, logging.handlers.RotatingFileHandler):
     """logging.handlers.RotatingFileHandler, formatting outside its lock and once per record
     (the stdlib one formats twice: once to decide on rolling over). `huey consume -l FILE`."""
 
