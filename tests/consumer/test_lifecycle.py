@@ -15,16 +15,7 @@ from huey_core import Huey
 from huey_core.consumer import Consumer
 from huey_core.testing.apps import wait_for
 from huey_memory.backend import MemoryBackend
-from tests.consumer.test_consumer import waits_in_dequeue
-
-
-def start(consumers: list[Consumer], huey: Huey, **options) -> Consumer:
-    options.setdefault("periodic", False)
-    options.setdefault("scheduler_interval", 0.05)
-    consumer = Consumer(huey, **options)
-    consumers.append(consumer)
-    consumer.start()
-    return consumer
+from tests.consumer.test_consumer import start, waits_in_dequeue
 
 
 class DeadlyQueue:
@@ -67,7 +58,7 @@ def deadly_huey(victim: str = "") -> tuple[Huey, DeadlyQueue]:
 
 
 def test_a_consumer_starts_once(huey, consumers):
-    consumer = start(consumers, huey)
+    consumer = start(consumers, huey, periodic=False)
     with pytest.raises(RuntimeError, match="^this consumer has already been started$"):
         consumer.start()
     assert len(consumer.worker_list) == 1
@@ -75,7 +66,7 @@ def test_a_consumer_starts_once(huey, consumers):
 
 def test_every_thread_of_a_consumer_is_named_and_none_keeps_the_process_alive(huey, consumers):
     before = set(threading.enumerate())
-    start(consumers, huey, workers=2)
+    start(consumers, huey, periodic=False, workers=2)
     mine = [t for t in threading.enumerate() if t not in before]
     # Named for thread dumps; daemons, so a consumer that is never stopped (an app that embeds
     # one) does not keep the interpreter from exiting.
@@ -96,7 +87,7 @@ def test_the_supervisor_replaces_a_worker_that_dies_again_later(consumers):
 
     queue.arm()
     first = ping(1)
-    consumer = start(consumers, huey, health_check_interval=0.1)
+    consumer = start(consumers, huey, periodic=False, health_check_interval=0.1)
     assert first.get(blocking=True, timeout=10) == 1
     assert wait_for(lambda: consumer.replaced == 1)
     (worker,) = consumer.worker_list
@@ -119,7 +110,7 @@ def test_the_health_check_looks_every_interval_not_more_often(consumers):
 
     queue.arm()
     result = ping()
-    consumer = start(consumers, huey, health_check_interval=60)
+    consumer = start(consumers, huey, periodic=False, health_check_interval=60)
     (worker,) = consumer.worker_list
     assert wait_for(lambda: not worker.is_alive())
     time.sleep(0.5)  # five looks of the supervisor, none of them a health check yet
@@ -141,7 +132,7 @@ def test_a_dead_worker_behind_a_live_one_is_replaced_in_its_place(consumers):
         return n
 
     queue.arm()
-    consumer = start(consumers, huey, workers=2, health_check_interval=0.1)
+    consumer = start(consumers, huey, periodic=False, workers=2, health_check_interval=0.1)
     one, two = consumer.worker_list
     # While one worker runs `hold`, the other claims the pings: Worker-2 dies on its first claim.
     held = hold()
@@ -187,7 +178,9 @@ def test_with_the_health_check_off_a_worker_behind_a_dead_one_is_still_recycled(
 
 
 def test_a_graceful_stop_of_an_idle_polling_consumer_returns_promptly(huey, consumers):
-    consumer = start(consumers, huey, mode="polling", initial_delay=0.01, max_delay=0.05)
+    consumer = start(
+        consumers, huey, periodic=False, mode="polling", initial_delay=0.01, max_delay=0.05
+    )
     (worker,) = consumer.worker_list
     assert wait_for(lambda: len(worker.polls) >= 3)
     t0 = time.monotonic()
@@ -200,7 +193,7 @@ def test_a_graceful_stop_of_an_idle_polling_consumer_returns_promptly(huey, cons
 def test_a_stop_out_of_time_still_waits_for_idle_workers_to_leave(huey, consumers):
     closed: list[str] = []
     huey.on_shutdown()(lambda: closed.append(threading.current_thread().name))
-    consumer = start(consumers, huey, workers=2, mode="blocking")
+    consumer = start(consumers, huey, periodic=False, workers=2, mode="blocking")
     assert wait_for(lambda: all(waits_in_dequeue(w.thread) for w in consumer.worker_list))
     # No time for running tasks (there are none): idle workers still leave their blocking wait
     # (a second at most) and run their shutdown hooks before stop() returns.

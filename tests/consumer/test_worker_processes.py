@@ -147,20 +147,24 @@ def test_with_the_health_check_disabled_a_killed_worker_process_stays_dead(
     consumer.stop()
 
 
-def test_a_graceful_stop_lets_a_worker_process_finish_its_task(huey, consumers, markers) -> None:
+@pytest.mark.parametrize(("seconds", "timeout"), [(0.5, 10), (0.3, 2)], ids=["long", "short"])
+def test_a_graceful_stop_lets_a_worker_process_finish_its_task(
+    huey, consumers, markers, seconds, timeout
+) -> None:
+    """Also with a timeout well under the 5 s the parent adds for the child's exit."""
     started = markers / "started"
 
     @huey.task()
     def slow():
         touch(started)
-        time.sleep(0.5)
+        time.sleep(seconds)
         return "finished"
 
     result = slow()
     consumer = start(consumers, huey, workers=1)
     assert wait_for(started.exists)
-    consumer.stop(graceful=True, timeout=10)
-    assert result.get() == "finished"
+    consumer.stop(graceful=True, timeout=timeout)
+    assert result.get() == "finished" and not consumer.stopped_at_once
     assert huey.storage.queue.size() == 0 and huey.storage.queue.leases() == []
 
 
@@ -199,25 +203,6 @@ def test_a_worker_process_and_its_replacement_hold_leases_under_the_workers_name
     assert pid1 != pid2  # the second ran in the process that replaced the first
     assert owners1 == [f"{host}:{pid1}:Worker-1"]
     assert owners2 == [f"{host}:{pid2}:Worker-1"]
-
-
-def test_a_graceful_stop_with_a_short_timeout_lets_a_quick_task_finish(
-    huey, consumers, markers
-) -> None:
-    started = markers / "started"
-
-    @huey.task()
-    def quick():
-        touch(started)
-        time.sleep(0.3)
-        return "finished"
-
-    result = quick()
-    consumer = start(consumers, huey, workers=1)
-    assert wait_for(started.exists)
-    consumer.stop(graceful=True, timeout=2)  # well under the 5 s the parent adds for the exit
-    assert result.get() == "finished" and not consumer.stopped_at_once
-    assert huey.storage.queue.size() == 0 and huey.storage.queue.leases() == []
 
 
 def test_a_killed_worker_process_behind_a_live_one_is_replaced(huey, consumers, markers) -> None:
