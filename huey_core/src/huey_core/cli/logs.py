@@ -77,8 +77,6 @@ class StreamLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     for each other far less. The lines are the same; each is written whole, in one call.
     `huey consume` logs to stderr through it."""
 
-    terminator = "\n"
-
     def handle(self, record: logging.LogRecord) -> Any:
         kept = self.filter(record)
         if isinstance(kept, logging.LogRecord):  # Python 3.12+: a filter may replace it
@@ -115,8 +113,7 @@ class RotatingLineHandler(StreamLineHandler, logging.handlers.RotatingFileHandle
                 self.doRollover()
                 if self.stream is None:  # a handler made with delay=True opens it when needed
                     self.stream = self._open()
-        self.stream.write(line)
-        self.stream.flush()
+        super().write(line)
 
 
 class JsonFormatter(logging.Formatter):
