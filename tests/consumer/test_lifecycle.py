@@ -5,6 +5,8 @@ in its place, under its name), and a stop returns promptly once the workers have
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 import uuid
@@ -200,6 +202,26 @@ def test_a_stop_out_of_time_still_waits_for_idle_workers_to_leave(huey, consumer
     consumer.stop(graceful=True, timeout=0)
     assert sorted(closed) == ["huey-Worker-1", "huey-Worker-2"]
     assert not any(w.is_alive() for w in consumer.worker_list)
+
+
+@pytest.mark.timeout(30)  # a handler that waits for its own thread's lock never returns
+def test_a_signal_that_lands_inside_the_stops_own_lock_still_stops_the_consumer(huey, consumers):
+    # Python runs a signal handler on the main thread between two of its steps: a second
+    # SIGTERM can land while that thread is inside `stopping.set()`, holding the event's lock,
+    # which is not reentrant. The handler must not need it.
+    consumer = start(consumers, huey, periodic=False, mode="blocking")
+    restore = consumer.handle_signals((signal.SIGTERM,))
+    try:
+        with consumer.stopping._cond:  # where stopping.set() and stopping.wait() hold it
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, on this thread
+            for _ in range(100):  # a few steps of Python for it to run in (it runs at once)
+                time.sleep(0.001)
+        assert consumer.stopping.wait(5) and not consumer.hard_stop.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)  # the second one stops at once
+        assert wait_for(consumer.hard_stop.is_set)
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGTERM) is not consumer._on_signal
 
 
 # -- options ---------------------------------------------------------------------------------

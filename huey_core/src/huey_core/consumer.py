@@ -23,6 +23,7 @@ import logging
 import math
 import multiprocessing
 import os
+import queue
 import signal
 import socket
 import threading
@@ -145,6 +146,8 @@ class Consumer:
         self._started = False
         self._worker_base = 0  # index offset for a forked child's worker name
         self._signals_received = 0
+        # Signal numbers on their way from the handler to the thread that acts on them.
+        self._signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._supervisor: threading.Thread | None = None
         self._supervising = threading.Lock()  # no worker is replaced once a stop has begun
         self.replaced = 0  # workers replaced (max_tasks or dead), for tests and operators
@@ -477,6 +480,33 @@ class Consumer:
         return signal.Signals(signum).name != f"SIG{self.graceful_signal}"
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """The signal handler. Python runs it on the main thread between two of its steps, maybe
+        while that thread holds a lock the stop needs (setting `stopping` from inside
+        `stopping.set()` would wait forever), so it only hands the signal on: SimpleQueue.put
+        may interrupt itself safely. The `huey-signals` thread acts on it."""
+        self._signals.put(signum)
+
+    def handle_signals(self, signals: tuple[int, ...]) -> Callable[[], None]:
+        """Install the stop handlers for `signals`; return the function that puts back the
+        handlers they replaced."""
+        relay = threading.Thread(target=self._relay_signals, name="huey-signals", daemon=True)
+        relay.start()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._signals.put(None)
+
+        return restore
+
+    def _relay_signals(self) -> None:
+        while (signum := self._signals.get()) is not None:
+            self.signal_received(signum)
+
+    def signal_received(self, signum: int) -> None:
+        """Stop as SIGTERM or SIGINT asks: the first gracefully (unless it is not the graceful
+        signal), a second at once."""
         self._signals_received += 1
         name = signal.Signals(signum).name
         if self.stops_at_once(signum):
@@ -504,7 +534,7 @@ class Consumer:
 
         Must be called from the main thread (signal handlers live there).
         """
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
+        restore_signals = self.handle_signals(signals)
         try:
             if banner:
                 self.log_banner()
@@ -516,8 +546,7 @@ class Consumer:
             self._shutdown()
             return 0
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            restore_signals()
 
     def _log_ready(self) -> None:
         if not self._processes:

@@ -104,7 +104,7 @@ class ChildRunner:
 
     def run(self) -> None:
         consumer = self.consumer
-        signal.signal(signal.SIGTERM, consumer._on_signal)
+        consumer.handle_signals((signal.SIGTERM,))  # the process ends with os._exit
         consumer._workers.append(self.worker)
         consumer.heartbeat.start()
         watcher = threading.Thread(target=self._watch, name="huey-child-watch", daemon=True)
