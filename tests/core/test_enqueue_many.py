@@ -66,6 +66,22 @@ def test_enqueue_many_emits_one_enqueued_event_per_task(huey: Huey) -> None:
     assert [e["id"] for e in events] == [t.id for t in tasks]
 
 
+def test_a_bulk_enqueue_larger_than_the_event_queue_still_emits_every_event(huey: Huey) -> None:
+    # Redis and SQL send events from a publisher thread that holds at most max_pending of them
+    # (memory hands them over inline): a map() of more tasks than that waits for room.
+    huey._publisher.max_pending = 50
+
+    @huey.task()
+    def noop(i):
+        return i
+
+    results: list = []
+    events = collect_events(huey, lambda: results.extend(noop.map(range(300))), expected=300)
+    assert [e["status"] for e in events] == ["enqueued"] * 300
+    assert [e["id"] for e in events] == [r.id for r in results]
+    assert huey._publisher.dropped == 0
+
+
 def test_map_without_results_returns_none_and_still_runs_everything() -> None:
     huey = make_huey(results=False)
     ran = []

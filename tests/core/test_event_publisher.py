@@ -64,3 +64,31 @@ def test_a_full_queue_drops_events_with_one_warning(caplog: pytest.LogCaptureFix
     emitter.gate.set()
     assert publisher.flush(timeout=3.0)
     assert sum(len(b) for b in emitter.batches) == 11
+
+
+def test_a_batch_larger_than_the_room_left_waits_for_room_instead_of_dropping() -> None:
+    """A bulk enqueue of more tasks than max_pending: every `enqueued` event goes out, in order."""
+    publisher = EventPublisher(max_pending=100)
+    emitter = GatedEmitter()
+    events = [_event(i) for i in range(1000)]
+    opener = threading.Timer(0.2, emitter.gate.set)  # the thread is stuck on its first batch
+    opener.start()
+    assert publisher.submit_many(emitter, events, wait=10.0) == 1000
+    assert publisher.dropped == 0
+    assert publisher.flush(timeout=5.0)
+    sent = [e for batch in emitter.batches for e in batch]
+    assert sent == [f'{{"status":"finished","id":"{i}"}}'.encode() for i in range(1000)]
+
+
+def test_without_a_wait_a_batch_keeps_what_fits_and_drops_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publisher = EventPublisher(max_pending=100)
+    emitter = GatedEmitter()
+    with caplog.at_level(logging.WARNING, logger="huey"):
+        assert publisher.submit_many(emitter, [_event(i) for i in range(250)]) == 100
+    assert publisher.dropped == 150
+    assert any("dropped 150 event(s)" in r.getMessage() for r in caplog.records)
+    emitter.gate.set()
+    assert publisher.flush(timeout=5.0)
+    assert [e for batch in emitter.batches for e in batch][-1] == b'{"status":"finished","id":"99"}'

@@ -24,6 +24,11 @@ __all__ = ["enqueue_many"]
 
 logger = logging.getLogger("huey")
 
+# A bulk enqueue of more tasks than the event publisher holds waits (up to this many seconds)
+# for it to send the events ahead, rather than dropping them: the caller is already waiting on
+# a bulk write, and every stored message gets its `enqueued` event.
+BULK_EVENTS_WAIT = 30.0
+
 
 def enqueue_many(huey: Huey, tasks: list[Task]) -> list[Any] | None:
     """Store `tasks` in one bulk write; their Results in order (None if results=False).
@@ -67,6 +72,6 @@ def _emit_many(huey: Huey, status: EventStatus, tasks: list[Task], **fields: Any
             for event in events:
                 emit_event(emitter, event)
         else:
-            huey._publisher.submit_many(emitter, events)
+            huey._publisher.submit_many(emitter, events, wait=BULK_EVENTS_WAIT)
     except Exception:
         logger.warning("could not emit %s events", status, exc_info=True)

@@ -304,22 +304,36 @@ class EventPublisher:
             )
         return False
 
-    def submit_many(self, emitter: EventEmitter, events: list[dict[str, Any]]) -> int:
-        """submit() each event under one lock (a bulk enqueue's events); how many were queued."""
+    def submit_many(
+        self, emitter: EventEmitter, events: list[dict[str, Any]], wait: float = 0.0
+    ) -> int:
+        """submit() each event, in order, under one lock; how many were queued.
+
+        `wait`: a batch larger than the room left waits up to that many seconds for the thread
+        to send what is ahead of it, instead of dropping what does not fit (a bulk enqueue's
+        events: `task.map()` of more tasks than `max_pending`)."""
         if self._pid != os.getpid():
             self._reset()
+        deadline = time.monotonic() + wait
+        queued = 0
         with self._cond:
-            room = max(0, self.max_pending - len(self._pending))
-            taken = events[:room]
-            self._pending.extend((emitter, event) for event in taken)
-            self._submitted += len(taken)
-            dropped = len(events) - len(taken)
+            while True:
+                room = max(0, self.max_pending - len(self._pending))
+                taken = events[queued : queued + room]
+                if taken:
+                    self._pending.extend((emitter, event) for event in taken)
+                    self._submitted += len(taken)
+                    queued += len(taken)
+                    if self._thread is None:
+                        self._start()
+                    elif self._idle:
+                        self._cond.notify_all()  # flush() and other callers may wait here too
+                left = deadline - time.monotonic()
+                if queued == len(events) or left <= 0:
+                    break
+                self._cond.wait(left)  # the thread notifies after every batch it sends
+            dropped = len(events) - queued
             self.dropped += dropped
-            if taken:
-                if self._thread is None:
-                    self._start()
-                elif self._idle:
-                    self._cond.notify()
         if dropped:
             logger.warning(
                 "event queue full (%d pending): dropped %d event(s) so far; the event backend "
@@ -327,7 +341,7 @@ class EventPublisher:
                 self.max_pending,
                 self.dropped,
             )
-        return len(taken)
+        return queued
 
     def _start(self) -> None:
         thread = threading.Thread(target=self._run, name="huey-events", daemon=True)
