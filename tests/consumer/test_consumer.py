@@ -162,6 +162,32 @@ def test_polling_sleeps_grow_by_backoff_up_to_max_and_reset_after_a_message(huey
     assert after == pytest.approx([0.01, 0.02, 0.04])  # a message resets the backoff
 
 
+def test_an_idle_polling_worker_keeps_a_bounded_record_of_its_polls(huey, consumers):
+    # A consumer that polls an empty queue for days keeps the last 1,000 polls, not all of them.
+    ran = threading.Event()
+
+    @huey.task()
+    def ping():
+        ran.set()
+
+    ping()  # the worker's first claim finds it
+    consumer = start(
+        consumers,
+        huey,
+        mode="polling",
+        initial_delay=0.001,
+        backoff=1.001,
+        max_delay=0.001,
+        periodic=False,
+    )
+    assert ran.wait(5)
+    worker = consumer.worker_list[0]
+    assert worker.polls[0] == ("hit", 0.0)
+    # A thousand empty polls later, the oldest entry has made way for the newest.
+    assert wait_for(lambda: worker.polls[0][0] == "sleep", timeout=30)
+    assert len(worker.polls) == 1000
+
+
 def test_polling_is_chosen_for_a_queue_that_cannot_block(huey):
     assert Consumer(huey, mode="auto").blocking  # the memory queue waits natively
     assert not Consumer(huey, mode="polling").blocking
