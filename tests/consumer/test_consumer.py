@@ -162,6 +162,32 @@ def test_polling_sleeps_grow_by_backoff_up_to_max_and_reset_after_a_message(huey
     assert after == pytest.approx([0.01, 0.02, 0.04])  # a message resets the backoff
 
 
+def test_an_idle_polling_worker_keeps_a_bounded_record_of_its_polls(huey, consumers):
+    # A consumer that polls an empty queue for days keeps the last 1,000 polls, not all of them.
+    ran = threading.Event()
+
+    @huey.task()
+    def ping():
+        ran.set()
+
+    ping()  # the worker's first claim finds it
+    consumer = start(
+        consumers,
+        huey,
+        mode="polling",
+        initial_delay=0.001,
+        backoff=1.001,
+        max_delay=0.001,
+        periodic=False,
+    )
+    assert ran.wait(5)
+    worker = consumer.worker_list[0]
+    assert worker.polls[0] == ("hit", 0.0)
+    # A thousand empty polls later, the oldest entry has made way for the newest.
+    assert wait_for(lambda: worker.polls[0][0] == "sleep", timeout=30)
+    assert len(worker.polls) == 1000
+
+
 def test_polling_is_chosen_for_a_queue_that_cannot_block(huey):
     assert Consumer(huey, mode="auto").blocking  # the memory queue waits natively
     assert not Consumer(huey, mode="polling").blocking
@@ -402,7 +428,8 @@ def test_max_tasks_replaces_the_worker_and_loses_nothing(huey, consumers):
     assert wait_for(lambda: consumer.replaced == 3)  # counted just after each start
 
 
-def test_a_worker_about_to_leave_claims_no_more_than_it_will_run(consumers):
+@pytest.mark.parametrize(("max_tasks", "messages"), [(1, 6), (4, 20)])
+def test_a_worker_about_to_leave_claims_no_more_than_it_will_run(consumers, max_tasks, messages):
     # max_deliveries=1: a message claimed, given back and delivered again is dead-lettered.
     huey = Huey(f"claims-{uuid.uuid4().hex[:8]}", backend="memory", max_deliveries=1)
 
@@ -410,9 +437,11 @@ def test_a_worker_about_to_leave_claims_no_more_than_it_will_run(consumers):
     def echo(i):
         return i
 
-    results = [echo(i) for i in range(20)]
-    start(consumers, huey, workers=1, max_tasks=4, check_worker_health=False, periodic=False)
-    assert [r.get(blocking=True, timeout=10) for r in results] == list(range(20))
+    results = [echo(i) for i in range(messages)]
+    start(
+        consumers, huey, workers=1, max_tasks=max_tasks, check_worker_health=False, periodic=False
+    )
+    assert [r.get(blocking=True, timeout=10) for r in results] == list(range(messages))
     assert huey.dead_letters() == []
 
 
@@ -922,7 +951,8 @@ def test_worker_threads_are_named_and_never_keep_the_process_alive(huey, consume
     assert all(t.daemon for t in threads)
 
 
-def test_a_running_tasks_lease_names_its_worker(huey, consumers):
+@pytest.mark.parametrize("after_a_task", [False, True], ids=["first-claim", "claimed-with-an-ack"])
+def test_a_running_tasks_lease_names_its_worker(huey, consumers, after_a_task):
     started, finish = threading.Event(), threading.Event()
 
     @huey.task()
@@ -935,8 +965,9 @@ def test_a_running_tasks_lease_names_its_worker(huey, consumers):
         finish.wait(10)
 
     start(consumers, huey, periodic=False)
-    assert quick().get(blocking=True, timeout=5) == "quick"
-    slow()  # claimed with the ack of the quick one
+    if after_a_task:
+        assert quick().get(blocking=True, timeout=5) == "quick"
+    slow()  # the worker's first claim, or claimed with the ack of the quick one
     assert started.wait(5)
     try:
         (held,) = huey.storage.queue.leases()
@@ -1017,3 +1048,91 @@ def test_a_graceful_stop_waits_for_the_ack_of_a_task_that_finished_just_before_i
     # the task does not run a second time once its lease expires.
     assert backend.queue.ack_failures == 0
     assert backend.queue._inner.leases() == [] and backend.queue._inner.size() == 0
+
+
+class PipelinedQueue(FlakyQueue):
+    """FlakyQueue whose ack_soon() only sends the ack, as over Redis or PostgreSQL: it takes
+    effect when its answer is read (settle_acks(), or the next ack_soon()), and the first
+    `answer_failures` answers report that it failed, so it did not happen."""
+
+    def __init__(self, inner, answer_failures: int) -> None:
+        super().__init__(inner, failures=0)
+        self.ack_failures = 0
+        self.answer_failures = answer_failures
+        self._sent: str | None = None
+
+    def ack_soon(self, lease):
+        self.settle_acks()
+        self._sent = lease
+
+    def settle_acks(self):
+        lease, self._sent = self._sent, None
+        if lease is None:
+            return
+        if self.answer_failures > 0:
+            self.answer_failures -= 1
+            raise ConnectionError("connection reset by peer")
+        self._inner.ack(lease)
+
+
+@pytest.mark.parametrize("refused", ["sending", "answer"])
+def test_an_ack_refused_as_a_graceful_stop_begins_is_sent_again_and_reported(
+    consumers, caplog, refused
+):
+    backend = MemoryBackend(f"ack-{refused}")
+    if refused == "sending":  # ack_soon() raises: the ack may not have happened
+        backend.queue = FlakyQueue(backend.queue, failures=0)
+    else:  # sent, and its answer reports that it failed
+        backend.queue = PipelinedQueue(backend.queue, answer_failures=1)
+    huey = Huey(f"ack-{refused}", backend=backend)
+    consumer = Consumer(huey, initial_delay=0.01, backoff=2.0, max_delay=0.05, periodic=False)
+    consumers.append(consumer)
+    started = threading.Event()
+    runs = []
+
+    @huey.task()
+    def work():
+        started.set()
+        consumer.stopping.wait(5)  # finishes once the stop has begun: acked at once
+        runs.append(1)
+        return "done"
+
+    result = work()
+    caplog.set_level(logging.WARNING, logger="huey.consumer")
+    consumer.start()
+    assert started.wait(5)
+    consumer.stop(graceful=True, timeout=10)
+    assert result.get() == "done" and runs == [1]
+    # Acked again once the backend answered: the message is gone, the task never runs twice.
+    inner = backend.queue._inner
+    assert inner.leases() == [] and inner.size() == 0
+    # One warning, naming the operation and the error (the second ack went through).
+    (warning,) = [r.getMessage() for r in caplog.records if "failed on" in r.getMessage()]
+    assert warning.startswith("Worker-1: ack failed on ")
+    assert "(ConnectionError: connection reset by peer)" in warning
+
+
+def test_with_debug_logging_a_task_claimed_with_an_ack_runs(huey, consumers, caplog):
+    # DEBUG lines name each acknowledged message; writing them must not lose the claim they
+    # ride on.
+    caplog.set_level(logging.DEBUG, logger="huey.consumer")
+
+    @huey.task()
+    def second():
+        return "second"
+
+    children = []
+
+    @huey.task()
+    def first():
+        # Queued while the first runs alone: claimed by the claim that acks the first.
+        children.append(second())
+        return "first"
+
+    consumer = start(consumers, huey, workers=1, periodic=False, lease_timeout=60)
+    assert first().get(blocking=True, timeout=5) == "first"
+    assert children[0].get(blocking=True, timeout=5) == "second"
+    (worker,) = consumer.worker_list
+    assert worker.backend_errors == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("Worker-1: acknowledged message") for m in messages)
