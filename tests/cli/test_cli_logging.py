@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import re
 import signal
 import threading
@@ -178,3 +179,82 @@ def test_records_of_many_threads_arrive_whole_in_the_consumer_format(kind, tmp_p
     lines = path.read_text().splitlines()
     assert sorted(lines) == sorted(e for e in expected if "skip me" not in e)
     assert len(lines) == 8 * 300 + 1
+
+
+class _SlowStream:
+    """A stream whose writes from the thread named "slow" wait until `go` is set."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.writing, self.go = threading.Event(), threading.Event()
+
+    def write(self, text: str) -> None:
+        if threading.current_thread().name == "slow":
+            self.writing.set()
+            assert self.go.wait(20)
+        self.text.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _stream_logger(name: str, stream: _SlowStream) -> tuple[logging.Logger, StreamLineHandler]:
+    handler = StreamLineHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(f"huey.test.{name}")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(handler)
+    return logger, handler
+
+
+def test_a_thread_logging_while_another_writes_does_not_wait_for_that_write():
+    """Worker threads log two lines per task: one whose line comes while another thread's write
+    is under way returns at once, and the writing thread writes its line too, in order."""
+    stream = _SlowStream()
+    logger, handler = _stream_logger("nowait", stream)
+    try:
+        slow = threading.Thread(target=logger.info, args=("first",), name="slow")
+        slow.start()
+        assert stream.writing.wait(10)  # the slow thread holds the handler's lock, writing
+        logged = threading.Thread(target=lambda: [logger.info("second"), logger.info("third")])
+        logged.start()
+        logged.join(5)
+        assert not logged.is_alive(), "a logging thread waited for another thread's write"
+        assert stream.text == []
+        stream.go.set()
+        slow.join(10)
+        assert "".join(stream.text) == "first\nsecond\nthird\n"
+        assert len(stream.text) == 2  # the two lines that waited went in one write
+    finally:
+        stream.go.set()
+        logger.removeHandler(handler)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_forked_child_does_not_write_the_lines_its_parent_had_queued(tmp_path):
+    """Process workers fork: a line the parent queued while a write was under way is the
+    parent's to write, never written a second time by the child."""
+    stream = _SlowStream()
+    logger, handler = _stream_logger("fork", stream)
+    child_out = tmp_path / "child.txt"
+    try:
+        slow = threading.Thread(target=logger.info, args=("first",), name="slow")
+        slow.start()
+        assert stream.writing.wait(10)
+        logger.info("queued in the parent")  # queued: the slow thread holds the lock
+        pid = os.fork()
+        if pid == 0:  # the child: log, record what reached the stream, leave at once
+            try:
+                logger.info("child")
+                child_out.write_text("".join(stream.text))
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert child_out.read_text() == "child\n"
+        stream.go.set()
+        slow.join(10)
+        assert "".join(stream.text) == "first\nqueued in the parent\n"
+    finally:
+        stream.go.set()
+        logger.removeHandler(handler)

@@ -15,8 +15,11 @@ import json
 import logging
 import logging.config
 import logging.handlers
+import os
 import sys
 import time
+import weakref
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +75,18 @@ class TextFormatter(logging.Formatter):
 
 
 class StreamLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """logging.StreamHandler that formats a record before it takes its lock, which then
-    covers only the write: worker threads logging at once (two records per task each) wait
-    for each other far less. The lines are the same; each is written whole, in one call.
-    `huey consume` logs to stderr through it."""
+    """logging.StreamHandler that formats a record before it takes its lock and never makes a
+    thread wait for that lock: the line joins a queue, and whichever thread holds the lock
+    writes every queued line in one call before it lets go. Worker threads logging at once
+    (two records per task each) then neither queue up on the lock nor pay a write each. The
+    lines are the same, each whole, in the order they were queued; a line is written before
+    `handle()` returns, or by the thread writing at that moment before it returns. `flush()`
+    writes every queued line. `huey consume` logs to stderr through it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._pending: deque[tuple[str, logging.LogRecord]] = deque()
+        super().__init__(*args, **kwargs)  # (stream), or a RotatingFileHandler's arguments
+        _HANDLERS.add(self)
 
     def handle(self, record: logging.LogRecord) -> Any:
         kept = self.filter(record)
@@ -88,32 +99,73 @@ class StreamLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:  # noqa: BLE001 - logging reports it, as Handler.emit does
             self.handleError(record)
             return kept
-        with self.lock:  # type: ignore[union-attr]
-            try:
-                self.write(line)
-            except Exception:  # noqa: BLE001
-                self.handleError(record)
+        self._pending.append((line, record))
+        self._write_pending()
         return kept
 
-    def write(self, line: str) -> None:
-        self.stream.write(line)
+    def _write_pending(self) -> None:
+        """Write the queued lines unless another thread holds the lock. That thread looks at
+        the queue again after it lets go, so a line queued while it writes is not left."""
+        pending, lock = self._pending, self.lock
+        while pending and lock.acquire(blocking=False):  # type: ignore[union-attr]
+            try:
+                self._write_queued()
+            finally:
+                lock.release()  # type: ignore[union-attr]
+
+    def _write_queued(self) -> None:
+        """Under the lock: one write for everything queued (only the lock holder takes)."""
+        pending = self._pending
+        lines, last = [], None
+        while pending:
+            line, last = pending.popleft()
+            lines.append(line)
+        if last is None:
+            return
+        try:
+            self.write("".join(lines))
+        except Exception:  # noqa: BLE001
+            self.handleError(last)
+
+    def flush(self) -> None:
+        """Write what is queued (waiting for a thread that is writing) and flush the stream."""
+        with self.lock:  # type: ignore[union-attr]
+            self._write_queued()
+            super().flush()
+        self._write_pending()
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
         self.stream.flush()
+
+
+# Every StreamLineHandler, so a forked child forgets the lines its parent had queued (the
+# parent writes them; its writing thread does not exist in the child).
+_HANDLERS: weakref.WeakSet[StreamLineHandler] = weakref.WeakSet()
+
+
+def _forget_pending_lines() -> None:
+    for handler in list(_HANDLERS):
+        handler._pending.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pending_lines)
 
 
 class RotatingLineHandler(StreamLineHandler, logging.handlers.RotatingFileHandler):
     """logging.handlers.RotatingFileHandler, formatting outside its lock and once per record
     (the stdlib one formats twice: once to decide on rolling over). `huey consume -l FILE`."""
 
-    def write(self, line: str) -> None:
+    def write(self, text: str) -> None:
         if self.stream is None:
             self.stream = self._open()
         if self.maxBytes > 0:
             self.stream.seek(0, 2)  # the end, as the stdlib handler checks it
-            if self.stream.tell() + len(line) >= self.maxBytes:
+            if self.stream.tell() + len(text) >= self.maxBytes:
                 self.doRollover()
                 if self.stream is None:  # a handler made with delay=True opens it when needed
                     self.stream = self._open()
-        super().write(line)
+        super().write(text)
 
 
 class JsonFormatter(logging.Formatter):
