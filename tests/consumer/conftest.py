@@ -3,12 +3,30 @@ test started, stopped at the end whatever happened."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import uuid
 
 import pytest
 
 from huey_core import Huey
 from huey_core.consumer import Consumer
+
+
+@pytest.fixture(autouse=True)
+def default_signal_handlers():
+    """Python's own SIGTERM and SIGINT handlers for each test, whatever the runner installed (a
+    background job ignores SIGINT; mutmut's fork server exits 0 on SIGTERM): the signal tests
+    then see only the handlers the consumer installs, and a signal it failed to handle fails
+    the test instead of ending the run quietly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in wanted.items()}
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture

@@ -724,6 +724,28 @@ def test_run_puts_the_previous_signal_handlers_back(huey, consumers):
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
+def test_a_signal_is_acted_on_by_the_huey_signals_thread_which_ends_with_run(
+    huey, consumers, caplog
+):
+    # The handler only hands the signal on; the log line that says what the consumer does
+    # about it comes from that thread, and an operator's log shows its name (logs.LOG_FORMAT).
+    hold, started, release = blocking_task(huey)
+    hold()
+    consumer = Consumer(huey, periodic=False)
+    consumers.append(consumer)
+    caplog.set_level(logging.INFO, logger="huey.consumer")
+    sent = send_signals(consumer, started, signal.SIGTERM)
+    threading.Thread(
+        target=lambda: wait_for(consumer.stopping.is_set) and release.set(), daemon=True
+    ).start()
+    assert consumer.run(banner=False) == 0
+    assert sent
+    [said] = [r for r in caplog.records if " received" in r.getMessage()]
+    assert said.getMessage().startswith("SIGTERM received: finishing running tasks")
+    assert said.threadName == "huey-signals"
+    assert wait_for(lambda: "huey-signals" not in {t.name for t in threading.enumerate()})
+
+
 # -- periodic --------------------------------------------------------------------------------
 
 
