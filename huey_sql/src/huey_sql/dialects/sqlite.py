@@ -80,8 +80,12 @@ class SQLiteDialect(Dialect):
         return _writers.get(self.path) or _writer_lock(self.path)
 
     def begin(self, conn: Any, cur: Any, read: bool, single: bool) -> bool:
-        if read and single:
-            return True  # one read statement is its own consistent snapshot
+        if single:
+            # One statement is its own transaction in autocommit mode (isolation_level None):
+            # a read sees one snapshot; a write takes the write lock as it starts (busy_timeout
+            # applies, and no read lock is held before it that could deadlock) and commits as
+            # it ends. Saves the BEGIN and COMMIT of every ack, enqueue and single write.
+            return True
         cur.execute("BEGIN DEFERRED" if read else "BEGIN IMMEDIATE")
         return False
 
@@ -107,7 +111,10 @@ class SQLiteDialect(Dialect):
 
     def engine_options(self) -> dict[str, Any]:
         return {
-            "connect_args": {"timeout": self.options["busy_timeout"], "check_same_thread": False}
+            "connect_args": {"timeout": self.options["busy_timeout"], "check_same_thread": False},
+            # Every transaction ends in COMMIT or ROLLBACK before its connection goes back
+            # (Database.run, SQLAlchemy's Connection): the pool's rollback on return is a no-op.
+            "pool_reset_on_return": None,
         }
 
     def create_engine(self) -> Engine:
