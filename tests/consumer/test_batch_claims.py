@@ -211,6 +211,49 @@ def test_an_idle_worker_takes_the_waiting_rest_of_a_fellow_workers_batch(huey, c
     assert wait_for(lambda: huey.storage.queue.leases() == [])
 
 
+def test_the_first_worker_also_takes_the_waiting_rest_of_a_later_fellows_batch(
+    huey, consumers
+) -> None:
+    """Whichever worker is free looks at every fellow's batch: here the batch waits behind a
+    long task on the second worker, and the first one, once free, runs its quick task."""
+    ran: list[object] = []
+    gates: dict[str, threading.Event] = {}  # worker thread -> the event its gate task waits on
+    second = threading.Event()
+
+    @huey.task()
+    def quick(i):
+        ran.append(i)
+
+    @huey.task()
+    def gate():
+        gates[threading.current_thread().name] = event = threading.Event()
+        event.wait(20)
+
+    @huey.task()
+    def long():
+        second.wait(20)
+        ran.append("second")
+
+    claims = record_claims(huey)
+    start(consumers, huey, workers=2)
+    gate()
+    gate()
+    assert wait_for(lambda: len(gates) == 2)  # one on each worker
+    gates["huey-Worker-2"].set()
+    quick.map(range(20))  # the second worker runs them alone: its tasks are quick again
+    assert wait_for(lambda: len(ran) == 20)
+    time.sleep(1.2)  # its blocking claim starts again, sized for quick tasks
+    huey.enqueue_many([long.s(), quick.s("behind")])
+    assert wait_for(lambda: huey.storage.queue.size() == 0)
+    assert claims[-1][1] == 2, claims  # claimed together by the second worker
+    gates["huey-Worker-1"].set()  # the first worker is free: it takes "behind"
+    assert wait_for(lambda: "behind" in ran, timeout=10), ran[20:]
+    assert "second" not in ran
+    second.set()
+    assert wait_for(lambda: "second" in ran)
+    assert wait_for(lambda: huey.storage.queue.leases() == [])
+
+
 def test_a_fellow_checks_a_message_of_another_workers_batch_against_that_batchs_read(
     huey, monkeypatch
 ) -> None:
