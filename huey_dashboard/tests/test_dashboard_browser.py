@@ -91,6 +91,12 @@ def count(driver: Any, key: str) -> int:
     return int(driver.find_element(By.CSS_SELECTOR, f'[data-count="{key}"]').text)
 
 
+def text_of(driver: Any, selector: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.CSS_SELECTOR, selector).text)
+
+
 def until(driver: Any, check: Callable[[], object], what: str, timeout: float = 30) -> None:
     """Wait, without reloading, until `check()` is true on the page as it updates itself."""
     from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
@@ -131,8 +137,10 @@ def test_dashboard_follows_a_real_consumer_and_requeues_a_dead_letter(
     in_another_process(app, "for _ in range(5): tasks.slow(1.0)")
     until(browser, lambda: count(browser, "queued") >= 1 and count(browser, "in_flight") == 1,
           "queued tasks and one in flight")  # fmt: skip
-    lease = browser.find_element(By.CSS_SELECTOR, "table.leases tbody tr").text
-    assert "slow" in lease and f":{old.pid}:Worker-1" in lease  # the owner of the lease
+    # Read through until(): a live update may replace the row between finding and reading it.
+    owner = f":{old.pid}:Worker-1"  # the owner of the lease
+    until(browser, lambda: "slow" in (lease := text_of(browser, "table.leases tbody tr"))
+          and owner in lease, "the running task's lease, owned by the old consumer")  # fmt: skip
     screenshots(browser, "dashboard-overview-busy")
     until(browser, lambda: count(browser, "queued") == 0 and count(browser, "in_flight") == 0,
           "the queue drained")  # fmt: skip
@@ -143,14 +151,16 @@ def test_dashboard_follows_a_real_consumer_and_requeues_a_dead_letter(
     task_id = in_another_process(app, "print(tasks.report('q3').id)")
     until(browser, lambda: count(browser, "dead_letters") == 1, "one dead letter")
     browser.find_element(By.ID, "card-dead_letters").click()
-    row = browser.find_element(By.CSS_SELECTOR, "#dead-letters tbody tr")
-    assert "unknown task" in row.text and "'q3'" in row.text  # reason and argument preview
+    until(browser, lambda: "unknown task" in (row := text_of(browser, "#dead-letters tbody tr"))
+          and "'q3'" in row, "the dead letter's reason and argument preview")  # fmt: skip
     screenshots(browser, "dashboard-dead-letters")
 
     # The new release is deployed; one click puts the message back and it runs.
     assert stop(old) == 0, read_log(old)
     new = app.start_consumer("-w", "1", "-n", "-s", "0.2")
-    row.find_element(By.CSS_SELECTOR, 'button[data-action="requeue"]').click()
+    requeue = '#dead-letters tbody tr button[data-action="requeue"]'
+    until(browser, lambda: browser.find_element(By.CSS_SELECTOR, requeue).click() or True,
+          "the requeue button")  # fmt: skip
     until(browser, lambda: "requeued 1 dead letter" in browser.find_element(By.CLASS_NAME, "flash").text,
           "the requeue confirmation")  # fmt: skip
     until(browser, lambda: browser.find_elements(By.ID, "no-dead-letters"), "no dead letters left")
