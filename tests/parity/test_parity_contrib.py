@@ -23,6 +23,7 @@ from huey_core import Huey
 from huey_core.contrib.asyncio import aget_result, aget_result_group
 from huey_core.contrib.helpers import RedisSemaphore, Semaphore, lock_task_semaphore
 from huey_core.exceptions import ResultTimeout, TaskException, TaskLockedException
+from huey_core.testing.apps import wait_for
 from huey_redis.testing import REDIS_URL, require_server
 from tests.core.helpers import drain
 
@@ -184,23 +185,28 @@ def test_bad_values_are_refused():
 
 def test_lock_task_semaphore_limits_a_task_and_renews_while_it_runs(huey):
     @huey.task()
-    @lock_task_semaphore(huey, "limited", value=1, timeout=0.6)
+    @lock_task_semaphore(huey, "limited", value=1, timeout=1.2)
     def slow(seconds):
         time.sleep(seconds)
+        finished.set()  # the slot is released after this, as the call returns
         return seconds
 
-    sem = Semaphore(huey, "limited", value=1, timeout=0.6)
-    result = slow(1.5)  # runs longer than the timeout: the renewer must keep the slot
+    finished = threading.Event()
+    sem = Semaphore(huey, "limited", value=1, timeout=1.2)
+    result = slow(3.0)  # runs longer than the timeout: the renewer must keep the slot
     worker = threading.Thread(target=drain, args=(huey,))
     worker.start()
-    time.sleep(0.2)
+    # From the moment the task holds its slot (not after a guessed sleep: a busy machine may
+    # take longer to start it) until it ends, the slot stays held.
+    assert wait_for(lambda: sem.holders() == 1 or not worker.is_alive())
     seen_free = False
     while worker.is_alive():
-        seen_free |= sem.holders() == 0
+        free = sem.holders() == 0
+        seen_free |= free and not finished.is_set()  # read after: the release comes later
         time.sleep(0.05)
     worker.join()
-    assert result.get() == 1.5
-    assert not seen_free  # held from start to end, renewed past 0.6 s
+    assert result.get() == 3.0
+    assert not seen_free  # held from start to end, renewed past 1.2 s
     assert sem.holders() == 0  # released when the task ended
 
 
