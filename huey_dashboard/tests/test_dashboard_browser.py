@@ -85,16 +85,14 @@ def in_another_process(app: App, code: str) -> str:
     return out.stdout.strip()
 
 
-def count(driver: Any, key: str) -> int:
-    from selenium.webdriver.common.by import By
-
-    return int(driver.find_element(By.CSS_SELECTOR, f'[data-count="{key}"]').text)
-
-
 def text_of(driver: Any, selector: str) -> str:
     from selenium.webdriver.common.by import By
 
     return str(driver.find_element(By.CSS_SELECTOR, selector).text)
+
+
+def count(driver: Any, key: str) -> int:
+    return int(text_of(driver, f'[data-count="{key}"]'))
 
 
 def until(driver: Any, check: Callable[[], object], what: str, timeout: float = 30) -> None:
