@@ -225,8 +225,10 @@ def _end_group(pgid: int) -> None:
 
 
 def run_long_running(line: str, cwd: Path, env: dict[str, str], settle: float) -> str | None:
-    """Start one command that runs until stopped: it must still run after `settle` seconds and
-    exit 0 on SIGTERM. Why it did not (None when it did)."""
+    """Start one command that runs until stopped: it must still run after `settle` seconds and,
+    once it has installed its SIGTERM handler, exit 0 on SIGTERM. Why it did not (None when it
+    did). Waiting for the handler keeps a slow start-up (a busy machine) from being killed
+    before the program could handle the signal at all."""
     words = shlex.split(line)
     env = dict(env, PYTHONFAULTHANDLER="1")
     while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
@@ -236,11 +238,21 @@ def run_long_running(line: str, cwd: Path, env: dict[str, str], settle: float) -
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # fmt: skip
     try:
-        try:
-            output, _ = proc.communicate(timeout=settle)
-            return f"`{line}` exited with {proc.returncode} instead of running:\n{output}"
-        except subprocess.TimeoutExpired:
-            pass
+        deadline = time.monotonic() + settle + 60
+        seen: tuple[bytes, bytes] | None = None
+        wait = settle
+        while True:  # running after `settle`, and holding its SIGTERM handler (a slow start-up)
+            try:
+                output, _ = proc.communicate(timeout=wait)  # reads on, so the pipe never fills
+                return f"`{line}` exited with {proc.returncode} instead of running:\n{output}"
+            except subprocess.TimeoutExpired:
+                pass
+            now = _sigterm_handled_by(proc.pid)
+            if now is not None and now == seen:
+                break  # the same program (a -k greenlet consumer execs itself) kept its handler
+            if time.monotonic() > deadline:
+                break  # SIGTERM now: a start-up of over a minute is for the exit code to show
+            seen, wait = now, 0.5
         proc.send_signal(signal.SIGTERM)
         try:
             output, _ = proc.communicate(timeout=40)
@@ -253,6 +265,19 @@ def run_long_running(line: str, cwd: Path, env: dict[str, str], settle: float) -
         return None
     finally:
         _end_group(proc.pid)
+
+
+def _sigterm_handled_by(pid: int) -> tuple[bytes, bytes] | None:
+    """(command line, /proc status) of a process that catches SIGTERM; None when it does not."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    caught = re.search(r"^SigCgt:\s*([0-9a-f]+)$", status, re.M)
+    if caught is None or not int(caught.group(1), 16) >> (signal.SIGTERM - 1) & 1:
+        return None
+    return cmdline, caught.group(1).encode()
 
 
 def start_consumer(import_path: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
