@@ -363,11 +363,14 @@ def test_ack_soon_is_a_plain_ack_with_a_bounded_pool(factory):
 
 def test_an_ack_soon_that_finds_the_script_gone_is_sent_again(factory):
     """A restarted server forgets its scripts: the answer is NOSCRIPT, and settle_acks() acks
-    with the script's source instead."""
+    with the script's source instead, each of the acks in flight (a batch's), not just one."""
     backend = factory()
-    backend.queue.enqueue(b"job")
-    delivery = backend.queue.dequeue("w", 30)
+    backend.queue.enqueue_many([(b"a", 0), (b"b", 0), (b"c", 0), (b"kept", 0)])
+    deliveries = backend.queue.dequeue_many("w", 30, 3)
     backend.client.script_flush()
-    backend.queue.ack_soon(delivery.lease)
+    for delivery in deliveries:
+        backend.queue.ack_soon(delivery.lease)
     backend.queue.settle_acks()
-    assert backend.queue.leases() == [] and backend.queue.size() == 0
+    assert backend.queue.leases() == [] and backend.queue.peek() == [b"kept"]
+    backend.queue.enqueue(b"next")  # the connection read every answer: the next call is fine
+    assert backend.queue.size() == 2

@@ -1134,6 +1134,58 @@ def test_an_ack_refused_as_a_graceful_stop_begins_is_sent_again_and_reported(
     assert "(ConnectionError: connection reset by peer)" in warning
 
 
+class BatchPipelinedQueue(FlakyQueue):
+    """The memory queue claiming batches, whose ack_soon() only sends the ack and leaves its
+    answer for settle_acks(), as Redis does for a batch: the first settle_acks() that reads
+    several answers finds the connection reset, so none of those acks happened."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner, failures=0)
+        self.ack_failures = 0
+        self.failed: list[str] = []  # the leases whose answers failed
+        self._in_flight: list[str] = []
+
+    def dequeue_many(self, owner, lease_timeout, n, wait=0.0):
+        return self._inner.dequeue_many(owner, lease_timeout, n, wait)
+
+    def ack_and_dequeue_many(self, leases, owner, lease_timeout, n, wait=0.0):
+        self._inner.ack_many(leases)
+        return self._inner.dequeue_many(owner, lease_timeout, n, wait)
+
+    def ack_soon(self, lease):
+        self._in_flight.append(lease)
+
+    def settle_acks(self):
+        leases, self._in_flight = self._in_flight, []
+        if len(leases) > 1 and not self.failed:
+            self.failed = leases
+            raise ConnectionError("connection reset by peer")
+        for lease in leases:
+            self._inner.ack(lease)
+
+
+def test_every_ack_of_a_batch_whose_answers_failed_is_sent_again(consumers):
+    """A worker acks each finished task of a batch with ack_soon() and reads the answers at its
+    next claim. When that read fails, every one of those acks may not have happened: the worker
+    acks them all again, so no finished task keeps its lease (and runs again once it expires)."""
+    backend = MemoryBackend("batch-acks")
+    backend.queue = queue = BatchPipelinedQueue(backend.queue)
+    huey = Huey("batch-acks", backend=backend)
+    runs = []
+
+    @huey.task()
+    def work(i):
+        runs.append(i)
+
+    for i in range(200):
+        work(i)
+    start(consumers, huey, initial_delay=0.01, backoff=2.0, max_delay=0.05, periodic=False)
+    inner = queue._inner
+    assert wait_for(lambda: len(runs) == 200 and inner.size() == 0 and inner.leases() == [])
+    assert len(queue.failed) > 1  # the answers of several acks were lost at once
+    assert sorted(runs) == list(range(200))  # and no task ran twice
+
+
 def test_with_debug_logging_a_task_claimed_with_an_ack_runs(huey, consumers, caplog):
     # DEBUG lines name each acknowledged message; writing them must not lose the claim they
     # ride on.

@@ -155,14 +155,15 @@ class Queue(Protocol):
 
         The ack takes effect even if this process dies right after this returns (on Redis it is
         written to the connection; on PostgreSQL committed). A crash of the server may undo it,
-        and the task then runs again. An answer left to read is read by the next ack_soon() or
-        settle_acks() of the same thread: at most one ack per thread is in flight. When either
-        raises, the acks it covers may not have happened: the caller acks them again (ack is
+        and the task then runs again. Answers left to read are read by the next settle_acks()
+        of the same thread (or sooner, by a later ack_soon(): the backend bounds how many wait;
+        Redis reads up to 32 in one go). When either raises, every ack_soon() of the thread
+        since its last settle_acks() may not have happened: the caller acks them again (ack is
         idempotent). Derived: ack().
         """
 
     def settle_acks(self) -> None:
-        """Wait for the answer to this thread's ack_soon(), if one is in flight; raise if that
+        """Wait for the answers to this thread's ack_soon() calls still in flight; raise if an
         ack failed. Derived: nothing to wait for."""
 
     def ack(self, lease: str) -> None:

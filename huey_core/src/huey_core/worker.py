@@ -115,7 +115,7 @@ class Worker:
         self._failures = 0  # consecutive backend errors
         self._process_failures = 0  # consecutive process() calls that raised
         self._finished: list[Delivery] = []  # done, to be acked by the next claim
-        self._unsettled: Delivery | None = None  # its ack is sent, its answer not read yet
+        self._unsettled: list[Delivery] = []  # acks sent, their answers not read yet
         self._claimed: deque[Delivery] = deque()  # claimed in a batch, not started yet
         self._task_seconds = CLAIM_WINDOW  # recent average time per message (claim sizing)
 
@@ -422,28 +422,28 @@ class Worker:
             self._ack_soon(delivery)
 
     def _ack_soon(self, delivery: Delivery) -> None:
-        previous, self._unsettled = self._unsettled, None
         try:
             self.queue.ack_soon(delivery.lease)
-        except Exception as exc:  # noqa: BLE001 - neither ack is known to have happened
+        except Exception as exc:  # noqa: BLE001 - no ack in flight is known to have happened
             self._backend_error("ack", exc, until=self.consumer.hard_stop)
-            for unsure in (previous, delivery):
-                if unsure is not None:
-                    self._ack(unsure)
+            unsure, self._unsettled = [*self._unsettled, delivery], []
+            for each in unsure:
+                self._ack(each)
             return
-        self._unsettled = delivery
+        self._unsettled.append(delivery)
         logger.debug("%s: acknowledged message %s", self.name, delivery.lease)
 
     def _settle_acks(self) -> None:
-        """Read the answer to the ack in flight (ack_soon); ack again if it failed."""
-        unsettled, self._unsettled = self._unsettled, None
-        if unsettled is None:
+        """Read the answers to the acks in flight (ack_soon); ack again if that failed."""
+        unsettled, self._unsettled = self._unsettled, []
+        if not unsettled:
             return
         try:
             self.queue.settle_acks()
-        except Exception as exc:  # noqa: BLE001 - the ack may not have happened: again
+        except Exception as exc:  # noqa: BLE001 - the acks may not have happened: again
             self._backend_error("ack", exc, until=self.consumer.hard_stop)
-            self._ack(unsettled)
+            for each in unsettled:
+                self._ack(each)
 
     def _ack(self, delivery: Delivery) -> None:
         """Acknowledge until it works, or until shutdown gives up on it (the lease then expires

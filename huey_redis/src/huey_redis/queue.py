@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redis import BlockingConnectionPool
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 
 from huey_core.deadletters import backend_dead_letter
 from huey_core.protocols import BaseQueue, BaseSchedule, Delivery, LeaseInfo
@@ -49,6 +49,9 @@ log = logging.getLogger("huey_redis")
 SIGNAL_CAP = 64
 ENQUEUE_CHUNK = 1000  # messages per enqueue_many script
 ACK_CHUNK = 1000  # leases per ack script (Lua's unpack() has a limit of a few thousand)
+# ack_soon() calls of one thread whose answers wait on its connection until settle_acks() reads
+# them all in one read (a batch's acks: one per task, each sent before the next task starts).
+ACKS_IN_FLIGHT = 32
 
 # Helpers prepended to every script of this module (unused local functions cost nothing).
 # signal() pushes one wake-up token after any change that makes a message ready.
@@ -357,7 +360,7 @@ class RedisQueue(BaseQueue):
         self._peek, self._leases = s(PEEK), s(LEASES)
         self._ack_dequeue = s(ACK_DEQUEUE)
         self._enqueue_many = s(ENQUEUE_MANY)
-        self._in_flight = threading.local()  # per thread: (connection, lease) of an ack_soon()
+        self._in_flight = threading.local()  # per thread: (connection, leases) of ack_soon()
 
     def enqueue(self, data: bytes, priority: int = 0) -> None:
         """Append a message (one script: id, payload, ready entry, wake-up token). Atomic."""
@@ -474,17 +477,22 @@ class RedisQueue(BaseQueue):
             )
 
     def ack_soon(self, lease: str) -> None:
-        """ack(lease), sent without waiting for the answer (read by the thread's next ack_soon()
-        or settle_acks()): written to its connection, the ack takes effect even if this process
-        dies next. A plain ack on a Cluster and with max_connections."""
-        # It keeps a connection out of the pool until the answer is read: not from a pool that
+        """ack(lease), sent without waiting for the answer: written to its connection, the ack
+        takes effect even if this process dies next. The answers of up to ACKS_IN_FLIGHT acks of
+        this thread wait on that connection until settle_acks() reads them all at once (one
+        read instead of one per ack). A plain ack on a Cluster and with max_connections."""
+        # It keeps a connection out of the pool until the answers are read: not from a pool that
         # makes threads wait for a free connection (max_connections, sized for one per worker).
         pool = self._b.client.connection_pool if not self._b.cluster else None
         if pool is None or isinstance(pool, BlockingConnectionPool):
             self.ack(lease)
             return
-        self.settle_acks()
-        conn = pool.get_connection()
+        sent = getattr(self._in_flight, "sent", None)
+        if sent is not None and len(sent[1]) >= ACKS_IN_FLIGHT:
+            self.settle_acks()
+            sent = None
+        conn, leases = (pool.get_connection(), []) if sent is None else sent
+        self._in_flight.sent = None
         try:
             keys = [self._leased, self._owner, self._data, self._prio, self._dlv]
             conn.send_command("EVALSHA", self._ack.sha, len(keys), *keys, lease)
@@ -492,30 +500,30 @@ class RedisQueue(BaseQueue):
             conn.disconnect()  # may have sent part of it: never hand this connection out again
             pool.release(conn)
             raise
-        self._in_flight.sent = (conn, lease)
+        leases.append(lease)
+        self._in_flight.sent = (conn, leases)
 
     def settle_acks(self) -> None:
-        """Read the answer to this thread's ack_soon(); an ack the server did not run (a
-        restarted server that lost the script) is sent again. Raises if the ack failed."""
+        """Read the answers to this thread's ack_soon() calls; an ack the server did not run (a
+        restarted server that lost the script) is sent again. Raises if an ack failed."""
         sent = getattr(self._in_flight, "sent", None)
         if sent is None:
             return
         self._in_flight.sent = None
-        conn, lease = sent
+        conn, leases = sent
+        lost = []
         try:  # as RedisBackend.direct() reads an answer
-            conn.read_response()
-        except NoScriptError:
-            lost_script = True  # an error answer: the connection is in a clean state
-        except ResponseError:
-            raise
+            for lease in leases:
+                try:
+                    conn.read_response()
+                except NoScriptError:  # an error answer: the next one follows as usual
+                    lost.append(lease)
         except BaseException:
-            conn.disconnect()  # an answer may be left unread: never hand it out again
+            conn.disconnect()  # answers may be left unread: never hand it out again
             raise
-        else:
-            lost_script = False
         finally:
             self._b.client.connection_pool.release(conn)
-        if lost_script:
+        for lease in lost:
             self.ack(lease)  # EVAL, which caches the script again
 
     def ack(self, lease: str) -> None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from huey_core.protocols import Backend
+from huey_core.protocols import Backend, Delivery
 from huey_core.testing.base import ConformanceBase, Connect, drain, run_threads
 
 __all__ = ["BatchQueueConformance"]
@@ -196,7 +196,7 @@ class BatchQueueConformance(ConformanceBase):
         queue.enqueue_many([(b"a", 0), (b"b", 0), (b"keep", 0)])
         first, second, kept = queue.dequeue_many("w", 30.0, 3)
         queue.ack_soon(first.lease)
-        queue.ack_soon(second.lease)  # the answer to the first is read here
+        queue.ack_soon(second.lease)  # both may be in flight (Redis), or the first read here
         # Sent, not settled: another connection sees both acks (within a moment).
         deadline = time.monotonic() + 5.0
         while len(other.queue.leases()) > 1 and time.monotonic() < deadline:
@@ -205,6 +205,30 @@ class BatchQueueConformance(ConformanceBase):
         queue.settle_acks()
         queue.settle_acks()  # nothing left in flight: a no-op
         assert [info.lease for info in queue.leases()] == [kept.lease]
+
+    def test_a_batch_of_acks_in_flight_lands_before_and_after_settling(
+        self, backend: Backend, connect: Connect
+    ) -> None:
+        """A worker acks each task of a batch with ack_soon() and reads the answers at its next
+        claim: 40 acks with no settle_acks() between them (more than a backend keeps waiting)
+        all land, and settling reads every answer."""
+        other = connect(backend.name)
+        queue = backend.queue
+        queue.enqueue_many([(f"m{i}".encode(), 0) for i in range(41)])
+        deliveries: list[Delivery] = []
+        for _ in range(41):  # a backend may hand out fewer than asked per call
+            deliveries += queue.dequeue_many("w", 30.0, 41 - len(deliveries))
+        assert len(deliveries) == 41
+        *done, kept = deliveries
+        for delivery in done:
+            queue.ack_soon(delivery.lease)
+        deadline = time.monotonic() + 5.0
+        while len(other.queue.leases()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [info.lease for info in other.queue.leases()] == [kept.lease]
+        queue.settle_acks()
+        queue.ack(kept.lease)  # the connection is in a clean state after the answers
+        assert queue.leases() == [] and queue.size() == 0
 
     def test_ack_soon_is_idempotent_and_ignores_unknown_leases(self, backend: Backend) -> None:
         queue = backend.queue
