@@ -268,7 +268,7 @@ def run_long_running(line: str, cwd: Path, env: dict[str, str], settle: float) -
 
 
 def _sigterm_handled_by(pid: int) -> tuple[bytes, bytes] | None:
-    """(command line, /proc status) of a process that catches SIGTERM; None when it does not."""
+    """(command line, SigCgt mask) of a process that catches SIGTERM; None when it does not."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
