@@ -8,6 +8,7 @@ import time
 import pytest
 
 from huey_core.protocols import Backend, Delivery
+from huey_core.testing.apps import wait_for
 from huey_core.testing.base import ConformanceBase, Connect, drain, run_threads
 
 __all__ = ["BatchQueueConformance"]
@@ -198,9 +199,7 @@ class BatchQueueConformance(ConformanceBase):
         queue.ack_soon(first.lease)
         queue.ack_soon(second.lease)  # both may be in flight (Redis), or the first read here
         # Sent, not settled: another connection sees both acks (within a moment).
-        deadline = time.monotonic() + 5.0
-        while len(other.queue.leases()) > 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: len(other.queue.leases()) <= 1, timeout=5.0)
         assert [info.lease for info in other.queue.leases()] == [kept.lease]
         queue.settle_acks()
         queue.settle_acks()  # nothing left in flight: a no-op
@@ -222,9 +221,7 @@ class BatchQueueConformance(ConformanceBase):
         *done, kept = deliveries
         for delivery in done:
             queue.ack_soon(delivery.lease)
-        deadline = time.monotonic() + 5.0
-        while len(other.queue.leases()) > 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: len(other.queue.leases()) <= 1, timeout=5.0)
         assert [info.lease for info in other.queue.leases()] == [kept.lease]
         queue.settle_acks()
         queue.ack(kept.lease)  # the connection is in a clean state after the answers
