@@ -195,11 +195,11 @@ def test_an_idle_worker_takes_the_waiting_rest_of_a_fellow_workers_batch(huey, c
 
     claims = record_claims(huey)
     start(consumers, huey, workers=2)
-    quick.map(range(200))  # both workers learn that tasks are quick: their claims grow
-    assert wait_for(lambda: len(ran) == 200)
     long("first")  # one worker runs it ...
     assert wait_for(lambda: huey.storage.queue.size() == 0)
-    time.sleep(1.2)  # ... while the other's blocking claim starts again, sized for quick tasks
+    quick.map(range(200))  # ... the other learns that tasks are quick: its claims grow
+    assert wait_for(lambda: len(ran) == 200)
+    time.sleep(1.2)  # its blocking claim starts again, sized for quick tasks
     huey.enqueue_many([long.s("second"), quick.s("behind")])
     assert wait_for(lambda: huey.storage.queue.size() == 0)
     assert claims[-1][1] == 2, claims  # claimed together by the free worker

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from huey_core import clock, greenlets, limits, processes
 from huey_core.events import consumer_identity
 from huey_core.exceptions import ConfigurationError
+from huey_core.gate import RunGate
 from huey_core.plugins import mask_url
 from huey_core.scheduler import Heartbeat, Scheduler
 from huey_core.task import Task
@@ -142,6 +143,8 @@ class Consumer:
         self._heartbeat = Heartbeat(self)
         self._scheduler = Scheduler(self)
         self._workers: list[Worker] = []
+        # Worker threads share one GIL: while tasks are quick, the ones beyond the first park.
+        self.gate = RunGate(self) if worker_type == "thread" and workers > 1 else None
         self._processes: list[ForkProcess] = []
         self._started = False
         self._worker_base = 0  # index offset for a forked child's worker name
@@ -282,6 +285,8 @@ class Consumer:
         """
         timeout = self.shutdown_timeout if timeout is None else timeout
         self.stopping.set()
+        if self.gate is not None:
+            self.gate.wake_all()  # parked workers leave at once
         with self._supervising:  # a replacement under way finishes first; none starts after
             pass
         self._scheduler.stop()

@@ -142,6 +142,12 @@ class Worker:
         with self._lock:
             return self._current is not None and not self._abandoned
 
+    @property
+    def running_since(self) -> float | None:
+        """When its current task started (time.monotonic()); None between tasks."""
+        with self._lock:
+            return self._current_since if self._phase == "running" and self._current else None
+
     def is_alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
@@ -162,6 +168,9 @@ class Worker:
             aio.close_thread_loop()  # the loop async tasks and hooks of this worker ran on
 
     def loop(self) -> None:
+        gate = self.consumer.gate
+        if gate is not None and gate.parks_at_start(self):
+            gate.park(self)
         try:
             while not self.consumer.stopping.is_set():
                 delivery = self._next()
@@ -174,6 +183,9 @@ class Worker:
                 self.handle(delivery)
                 if self._reached_max_tasks():
                     break
+                if gate is not None and not self._claimed and gate.should_park(self):
+                    self._flush_ack()  # a parked worker holds no message
+                    gate.park(self)
         finally:
             self._release_claimed()
             self._flush_ack()
@@ -264,6 +276,8 @@ class Worker:
         # and cost a revocation read of its own).
         self.idle = not batch
         if not batch:
+            if consumer.gate is not None:
+                consumer.gate.wake_all()  # the queue ran empty: every worker waits for work
             if consumer.blocking:
                 self.backoff.reset()
             else:
