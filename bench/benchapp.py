@@ -14,7 +14,8 @@ BENCH_PG_URL.
 Every task appends one line "<start time> <task number> <enqueue time>" to a log of its own
 process (one O_APPEND write: lines of concurrent threads never interleave), so completions are
 counted exactly, outside the storage under test, and the start of each task is known. The
-`incr` task also does one Redis INCR through its own client, because real tasks do I/O.
+`incr` task also does one Redis INCR through its own client, because real tasks do I/O; the
+`sleep` task waits 2 ms (a call to a slow service), to show that worker threads overlap waits.
 """
 
 from __future__ import annotations
@@ -90,9 +91,15 @@ def incr(i: int, enqueued: float) -> None:
     client.incr(f"bench:{NAME}:counter")
 
 
+@huey.task()
+def sleep(i: int, enqueued: float) -> None:
+    _record(i, enqueued)
+    time.sleep(0.002)  # a task that waits on a slow service: threads overlap the waits
+
+
 def produce(task_name: str, count: int, mode: str, interval: float, start: int) -> dict[str, float]:
     """Enqueue `count` tasks; the producer's own time per call is what is measured."""
-    task = {"noop": noop, "incr": incr}[task_name]
+    task = {"noop": noop, "incr": incr, "sleep": sleep}[task_name]
     huey.pending_count()  # connect before the clock starts, for both implementations
     t0 = time.perf_counter()
     if mode == "bulk":
@@ -135,7 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("produce")
-    p.add_argument("--task", default="noop", choices=["noop", "incr"])
+    p.add_argument("--task", default="noop", choices=["noop", "incr", "sleep"])
     p.add_argument("--count", type=int, default=5000)
     p.add_argument("--mode", default="single", choices=["single", "bulk"])
     p.add_argument("--interval", type=float, default=0.0)
