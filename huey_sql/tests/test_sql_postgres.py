@@ -176,3 +176,20 @@ def test_an_ack_sent_with_ack_soon_commits_when_the_process_dies_right_after(fac
     while len(backend.queue.leases()) > 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert [info.lease for info in backend.queue.leases()] == [running.lease]
+
+
+def test_claims_and_event_writes_skip_the_wal_flush_for_their_own_transaction_only(factory):
+    """A claim or an event write may be undone by a server crash (the message runs again; the
+    events are gone), so it does not wait for the disk; the enqueue after it on the same pooled
+    connection must still wait: what a producer was told is stored stays stored."""
+    backend = factory(pool_size=1, max_overflow=0)  # every statement on one connection
+    backend.queue.enqueue_many([(b"first", 0), (b"second", 0)])
+    finished, claimed = backend.queue.dequeue_many("w", 30, 2)
+    backend.queue.ack_and_dequeue_many([finished.lease], "w", 30, 2)
+    backend.events.emit_many([b'{"event": "claimed"}'])
+    assert [info.lease for info in backend.queue.leases()] == [claimed.lease]
+    with backend.engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    sql = backend.queue._sql
+    for statement in (sql.claim_sql, sql.claim_many_sql, sql.ack_claim_many_sql, sql.emit_many_sql):
+        assert "set_config('synchronous_commit', 'off', true)" in statement

@@ -37,6 +37,21 @@ TRANSIENT = ("40P01", "40001", "55P03")  # deadlock, serialization failure, lock
 NOT_EXECUTED = ("57P01", "57P02", "57P03")
 
 
+# A CTE that turns synchronous_commit off for its statement's transaction only (a statement
+# must read it, or PostgreSQL skips it).
+ASYNC_COMMIT = "async AS (SELECT set_config('synchronous_commit', 'off', true) AS v)"
+
+
+def _commit_without_flush(statement: str) -> str:
+    """`statement` (an UPDATE ... RETURNING, maybe behind a WITH) committing without waiting
+    for the WAL flush."""
+    head, returning, tail = statement.rpartition(" RETURNING ")
+    statement = f"{head} AND EXISTS (SELECT 1 FROM async){returning}{tail}"
+    if statement.startswith("WITH "):
+        return f"WITH {ASYNC_COMMIT}, {statement[5:]}"
+    return f"WITH {ASYNC_COMMIT} {statement}"
+
+
 class PostgresDialect(Dialect):
     name = "postgresql"
     extra = "postgres"
@@ -67,18 +82,29 @@ class PostgresDialect(Dialect):
         # ack_soon(): committed (every session sees it, the consumer may die next) without
         # waiting for the WAL flush, as synchronous_commit = off does, for this transaction
         # only. A server crash in the next fraction of a second can undo it: the task then
-        # runs again, as after any lost ack. Enqueues and claims still wait for the disk.
+        # runs again, as after any lost ack.
         self.ack_soon_sql = self.sql(
-            "WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS v) "
+            f"WITH {ASYNC_COMMIT} "
             f"DELETE FROM {q} WHERE name = ? AND lease = ? AND EXISTS (SELECT 1 FROM async)"
         )
         # the same, in libpq's own parameter style, for send_ack()
         n = iter(range(1, 3))
         self._ack_soon_pq = re.sub("%s", lambda _: f"${next(n)}", self.ack_soon_sql).encode()
+        # Claims (with the acks that ride on them) and event writes commit without waiting for
+        # the WAL flush, as ack_soon() does (about 0.2 ms less per claim here). A server crash
+        # in the next fraction of a second can undo them: an undone claim leaves its message
+        # ready and an undone ack leaves it leased, so it runs again (at-least-once, as after
+        # any lost ack); undone events are gone from the live stream. Enqueues, results and
+        # schedules still wait for the disk: they are what a caller was told is stored.
+        self.claim_sql = _commit_without_flush(self.claim_sql)
+        self.claim_many_sql = _commit_without_flush(self.claim_many_sql)
+        self.ack_claim_sql = _commit_without_flush(self.ack_claim_sql)
+        self.ack_claim_many_sql = _commit_without_flush(self.ack_claim_many_sql)
         # One round trip for a batch: the events travel as one bytea[] and go in in list order.
         self.emit_many_sql = self.sql(
-            f"INSERT INTO {tables.events.name} (name, created, data) SELECT ?, ?, e.data "
-            "FROM unnest(?::bytea[]) WITH ORDINALITY AS e(data, n) ORDER BY e.n"
+            f"WITH {ASYNC_COMMIT} INSERT INTO {tables.events.name} (name, created, data) "
+            "SELECT ?, ?, e.data FROM unnest(?::bytea[]) WITH ORDINALITY AS e(data, n), async "
+            "ORDER BY e.n"
         )
         if self.notifies:
             # One statement instead of two (about 20% faster): the INSERT runs as a CTE, to
