@@ -146,7 +146,8 @@ class Worker:
     def running_since(self) -> float | None:
         """When its current task started (time.monotonic()); None between tasks."""
         with self._lock:
-            return self._current_since if self._phase == "running" and self._current else None
+            running = self._phase == "running" and self._current is not None
+            return self._current_since if running else None
 
     def is_alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
