@@ -49,6 +49,30 @@ def test_quick_tasks_run_on_one_worker_while_it_keeps_up_and_an_empty_queue_wake
     assert wait_for(lambda: consumer.gate.parked == 0)  # the queue ran empty: all wait for work
 
 
+def test_trials_of_fewer_park_running_workers_and_an_empty_queue_wakes_them_again(
+    huey, consumers, monkeypatch
+) -> None:
+    monkeypatch.setattr(gate, "BUSY", 0.0)  # any CPU use counts as full: each trial is of fewer
+    monkeypatch.setattr(gate, "SPARE", 0.0)  # none is of more
+    monkeypatch.setattr(gate, "KEEP", {1: 0.9, -1: 0.0})  # and each stays
+    done: list[int] = []
+
+    @huey.task()
+    def quick(i):
+        done.append(i)
+
+    consumer = start(consumers, huey, workers=4)
+    assert consumer.gate is not None
+    assert wait_for(lambda: consumer.gate.parked == 0)  # an empty queue: all four wait for work
+    quick.map(range(30000))
+    assert wait_for(lambda: consumer.gate.parked == 3, timeout=20), consumer.gate.parked
+    assert wait_for(lambda: len(done) == 30000, timeout=60)
+    assert wait_for(lambda: consumer.gate.parked == 0)  # the queue ran empty: all four again
+    assert consumer.gate.parks >= 3
+    assert sorted(done) == list(range(30000))  # each ran once
+    assert wait_for(lambda: huey.storage.queue.leases() == [])
+
+
 def test_quick_tasks_queued_behind_a_slow_one_start_while_it_runs(
     huey, consumers, no_trials_for_more
 ) -> None:
