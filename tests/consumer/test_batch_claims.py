@@ -7,6 +7,7 @@ import threading
 import time
 
 from huey_core import Huey, revocation
+from huey_core import gate as thread_gate
 from huey_core.consumer import Consumer
 from huey_core.testing.apps import wait_for
 from huey_core.worker import CLAIM_MAX
@@ -76,10 +77,16 @@ def test_slow_tasks_are_claimed_one_at_a_time_so_idle_workers_get_the_rest(huey,
     assert all(got <= 1 for _, got in claims)
 
 
-def test_busy_workers_claim_batches_while_no_fellow_waits_for_work(huey, consumers) -> None:
+def test_busy_workers_claim_batches_while_no_fellow_waits_for_work(
+    huey, consumers, monkeypatch
+) -> None:
     """Only a fellow whose last claim found nothing makes a worker claim a single message: four
     workers draining quick tasks still claim batches (one message per claim would cost a round
     trip and a revocation read per task)."""
+    # As when tasks leave the CPU room: every parked worker joins at the first trial and stays.
+    monkeypatch.setattr(thread_gate, "SPARE", 10.0)
+    monkeypatch.setattr(thread_gate, "BUSY", 10.0)
+    monkeypatch.setattr(thread_gate, "KEEP", {1: 0.0, -1: 0.97})
     ran: list[int] = []
 
     @huey.task()
@@ -95,12 +102,13 @@ def test_busy_workers_claim_batches_while_no_fellow_waits_for_work(huey, consume
         return plain(*args, **kwargs)
 
     queue.ack_and_dequeue_many = round_trip  # type: ignore[method-assign]
-    quick.map(range(400))
-    start(consumers, huey, workers=4)
-    assert wait_for(lambda: len(ran) == 400)
-    assert sorted(ran) == list(range(400))
+    quick.map(range(4000))
+    consumer = start(consumers, huey, workers=4)
+    assert wait_for(lambda: len(ran) == 4000, timeout=60)
+    assert consumer.gate is not None and consumer.gate.parks == 0
+    assert sorted(ran) == list(range(4000))
     hits = [got for _, got in claims if got]
-    assert len(hits) < 200, f"{len(hits)} claims for 400 messages: busy workers claimed singly"
+    assert len(hits) < 2000, f"{len(hits)} claims for 4000 messages: busy workers claimed singly"
 
 
 def test_graceful_stop_puts_the_unstarted_rest_of_a_batch_back(huey, consumers) -> None:
