@@ -14,12 +14,13 @@ the first start parked, and the consumer finds out by trial how many to run:
   KEEP[1] of before; for one fewer: under KEEP[-1]); a trial undone waits twice as long as the
   last before the next one the same way (from PROBE_MIN up to PROBE_MAX).
 
-Whatever the trials say, a parked worker runs again at once when every running worker is in a
-task that has taken QUICK or more (a slow task never holds up quick ones queued behind it), when
-a worker finds the queue empty (idle workers all wait on the backend, so a burst is claimed by
-all of them; the trials start afresh), and at shutdown. One parked worker (the head) looks every
-QUICK seconds; the others sleep until it joins. A worker parks only at the end of its batch and
-after acknowledging its finished messages: a parked worker holds no message.
+Whatever the trials say, a parked worker runs again within QUICK seconds once every running
+worker is in a task that has taken QUICK or more (a slow task never holds up quick ones queued
+behind it), at once when a worker finds the queue empty (idle workers all wait on the backend,
+so a burst is claimed by all of them; the trials start afresh), and at shutdown. One parked
+worker (the head) looks every QUICK seconds; the others sleep until it joins. A worker parks
+only at the end of its batch and after acknowledging its finished messages: a parked worker
+holds no message.
 """
 
 from __future__ import annotations
