@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 import uuid
+from typing import Any
 
 import pytest
 
@@ -42,3 +43,16 @@ def consumers():
     for consumer in started:
         if not consumer.stopped:
             consumer.stop(graceful=False)
+
+
+@pytest.fixture
+def start(huey: Huey, consumers: list[Consumer]):
+    """start(**options): a started Consumer of `huey` (scheduler every 0.05 s), stopped at the end."""
+
+    def start(**options: Any) -> Consumer:
+        consumer = Consumer(huey, scheduler_interval=0.05, **options)
+        consumers.append(consumer)
+        consumer.start()
+        return consumer
+
+    return start

@@ -8,16 +8,8 @@ import time
 
 from huey_core import Huey, revocation
 from huey_core import gate as thread_gate
-from huey_core.consumer import Consumer
 from huey_core.testing.apps import wait_for
 from huey_core.worker import CLAIM_MAX
-
-
-def start(consumers: list[Consumer], huey: Huey, **options) -> Consumer:
-    consumer = Consumer(huey, scheduler_interval=0.05, **options)
-    consumers.append(consumer)
-    consumer.start()
-    return consumer
 
 
 def record_claims(huey: Huey) -> list[tuple[int, int]]:
@@ -41,7 +33,7 @@ def record_claims(huey: Huey) -> list[tuple[int, int]]:
     return claims
 
 
-def test_quick_tasks_are_claimed_in_bounded_batches_and_each_runs_once(huey, consumers) -> None:
+def test_quick_tasks_are_claimed_in_bounded_batches_and_each_runs_once(huey, start) -> None:
     ran: list[int] = []
 
     @huey.task()
@@ -50,7 +42,7 @@ def test_quick_tasks_are_claimed_in_bounded_batches_and_each_runs_once(huey, con
 
     claims = record_claims(huey)
     quick.map(range(300))
-    start(consumers, huey, workers=1)
+    start(workers=1)
     assert wait_for(lambda: len(ran) == 300)
     assert sorted(ran) == list(range(300))
     assert max(got for _, got in claims) > 1, "no claim took more than one message"
@@ -58,7 +50,7 @@ def test_quick_tasks_are_claimed_in_bounded_batches_and_each_runs_once(huey, con
     assert wait_for(lambda: huey.storage.queue.leases() == [])  # every message acked
 
 
-def test_slow_tasks_are_claimed_one_at_a_time_so_idle_workers_get_the_rest(huey, consumers) -> None:
+def test_slow_tasks_are_claimed_one_at_a_time_so_idle_workers_get_the_rest(huey, start) -> None:
     running = threading.Semaphore(0)
     release = threading.Event()
 
@@ -69,7 +61,7 @@ def test_slow_tasks_are_claimed_one_at_a_time_so_idle_workers_get_the_rest(huey,
 
     claims = record_claims(huey)
     slow.map(range(4))
-    start(consumers, huey, workers=4)
+    start(workers=4)
     # every worker holds one of the four: none was left waiting behind another's task
     for _ in range(4):
         assert running.acquire(timeout=10)
@@ -78,7 +70,7 @@ def test_slow_tasks_are_claimed_one_at_a_time_so_idle_workers_get_the_rest(huey,
 
 
 def test_busy_workers_claim_batches_while_no_fellow_waits_for_work(
-    huey, consumers, monkeypatch
+    huey, start, monkeypatch
 ) -> None:
     """Only a fellow whose last claim found nothing makes a worker claim a single message: four
     workers draining quick tasks still claim batches (one message per claim would cost a round
@@ -103,7 +95,7 @@ def test_busy_workers_claim_batches_while_no_fellow_waits_for_work(
 
     queue.ack_and_dequeue_many = round_trip  # type: ignore[method-assign]
     quick.map(range(4000))
-    consumer = start(consumers, huey, workers=4)
+    consumer = start(workers=4)
     assert wait_for(lambda: len(ran) == 4000, timeout=60)
     assert consumer.gate is not None and consumer.gate.parks == 0
     assert sorted(ran) == list(range(4000))
@@ -111,7 +103,7 @@ def test_busy_workers_claim_batches_while_no_fellow_waits_for_work(
     assert len(hits) < 2000, f"{len(hits)} claims for 4000 messages: busy workers claimed singly"
 
 
-def test_graceful_stop_puts_the_unstarted_rest_of_a_batch_back(huey, consumers) -> None:
+def test_graceful_stop_puts_the_unstarted_rest_of_a_batch_back(huey, start) -> None:
     ran: list[object] = []
     gate = threading.Event()
 
@@ -125,7 +117,7 @@ def test_graceful_stop_puts_the_unstarted_rest_of_a_batch_back(huey, consumers) 
         ran.append("blocker")
 
     claims = record_claims(huey)
-    consumer = start(consumers, huey, workers=1)
+    consumer = start(workers=1)
     quick.map(range(50))  # the worker learns that its tasks are quick: its claims grow
     assert wait_for(lambda: len(ran) == 50)
     huey.enqueue_many([blocker.s(), *(quick.s(i) for i in range(100, 110))])
@@ -141,7 +133,7 @@ def test_graceful_stop_puts_the_unstarted_rest_of_a_batch_back(huey, consumers) 
     assert huey.storage.queue.leases() == []
 
 
-def test_a_revocation_made_while_a_batch_waits_is_honoured(huey, consumers) -> None:
+def test_a_revocation_made_while_a_batch_waits_is_honoured(huey, start) -> None:
     ran: list[int] = []
     gate = threading.Event()
 
@@ -154,7 +146,7 @@ def test_a_revocation_made_while_a_batch_waits_is_honoured(huey, consumers) -> N
         gate.wait(10)
 
     claims = record_claims(huey)
-    start(consumers, huey, workers=1)
+    start(workers=1)
     quick.map(range(50))
     assert wait_for(lambda: len(ran) == 50)
     results = huey.enqueue_many([blocker.s(), quick.s(100), quick.s(101)])
@@ -166,7 +158,7 @@ def test_a_revocation_made_while_a_batch_waits_is_honoured(huey, consumers) -> N
     assert 100 not in ran
 
 
-def test_each_finished_task_is_acked_before_the_next_starts(huey, consumers) -> None:
+def test_each_finished_task_is_acked_before_the_next_starts(huey, start) -> None:
     """So a crash re-runs only the running task, never one that already finished."""
     seen: list[tuple[int, set[int]]] = []
 
@@ -177,7 +169,7 @@ def test_each_finished_task_is_acked_before_the_next_starts(huey, consumers) -> 
 
     claims = record_claims(huey)
     quick.map(range(200))
-    start(consumers, huey, workers=1)
+    start(workers=1)
     assert wait_for(lambda: len(seen) == 200)
     assert max(got for _, got in claims) > 1  # batches did happen
     done: set[int] = set()
@@ -186,7 +178,7 @@ def test_each_finished_task_is_acked_before_the_next_starts(huey, consumers) -> 
         done.add(i)
 
 
-def test_an_idle_worker_takes_the_waiting_rest_of_a_fellow_workers_batch(huey, consumers) -> None:
+def test_an_idle_worker_takes_the_waiting_rest_of_a_fellow_workers_batch(huey, start) -> None:
     """A quick task claimed in a batch behind a long one runs as soon as another worker is free,
     not when the long one ends."""
     ran: list[object] = []
@@ -202,7 +194,7 @@ def test_an_idle_worker_takes_the_waiting_rest_of_a_fellow_workers_batch(huey, c
         ran.append(gate)
 
     claims = record_claims(huey)
-    start(consumers, huey, workers=2)
+    start(workers=2)
     long("first")  # one worker runs it ...
     assert wait_for(lambda: huey.storage.queue.size() == 0)
     quick.map(range(200))  # ... the other learns that tasks are quick: its claims grow
@@ -219,9 +211,7 @@ def test_an_idle_worker_takes_the_waiting_rest_of_a_fellow_workers_batch(huey, c
     assert wait_for(lambda: huey.storage.queue.leases() == [])
 
 
-def test_the_first_worker_also_takes_the_waiting_rest_of_a_later_fellows_batch(
-    huey, consumers
-) -> None:
+def test_the_first_worker_also_takes_the_waiting_rest_of_a_later_fellows_batch(huey, start) -> None:
     """Whichever worker is free looks at every fellow's batch: here the batch waits behind a
     long task on the second worker, and the first one, once free, runs its quick task."""
     ran: list[object] = []
@@ -243,7 +233,7 @@ def test_the_first_worker_also_takes_the_waiting_rest_of_a_later_fellows_batch(
         ran.append("second")
 
     claims = record_claims(huey)
-    start(consumers, huey, workers=2)
+    start(workers=2)
     gate()
     gate()
     assert wait_for(lambda: len(gates) == 2)  # one on each worker

@@ -9,17 +9,9 @@ import time
 
 import pytest
 
-from huey_core import Huey, gate
-from huey_core.consumer import Consumer
+from huey_core import gate
 from huey_core.gate import BUSY, KEEP, PERIOD, PROBE_MAX, PROBE_MIN, SPARE, Trials
 from huey_core.testing.apps import wait_for
-
-
-def start(consumers: list[Consumer], huey: Huey, **options) -> Consumer:
-    consumer = Consumer(huey, scheduler_interval=0.05, **options)
-    consumers.append(consumer)
-    consumer.start()
-    return consumer
 
 
 @pytest.fixture
@@ -33,7 +25,7 @@ def no_trials_for_more(monkeypatch):
 
 
 def test_quick_tasks_run_on_one_worker_while_it_keeps_up_and_an_empty_queue_wakes_the_rest(
-    huey, consumers, no_trials_for_more
+    huey, start, no_trials_for_more
 ) -> None:
     threads: list[str] = []
 
@@ -42,7 +34,7 @@ def test_quick_tasks_run_on_one_worker_while_it_keeps_up_and_an_empty_queue_wake
         threads.append(threading.current_thread().name)
 
     quick.map(range(500))
-    consumer = start(consumers, huey, workers=4)
+    consumer = start(workers=4)
     assert wait_for(lambda: len(threads) == 500)
     assert set(threads) == {"huey-Worker-1"}  # the other three were parked
     assert consumer.gate is not None
@@ -50,7 +42,7 @@ def test_quick_tasks_run_on_one_worker_while_it_keeps_up_and_an_empty_queue_wake
 
 
 def test_trials_of_fewer_park_running_workers_and_an_empty_queue_wakes_them_again(
-    huey, consumers, monkeypatch
+    huey, start, monkeypatch
 ) -> None:
     monkeypatch.setattr(gate, "BUSY", 0.0)  # any CPU use counts as full: each trial is of fewer
     monkeypatch.setattr(gate, "SPARE", 0.0)  # none is of more
@@ -61,7 +53,7 @@ def test_trials_of_fewer_park_running_workers_and_an_empty_queue_wakes_them_agai
     def quick(i):
         done.append(i)
 
-    consumer = start(consumers, huey, workers=4)
+    consumer = start(workers=4)
     assert consumer.gate is not None
     assert wait_for(lambda: consumer.gate.parked == 0)  # an empty queue: all four wait for work
     quick.map(range(30000))
@@ -74,7 +66,7 @@ def test_trials_of_fewer_park_running_workers_and_an_empty_queue_wakes_them_agai
 
 
 def test_quick_tasks_queued_behind_a_slow_one_start_while_it_runs(
-    huey, consumers, no_trials_for_more
+    huey, start, no_trials_for_more
 ) -> None:
     release = threading.Event()
     ran: list[int] = []
@@ -89,7 +81,7 @@ def test_quick_tasks_queued_behind_a_slow_one_start_while_it_runs(
 
     slow()
     quick.map(range(50))
-    start(consumers, huey, workers=4)
+    start(workers=4)
     try:
         assert wait_for(lambda: len(ran) == 50, timeout=5), ran
     finally:
@@ -97,7 +89,7 @@ def test_quick_tasks_queued_behind_a_slow_one_start_while_it_runs(
 
 
 def test_four_tasks_that_wait_for_each_other_all_run_at_once(
-    huey, consumers, no_trials_for_more
+    huey, start, no_trials_for_more
 ) -> None:
     """-w 4 still runs four tasks at once when they take long enough to need it."""
     barrier = threading.Barrier(4, timeout=10)
@@ -109,11 +101,11 @@ def test_four_tasks_that_wait_for_each_other_all_run_at_once(
         passed.append(i)
 
     meet.map(range(4))
-    start(consumers, huey, workers=4)
+    start(workers=4)
     assert wait_for(lambda: len(passed) == 4, timeout=15), passed
 
 
-def test_tasks_that_wait_on_io_run_on_several_threads(huey, consumers) -> None:
+def test_tasks_that_wait_on_io_run_on_several_threads(huey, start) -> None:
     threads: list[str] = []
 
     @huey.task()
@@ -122,13 +114,13 @@ def test_tasks_that_wait_on_io_run_on_several_threads(huey, consumers) -> None:
         time.sleep(0.002)  # the process's CPU has room: more threads overlap the waits
 
     call_a_service.map(range(400))
-    start(consumers, huey, workers=4)
+    start(workers=4)
     assert wait_for(lambda: len(threads) == 400, timeout=30)
     assert len(set(threads[-100:])) == 4, sorted(set(threads[-100:]))
 
 
 def test_a_consumer_stops_promptly_while_workers_are_parked(
-    huey, consumers, no_trials_for_more
+    huey, start, no_trials_for_more
 ) -> None:
     ran: list[int] = []
 
@@ -137,7 +129,7 @@ def test_a_consumer_stops_promptly_while_workers_are_parked(
         ran.append(i)
 
     quick.map(range(20000))
-    consumer = start(consumers, huey, workers=4)
+    consumer = start(workers=4)
     assert wait_for(lambda: len(ran) > 100)
     assert consumer.gate is not None and consumer.gate.parked == 3
     began = time.monotonic()
