@@ -43,9 +43,11 @@ ASYNC_COMMIT = "async AS (SELECT set_config('synchronous_commit', 'off', true) A
 
 
 def _commit_without_flush(statement: str) -> str:
-    """`statement` (an UPDATE ... RETURNING, maybe behind a WITH) committing without waiting
-    for the WAL flush."""
+    """`statement` (an UPDATE or DELETE whose WHERE ends the statement or comes before its
+    RETURNING, maybe behind a WITH) committing without waiting for the WAL flush."""
     head, returning, tail = statement.rpartition(" RETURNING ")
+    if not returning:
+        head, tail = statement, ""
     statement = f"{head} AND EXISTS (SELECT 1 FROM async){returning}{tail}"
     if statement.startswith("WITH "):
         return f"WITH {ASYNC_COMMIT}, {statement[5:]}"
@@ -83,10 +85,7 @@ class PostgresDialect(Dialect):
         # waiting for the WAL flush, as synchronous_commit = off does, for this transaction
         # only. A server crash in the next fraction of a second can undo it: the task then
         # runs again, as after any lost ack.
-        self.ack_soon_sql = self.sql(
-            f"WITH {ASYNC_COMMIT} "
-            f"DELETE FROM {q} WHERE name = ? AND lease = ? AND EXISTS (SELECT 1 FROM async)"
-        )
+        self.ack_soon_sql = _commit_without_flush(self.ack_sql)
         # the same, in libpq's own parameter style, for send_ack()
         n = iter(range(1, 3))
         self._ack_soon_pq = re.sub("%s", lambda _: f"${next(n)}", self.ack_soon_sql).encode()
